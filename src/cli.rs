@@ -1,0 +1,96 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Shrink the word-embedding table of an ONNX transformer by projective clustering (MESSI).
+///
+/// `onnx-embcomp IN.onnx OUT.onnx` fits k subspaces of dimension j to the embedding rows,
+/// replaces the embedding Gather by k lookups recombined by Concat + MatMul, validates the
+/// result with tract and writes it. `onnx-embcomp inspect IN.onnx` shows what would be chosen.
+#[derive(Debug, Parser)]
+#[command(name = "onnx-embcomp", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub compress: CompressArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show a model's inputs, outputs, parameters and embedding candidates.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The ONNX model.
+    pub input: PathBuf,
+    /// Also list every rejected Gather and why.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Force the table: a Gather node name or an initializer name.
+    #[arg(long, value_name = "NAME")]
+    pub embedding: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    /// The ONNX model to compress.
+    #[arg(required = true)]
+    pub input: Option<PathBuf>,
+    /// Where to write the compressed model (never the input itself).
+    #[arg(required = true)]
+    pub output: Option<PathBuf>,
+    /// Number of subspaces (1 gives the plain SVD baseline).
+    #[arg(short, default_value_t = 4)]
+    pub k: usize,
+    /// Dimension of each subspace (instead of --ratio).
+    #[arg(short, conflicts_with = "ratio")]
+    pub j: Option<usize>,
+    /// Fraction of the embedding's numbers to remove, index maps included; sets j.
+    #[arg(long, default_value_t = 0.4)]
+    pub ratio: f64,
+    /// Force the table: a Gather node name or an initializer name.
+    #[arg(long, value_name = "NAME")]
+    pub embedding: Option<String>,
+    /// Rewrite the lookup even if other nodes (a tied LM head) read the table; it is kept, so
+    /// the file grows.
+    #[arg(long)]
+    pub allow_shared: bool,
+    /// Seed of all random choices; the same seed gives the same output bytes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Independent restarts of the fit; the cheapest is kept.
+    #[arg(long, default_value_t = onnx_embcomp::Options::default().restarts)]
+    pub restarts: usize,
+    /// Lloyd iterations per restart at most.
+    #[arg(long, default_value_t = onnx_embcomp::Options::default().max_iter)]
+    pub max_iter: usize,
+    /// Rows sampled for the restarts (the best is then polished on all rows).
+    #[arg(long, default_value_t = onnx_embcomp::Options::default().sample_rows)]
+    pub sample_rows: usize,
+    /// Threads for the fit (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Skip the validation with tract.
+    #[arg(long)]
+    pub no_validate: bool,
+    /// Sequence length fed to symbolic dimensions during validation.
+    #[arg(long, default_value_t = 16)]
+    pub seq: usize,
+    /// Batch size fed to symbolic batch dimensions during validation.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// No report and no progress bar on stderr (errors still show).
+    #[arg(short, long)]
+    pub quiet: bool,
+}

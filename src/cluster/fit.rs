@@ -1,0 +1,410 @@
+//! The Lloyd/EM alternation: assign each row to the subspace with the largest projection
+//! norm, refit each cluster's basis as the top-j eigenvectors of its Gram matrix.
+
+use faer::Par;
+use ndarray::{Array2, ArrayView2, Axis, s};
+use rand::Rng;
+
+use super::linalg::{ROW_BLOCK, add_gram, gemm, par, top_eigen};
+use super::params::CheckedParams;
+use crate::error::Result;
+
+/// A fitted (k, j)-projective clustering of a table `[n, d]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clustering {
+    /// One orthonormal basis `[d, j]` per cluster.
+    pub bases: Vec<Array2<f32>>,
+    /// Cluster of each row, `[n]`; every row is in the cluster whose subspace is closest.
+    pub assignment: Vec<u32>,
+    /// Sum over rows of the squared distance to the assigned subspace.
+    pub cost: f64,
+    /// Squared Frobenius norm of the table.
+    pub energy: f64,
+    /// Lloyd iterations run in all (restarts and polishing).
+    pub iterations: usize,
+    /// Final cost of each restart (on the sample the restarts ran on).
+    pub restart_costs: Vec<f64>,
+}
+
+/// Progress of a fit, reported after each Lloyd iteration.
+#[derive(Debug, Clone, Copy)]
+pub struct FitEvent {
+    /// Steps done so far (one step per planned iteration; early stops skip ahead).
+    pub step: usize,
+    /// Steps planned in all.
+    pub total: usize,
+    /// The restart running (`None` while polishing on all rows).
+    pub restart: Option<usize>,
+    /// Cost after this iteration, on the rows it ran on.
+    pub cost: f64,
+}
+
+impl Clustering {
+    /// Relative Frobenius error of the reconstruction: `sqrt(cost / energy)`.
+    pub fn relative_error(&self) -> f64 {
+        if self.energy > 0.0 { (self.cost / self.energy).sqrt() } else { 0.0 }
+    }
+
+    /// The rows of each cluster, in increasing order.
+    pub fn members(&self) -> Vec<Vec<usize>> {
+        let mut members = vec![Vec::new(); self.bases.len()];
+        for (row, &c) in self.assignment.iter().enumerate() {
+            members[c as usize].push(row);
+        }
+        members
+    }
+
+    /// The coefficients of each cluster's rows in its basis: `[n_i, j]` per cluster, rows in the
+    /// order of [`Clustering::members`]. Row t is reconstructed as `u_t · V_c(t)ᵀ`.
+    pub fn coefficients(&self, table: ArrayView2<f32>, threads: usize) -> Vec<Array2<f32>> {
+        let table = table.as_standard_layout();
+        self.members()
+            .iter()
+            .zip(&self.bases)
+            .map(|(rows, basis)| gemm(table.select(Axis(0), rows).view(), basis.view(), par(threads)))
+            .collect()
+    }
+}
+
+impl CheckedParams {
+    /// Fits the clustering to `table` `[n, d]` (the shape the parameters were checked for).
+    /// The result depends only on the table, the parameters and the RNG's state.
+    pub fn fit(
+        &self,
+        table: ArrayView2<f32>,
+        rng: &mut impl Rng,
+        progress: &mut dyn FnMut(FitEvent),
+    ) -> Result<Clustering> {
+        assert_eq!(table.dim(), (self.n, self.d), "table shape differs from the checked one");
+        let p = &self.p;
+        let table = table.as_standard_layout();
+        let full = Rows::new(table.view(), p.k, p.j, par(p.threads));
+        let sampled = self.n > p.sample_rows;
+        let sample_store;
+        let work = if sampled {
+            let mut idx = rand::seq::index::sample(rng, self.n, p.sample_rows).into_vec();
+            idx.sort_unstable();
+            sample_store = table.select(Axis(0), &idx);
+            Rows::new(sample_store.view(), p.k, p.j, par(p.threads))
+        } else {
+            full.clone()
+        };
+        let total = p.restarts * p.max_iter + if sampled { p.polish_iter } else { 0 };
+        let mut step = 0;
+        let mut iterations = 0;
+        let mut best: Option<Lloyd> = None;
+        let mut restart_costs = Vec::with_capacity(p.restarts);
+        for restart in 0..p.restarts {
+            let seed = work.seed(rng)?;
+            let run = work.lloyd(seed, p.max_iter, p.tol, &mut |it, cost| {
+                progress(FitEvent { step: step + it + 1, total, restart: Some(restart), cost })
+            })?;
+            step += p.max_iter;
+            iterations += run.iterations;
+            restart_costs.push(run.cost);
+            if best.as_ref().is_none_or(|b| run.cost < b.cost) {
+                best = Some(run);
+            }
+        }
+        let mut best = best.expect("at least one restart");
+        if sampled {
+            let polish = full.lloyd(best.bases, p.polish_iter, p.tol, &mut |it, cost| {
+                progress(FitEvent { step: step + it + 1, total, restart: None, cost })
+            })?;
+            iterations += polish.iterations;
+            best = polish;
+        }
+        progress(FitEvent { step: total, total, restart: None, cost: best.cost });
+        Ok(Clustering {
+            bases: best.bases,
+            assignment: best.assignment,
+            cost: best.cost,
+            energy: full.norms.iter().sum(),
+            iterations,
+            restart_costs,
+        })
+    }
+}
+
+/// The outcome of one Lloyd run: bases, the assignment they induce, its cost.
+struct Lloyd {
+    bases: Vec<Array2<f32>>,
+    assignment: Vec<u32>,
+    cost: f64,
+    iterations: usize,
+}
+
+/// The rows a Lloyd run works on, with their squared norms.
+#[derive(Clone)]
+struct Rows<'a> {
+    x: ArrayView2<'a, f32>,
+    norms: Vec<f64>,
+    k: usize,
+    j: usize,
+    par: Par,
+}
+
+impl<'a> Rows<'a> {
+    fn new(x: ArrayView2<'a, f32>, k: usize, j: usize, par: Par) -> Rows<'a> {
+        let norms = x.rows().into_iter().map(|r| r.iter().map(|&v| (v as f64) * (v as f64)).sum()).collect();
+        Rows { x, norms, k, j, par }
+    }
+
+    fn len(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// Lloyd iterations from `bases` until the relative improvement falls below `tol` or
+    /// `max_iter` assignments were made. Emptied or too small clusters are reseeded with the
+    /// worst-fitting rows. Returns the cheapest state seen.
+    fn lloyd(
+        &self,
+        mut bases: Vec<Array2<f32>>,
+        max_iter: usize,
+        tol: f64,
+        on_iter: &mut dyn FnMut(usize, f64),
+    ) -> Result<Lloyd> {
+        let min_size = self.j.min(self.len() / (4 * self.k)).max(1);
+        let mut best: Option<Lloyd> = None;
+        let mut reseeded = false;
+        let mut reseeds_left = 3;
+        for it in 0..max_iter {
+            let (mut assignment, costs, cost) = self.assign(&bases);
+            on_iter(it, cost);
+            let improved = best.as_ref().is_none_or(|b| cost < b.cost);
+            let converged = !reseeded && best.as_ref().is_some_and(|b| b.cost - cost <= tol * b.cost);
+            if improved {
+                best = Some(Lloyd { bases: bases.clone(), assignment: assignment.clone(), cost, iterations: it + 1 });
+            }
+            if let Some(b) = &mut best {
+                b.iterations = it + 1;
+            }
+            if converged || it + 1 == max_iter {
+                break;
+            }
+            reseeded = reseeds_left > 0 && self.reseed_small(&mut assignment, &costs, min_size);
+            if reseeded {
+                reseeds_left -= 1;
+            }
+            bases = self.refit(&assignment)?;
+        }
+        Ok(best.expect("max_iter >= 1"))
+    }
+
+    /// Each row's nearest subspace (largest projection norm; ties to the lowest index), each
+    /// row's squared distance to it, and their sum.
+    fn assign(&self, bases: &[Array2<f32>]) -> (Vec<u32>, Vec<f64>, f64) {
+        let (k, j) = (self.k, self.j);
+        let d = self.x.ncols();
+        let mut stacked = Array2::<f32>::zeros((d, k * j));
+        for (c, b) in bases.iter().enumerate() {
+            stacked.slice_mut(s![.., c * j..(c + 1) * j]).assign(b);
+        }
+        let n = self.len();
+        let mut assignment = Vec::with_capacity(n);
+        let mut costs = Vec::with_capacity(n);
+        for start in (0..n).step_by(ROW_BLOCK) {
+            let end = (start + ROW_BLOCK).min(n);
+            let proj = gemm(self.x.slice(s![start..end, ..]), stacked.view(), self.par);
+            for (r, row) in proj.rows().into_iter().enumerate() {
+                let row = row.as_slice().expect("contiguous");
+                let (mut best_c, mut best) = (0u32, f64::NEG_INFINITY);
+                for (c, block) in row.chunks_exact(j).enumerate() {
+                    let e: f64 = block.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                    if e > best {
+                        (best_c, best) = (c as u32, e);
+                    }
+                }
+                assignment.push(best_c);
+                costs.push((self.norms[start + r] - best).max(0.0));
+            }
+        }
+        let total = costs.iter().sum();
+        (assignment, costs, total)
+    }
+
+    /// Top-j eigenvectors of each cluster's Gram matrix.
+    fn refit(&self, assignment: &[u32]) -> Result<Vec<Array2<f32>>> {
+        let mut members = vec![Vec::new(); self.k];
+        for (row, &c) in assignment.iter().enumerate() {
+            members[c as usize].push(row);
+        }
+        members.iter().map(|rows| self.basis_of(rows)).collect()
+    }
+
+    /// Top-j eigenvectors of the Gram matrix of `rows`, `[d, j]`.
+    fn basis_of(&self, rows: &[usize]) -> Result<Array2<f32>> {
+        let d = self.x.ncols();
+        let mut gram = Array2::<f64>::zeros((d, d));
+        let mut scratch = Array2::<f32>::zeros((d, d));
+        for chunk in rows.chunks(ROW_BLOCK) {
+            let block = self.x.select(Axis(0), chunk);
+            add_gram(block.view(), &mut gram, &mut scratch, self.par);
+        }
+        Ok(top_eigen(&gram, self.j, self.par)?.0)
+    }
+
+    /// Moves the worst-fitting rows into clusters holding fewer than `min_size` rows.
+    /// Returns whether anything moved.
+    fn reseed_small(&self, assignment: &mut [u32], costs: &[f64], min_size: usize) -> bool {
+        let mut counts = vec![0usize; self.k];
+        for &c in assignment.iter() {
+            counts[c as usize] += 1;
+        }
+        let small: Vec<usize> = (0..self.k).filter(|&c| counts[c] < min_size).collect();
+        if small.is_empty() {
+            return false;
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));
+        let take = (self.len() / (2 * self.k)).max(min_size);
+        let donors: Vec<usize> =
+            order.into_iter().filter(|&r| !small.contains(&(assignment[r] as usize))).take(take * small.len()).collect();
+        for (&c, rows) in small.iter().zip(donors.chunks(take)) {
+            for &r in rows {
+                assignment[r] = c as u32;
+            }
+        }
+        true
+    }
+
+    /// k-means++-like seeding of k subspaces: a seed row drawn with probability proportional
+    /// to its squared distance to the subspaces chosen so far; the subspace fits the rows most
+    /// aligned with it (|cosine|), at least `2j` and about `n/k` of them.
+    fn seed(&self, rng: &mut impl Rng) -> Result<Vec<Array2<f32>>> {
+        let n = self.len();
+        let mut residual = self.norms.clone();
+        let mut bases = Vec::with_capacity(self.k);
+        let take = (n / self.k).max(2 * self.j).min(n);
+        for _ in 0..self.k {
+            let total: f64 = residual.iter().sum();
+            let seed = if total > 0.0 {
+                let mut u = rng.random::<f64>() * total;
+                residual.iter().position(|&r| {
+                    u -= r;
+                    u < 0.0
+                })
+                .unwrap_or(n - 1)
+            } else {
+                rng.random_range(0..n)
+            };
+            let s_row = self.x.row(seed);
+            let s_norm = self.norms[seed].sqrt().max(f64::MIN_POSITIVE);
+            let dots = gemm(self.x, s_row.insert_axis(Axis(1)).to_owned().view(), self.par);
+            let mut order: Vec<(f64, usize)> = (0..n)
+                .map(|r| {
+                    let denom = self.norms[r].sqrt() * s_norm;
+                    let cos = if denom > 0.0 { (dots[[r, 0]] as f64).abs() / denom } else { 0.0 };
+                    (cos, r)
+                })
+                .collect();
+            order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut rows: Vec<usize> = order[..take].iter().map(|&(_, r)| r).collect();
+            rows.sort_unstable();
+            let basis = self.basis_of(&rows)?;
+            let proj = gemm(self.x, basis.view(), self.par);
+            for (r, p) in proj.rows().into_iter().enumerate() {
+                let e: f64 = p.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                residual[r] = residual[r].min((self.norms[r] - e).max(0.0));
+            }
+            bases.push(basis);
+        }
+        Ok(bases)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::FitParams;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// `per` rows near each of `k` random `j`-dimensional subspaces of R^d, with `noise`.
+    fn union_of_subspaces(k: usize, j: usize, d: usize, per: usize, noise: f32, seed: u64) -> (Array2<f32>, Vec<u32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rows = Array2::zeros((k * per, d));
+        let mut truth = Vec::new();
+        let bases: Vec<Array2<f32>> =
+            (0..k).map(|_| Array2::from_shape_fn((j, d), |_| rng.random_range(-1.0f32..1.0))).collect();
+        for r in 0..k * per {
+            let c = r % k;
+            let coef: Vec<f32> = (0..j).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            for col in 0..d {
+                let v: f32 = (0..j).map(|i| coef[i] * bases[c][[i, col]]).sum();
+                rows[[r, col]] = v + noise * rng.random_range(-1.0f32..1.0);
+            }
+            truth.push(c as u32);
+        }
+        (rows, truth)
+    }
+
+    fn fit(table: &Array2<f32>, params: FitParams, seed: u64) -> Clustering {
+        let checked = params.check(table.nrows(), table.ncols()).unwrap();
+        checked.fit(table.view(), &mut ChaCha8Rng::seed_from_u64(seed), &mut |_| {}).unwrap()
+    }
+
+    /// Whether two labelings agree up to a permutation of labels.
+    fn same_partition(a: &[u32], b: &[u32]) -> bool {
+        let mut map = std::collections::HashMap::new();
+        a.iter().zip(b).all(|(x, y)| *map.entry(x).or_insert(y) == y)
+            && map.values().collect::<std::collections::HashSet<_>>().len() == map.len()
+    }
+
+    #[test]
+    fn recovers_a_union_of_subspaces() {
+        let (table, truth) = union_of_subspaces(4, 3, 24, 150, 0.0, 7);
+        let c = fit(&table, FitParams::new(4, 3), 1);
+        assert!(c.relative_error() < 1e-3, "error {}", c.relative_error());
+        assert!(same_partition(&c.assignment, &truth));
+    }
+
+    #[test]
+    fn recovers_the_partition_under_noise_with_sampling() {
+        let (table, truth) = union_of_subspaces(3, 4, 32, 400, 0.01, 3);
+        let c = fit(&table, FitParams::new(3, 4).sample_rows(300), 5);
+        assert!(c.relative_error() < 0.02, "error {}", c.relative_error());
+        assert!(same_partition(&c.assignment, &truth));
+    }
+
+    #[test]
+    fn k_one_is_the_top_j_eigen_energy() {
+        let (table, _) = union_of_subspaces(3, 4, 20, 50, 0.05, 11);
+        let c = fit(&table, FitParams::new(1, 5), 0);
+        let mut g = Array2::zeros((20, 20));
+        add_gram(table.view(), &mut g, &mut Array2::zeros((20, 20)), Par::Seq);
+        let eig = super::super::linalg::eigenvalues_desc(&g).unwrap();
+        let svd_cost: f64 = eig[5..].iter().sum();
+        assert!((c.cost - svd_cost).abs() <= 1e-4 * c.energy, "{} vs {}", c.cost, svd_cost);
+    }
+
+    #[test]
+    fn assignment_is_to_the_nearest_subspace() {
+        let (table, _) = union_of_subspaces(4, 2, 12, 60, 0.3, 2);
+        let c = fit(&table, FitParams::new(4, 2).max_iter(3), 9);
+        for (r, row) in table.rows().into_iter().enumerate() {
+            let energy = |b: &Array2<f32>| -> f64 { row.dot(b).iter().map(|&v| (v * v) as f64).sum() };
+            let mine = energy(&c.bases[c.assignment[r] as usize]);
+            assert!(c.bases.iter().all(|b| energy(b) <= mine + 1e-4), "row {r}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_bits_across_thread_counts() {
+        let (table, _) = union_of_subspaces(3, 5, 40, 300, 0.1, 4);
+        let p = FitParams::new(3, 5).sample_rows(500);
+        let one = fit(&table, p.clone().threads(1), 42);
+        let two = fit(&table, p.clone().threads(2), 42);
+        assert_eq!(one, two);
+        assert_ne!(one, fit(&table, p, 43), "another seed should give another sample");
+    }
+
+    #[test]
+    fn tiny_clusters_are_reseeded_not_fatal() {
+        // 10 identical rows and 2 subspaces: one cluster empties; the fit must still finish.
+        let table = Array2::from_shape_fn((10, 6), |(_, c)| c as f32);
+        let c = fit(&table, FitParams::new(2, 2), 0);
+        assert_eq!(c.assignment.len(), 10);
+        assert!(c.relative_error() < 1e-3, "error {}", c.relative_error());
+    }
+}

@@ -1,0 +1,123 @@
+//! Dense kernels on row-major ndarray data, computed by faer (pure Rust, multithreaded).
+//!
+//! faer's GEMM splits work over output blocks only, so results do not depend on the thread
+//! count; the tests check this.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par, Side};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+use crate::error::{Error, Result};
+
+/// Rows per block in row-blocked passes: bounds temporaries to `ROW_BLOCK x width` numbers.
+pub const ROW_BLOCK: usize = 4096;
+
+/// faer's parallelism for `threads` (0 = all of rayon's threads).
+pub fn par(threads: usize) -> Par {
+    if threads == 1 { Par::Seq } else { Par::rayon(threads) }
+}
+
+fn view<'a>(a: &'a ArrayView2<'a, f32>) -> MatRef<'a, f32> {
+    let s = a.as_slice().expect("row-major contiguous input");
+    MatRef::from_row_major_slice(s, a.nrows(), a.ncols())
+}
+
+fn view_mut<'a>(a: &'a mut ArrayViewMut2<'a, f32>) -> MatMut<'a, f32> {
+    let (r, c) = a.dim();
+    MatMut::from_row_major_slice_mut(a.as_slice_mut().expect("row-major contiguous output"), r, c)
+}
+
+/// `out = a · b`. Shapes: a `[m, p]`, b `[p, q]`, out `[m, q]`; all row-major contiguous.
+pub fn gemm_into(a: ArrayView2<f32>, b: ArrayView2<f32>, mut out: ArrayViewMut2<f32>, par: Par) {
+    matmul(view_mut(&mut out.view_mut()), Accum::Replace, view(&a), view(&b), 1.0f32, par);
+}
+
+/// `a · b` as a new array. Shapes: a `[m, p]`, b `[p, q]` -> `[m, q]`.
+pub fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, par: Par) -> Array2<f32> {
+    let mut out = Array2::zeros((a.nrows(), b.ncols()));
+    gemm_into(a, b, out.view_mut(), par);
+    out
+}
+
+/// `acc += xᵀ · x` for a row block x `[m, d]`; acc `[d, d]` accumulates in f64.
+/// `scratch` is a `[d, d]` f32 buffer reused between calls.
+pub fn add_gram(x: ArrayView2<f32>, acc: &mut Array2<f64>, scratch: &mut Array2<f32>, par: Par) {
+    if x.nrows() == 0 {
+        return;
+    }
+    let xv = view(&x);
+    let mut sv = scratch.view_mut();
+    matmul(view_mut(&mut sv), Accum::Replace, xv.transpose(), xv, 1.0f32, par);
+    acc.zip_mut_with(scratch, |a, &s| *a += s as f64);
+}
+
+/// The top `j` eigenpairs of a symmetric matrix g `[d, d]`: eigenvectors as columns of a
+/// `[d, j]` f32 matrix (orthonormal), eigenvalues in decreasing order.
+pub fn top_eigen(g: &Array2<f64>, j: usize, par: Par) -> Result<(Array2<f32>, Vec<f64>)> {
+    let d = g.nrows();
+    let gs = g.as_slice().expect("contiguous gram");
+    let m = MatRef::from_row_major_slice(gs, d, d);
+    let mut s = faer::diag::Diag::<f64>::zeros(d);
+    let mut u = faer::Mat::<f64>::zeros(d, d);
+    let scratch = faer::linalg::evd::self_adjoint_evd_scratch::<f64>(
+        d,
+        faer::linalg::evd::ComputeEigenvectors::Yes,
+        par,
+        Default::default(),
+    );
+    faer::linalg::evd::self_adjoint_evd(
+        m,
+        s.as_mut(),
+        Some(u.as_mut()),
+        par,
+        faer::dyn_stack::MemStack::new(&mut faer::dyn_stack::MemBuffer::new(scratch)),
+        Default::default(),
+    )
+    .map_err(|e| Error::Numerical(format!("symmetric eigendecomposition of a {d}x{d} Gram matrix: {e:?}")))?;
+    // Ascending order: the top j are the last j columns.
+    let mut basis = Array2::zeros((d, j));
+    let mut values = Vec::with_capacity(j);
+    for c in 0..j {
+        let src = d - 1 - c;
+        values.push(s[src]);
+        for r in 0..d {
+            basis[[r, c]] = u[(r, src)] as f32;
+        }
+    }
+    Ok((basis, values))
+}
+
+/// All eigenvalues of a symmetric matrix `[d, d]`, in decreasing order.
+pub fn eigenvalues_desc(g: &Array2<f64>) -> Result<Vec<f64>> {
+    let d = g.nrows();
+    let m = MatRef::from_row_major_slice(g.as_slice().expect("contiguous gram"), d, d);
+    let mut v = m
+        .self_adjoint_eigenvalues(Side::Lower)
+        .map_err(|e| Error::Numerical(format!("eigenvalues of a {d}x{d} Gram matrix: {e:?}")))?;
+    v.reverse();
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn gemm_matches_hand_product() {
+        let a = array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]];
+        let b = array![[1.0f32, 0.0, 2.0], [0.0, 1.0, -1.0]];
+        assert_eq!(gemm(a.view(), b.view(), Par::Seq), array![[1.0, 2.0, 0.0], [3.0, 4.0, 2.0], [5.0, 6.0, 4.0]]);
+    }
+
+    #[test]
+    fn gram_and_top_eigen() {
+        let x = array![[3.0f32, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]];
+        let mut g = Array2::zeros((3, 3));
+        add_gram(x.view(), &mut g, &mut Array2::zeros((3, 3)), Par::Seq);
+        let (v, e) = top_eigen(&g, 2, Par::Seq).unwrap();
+        assert!((e[0] - 9.0).abs() < 1e-9 && (e[1] - 4.0).abs() < 1e-9, "{e:?}");
+        assert!((v[[0, 0]].abs() - 1.0).abs() < 1e-6 && (v[[1, 1]].abs() - 1.0).abs() < 1e-6);
+        assert_eq!(eigenvalues_desc(&g).unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,160 @@
+//! Fit parameters: a builder, then a check against the table's shape.
+
+use crate::error::{Error, Result};
+
+/// Parameters of a (k, j)-projective clustering fit, unchecked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitParams {
+    /// Number of subspaces.
+    pub k: usize,
+    /// Dimension of each subspace.
+    pub j: usize,
+    /// Independent seedings; the cheapest result is kept.
+    pub restarts: usize,
+    /// Lloyd iterations per restart at most.
+    pub max_iter: usize,
+    /// Stop when an iteration lowers the cost by less than this fraction.
+    pub tol: f64,
+    /// Restarts run on a seeded sample of this many rows (all rows when the table is smaller),
+    /// then the best one is polished on all rows.
+    pub sample_rows: usize,
+    /// Lloyd iterations on all rows after the sampled restarts, at most.
+    pub polish_iter: usize,
+    /// Worker threads for the dense kernels (0: all available). Results do not depend on it.
+    pub threads: usize,
+}
+
+impl FitParams {
+    /// Defaults for k subspaces of dimension j.
+    pub fn new(k: usize, j: usize) -> FitParams {
+        FitParams { k, j, restarts: 4, max_iter: 12, tol: 1e-4, sample_rows: 8192, polish_iter: 8, threads: 0 }
+    }
+
+    /// Sets the number of restarts.
+    pub fn restarts(mut self, restarts: usize) -> Self {
+        self.restarts = restarts;
+        self
+    }
+
+    /// Sets the iterations per restart.
+    pub fn max_iter(mut self, max_iter: usize) -> Self {
+        self.max_iter = max_iter;
+        self
+    }
+
+    /// Sets the relative tolerance.
+    pub fn tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+
+    /// Sets the sample size of the restarts.
+    pub fn sample_rows(mut self, sample_rows: usize) -> Self {
+        self.sample_rows = sample_rows;
+        self
+    }
+
+    /// Sets the polishing iterations.
+    pub fn polish_iter(mut self, polish_iter: usize) -> Self {
+        self.polish_iter = polish_iter;
+        self
+    }
+
+    /// Sets the thread count (0: all).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Checks the parameters against a table of `n` rows and `d` columns.
+    pub fn check(self, n: usize, d: usize) -> Result<CheckedParams> {
+        let bad = |flag, reason: String| Err(Error::InvalidParameter { flag, reason });
+        if self.k == 0 {
+            return bad("-k", "the number of subspaces must be at least 1".into());
+        }
+        if self.k > n {
+            return bad("-k", format!("{} subspaces for a table of only {n} rows", self.k));
+        }
+        if self.j == 0 {
+            return bad("-j", "the subspace dimension must be at least 1".into());
+        }
+        if self.j >= d {
+            return bad("-j", format!("j = {} must be smaller than the table's {d} columns, or nothing is saved", self.j));
+        }
+        if self.restarts == 0 {
+            return bad("--restarts", "at least one restart is needed".into());
+        }
+        if self.max_iter == 0 {
+            return bad("--max-iter", "at least one iteration is needed".into());
+        }
+        if !(self.tol >= 0.0 && self.tol.is_finite()) {
+            return bad("--tol", format!("{} is not a non-negative number", self.tol));
+        }
+        if self.sample_rows < self.k {
+            return bad("--sample-rows", format!("{} rows cannot seed {} subspaces", self.sample_rows, self.k));
+        }
+        Ok(CheckedParams { p: self, n, d })
+    }
+}
+
+/// Parameters checked against a table shape; [`CheckedParams::fit`] runs the fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedParams {
+    pub(super) p: FitParams,
+    pub(super) n: usize,
+    pub(super) d: usize,
+}
+
+impl CheckedParams {
+    /// The parameters.
+    pub fn params(&self) -> &FitParams {
+        &self.p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(p: FitParams) -> String {
+        p.check(100, 16).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn k_zero() {
+        assert!(err(FitParams::new(0, 4)).contains("invalid -k"));
+    }
+    #[test]
+    fn k_above_rows() {
+        assert!(err(FitParams::new(101, 4)).contains("only 100 rows"));
+    }
+    #[test]
+    fn j_zero() {
+        assert!(err(FitParams::new(2, 0)).contains("invalid -j"));
+    }
+    #[test]
+    fn j_not_below_d() {
+        assert!(err(FitParams::new(2, 16)).contains("smaller than the table's 16 columns"));
+    }
+    #[test]
+    fn restarts_zero() {
+        assert!(err(FitParams::new(2, 4).restarts(0)).contains("--restarts"));
+    }
+    #[test]
+    fn max_iter_zero() {
+        assert!(err(FitParams::new(2, 4).max_iter(0)).contains("--max-iter"));
+    }
+    #[test]
+    fn tol_negative_or_nan() {
+        assert!(err(FitParams::new(2, 4).tol(-1.0)).contains("--tol"));
+        assert!(err(FitParams::new(2, 4).tol(f64::NAN)).contains("--tol"));
+    }
+    #[test]
+    fn sample_smaller_than_k() {
+        assert!(err(FitParams::new(4, 2).sample_rows(3)).contains("--sample-rows"));
+    }
+    #[test]
+    fn valid_params_pass() {
+        assert_eq!(FitParams::new(4, 8).check(100, 16).unwrap().params().k, 4);
+    }
+}

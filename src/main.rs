@@ -1,0 +1,134 @@
+//! The `onnx-embcomp` command: data on stdout, status and progress on stderr; exit 0 on
+//! success, 2 on any error (usage errors included).
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use onnx_embcomp::onnx::io;
+use onnx_embcomp::{FitEvent, Options, Size, ValidateOptions, compress, inspect::Summary};
+
+use cli::{Cli, Command, CompressArgs, InspectArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Inspect(args)) => run_inspect(args),
+        None => run_compress(cli.compress),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !msg.contains(&cause) {
+                    msg = format!("{msg}: {cause}");
+                }
+            }
+            eprintln!("onnx-embcomp: error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let model = io::read_model(&args.input)?;
+    let summary = Summary::of(&model, args.embedding.as_deref())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let size = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
+        println!("file        {} ({size} bytes)", args.input.display());
+        print!("{}", summary.render(args.verbose));
+    }
+    // A model with nothing to compress is an error for scripts, after the overview is shown.
+    summary.embedding.chosen().with_context(|| format!("'{}'", args.input.display()))?;
+    Ok(())
+}
+
+fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
+    let (input, output) = match (&args.input, &args.output) {
+        (Some(i), Some(o)) => (i.as_path(), o.as_path()),
+        _ => bail!("usage: onnx-embcomp IN.onnx OUT.onnx [options] (see --help)"),
+    };
+    if args.seq == 0 {
+        bail!("invalid --seq: the validation sequence length must be at least 1");
+    }
+    if args.batch == 0 {
+        bail!("invalid --batch: the validation batch size must be at least 1");
+    }
+    io::check_output_path(input, output)?;
+    if let Some(json) = &args.json {
+        io::check_output_path(input, json)?;
+    }
+    let options = Options {
+        k: args.k,
+        size: args.j.map_or(Size::Ratio(args.ratio), Size::Dim),
+        embedding: args.embedding.clone(),
+        allow_shared: args.allow_shared,
+        seed: args.seed,
+        restarts: args.restarts,
+        max_iter: args.max_iter,
+        sample_rows: args.sample_rows,
+        threads: args.threads,
+        validate: (!args.no_validate).then_some(ValidateOptions { batch: args.batch, seq: args.seq, seed: args.seed }),
+    };
+
+    let start = Instant::now();
+    let model = io::read_model(input)?;
+    let bytes_before = std::fs::metadata(input).map(|m| m.len()).ok();
+    let load = start.elapsed().as_secs_f64();
+
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(1);
+        bar.set_style(
+            ProgressStyle::with_template("fitting {bar:30} {pos}/{len} iterations, {elapsed} {msg}")
+                .expect("valid template"),
+        );
+        bar
+    });
+    let mut progress = |e: FitEvent| {
+        if let Some(bar) = &bar {
+            bar.set_length(e.total as u64);
+            bar.set_position(e.step as u64);
+            let what = e.restart.map_or("polishing on all rows".to_string(), |r| format!("restart {}", r + 1));
+            bar.set_message(format!("({what}, cost {:.4e})", e.cost));
+        }
+    };
+    let result = compress(&model, &options, &mut progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let (rewritten, mut report) = result.with_context(|| format!("'{}'", input.display()))?;
+    drop(model);
+
+    let write_start = Instant::now();
+    let written = io::write_model(&rewritten, output)?;
+    report.bytes_before = bytes_before;
+    report.bytes_after = Some(written);
+    report.seconds.insert(0, ("load".into(), load));
+    report.seconds.push(("write".into(), write_start.elapsed().as_secs_f64()));
+
+    if let Some(json) = &args.json {
+        write_json(json, &report)?;
+    }
+    if !args.quiet {
+        eprint!("{}", report.render());
+        eprintln!("wrote {} ({written} bytes)", output.display());
+    }
+    Ok(())
+}
+
+fn write_json(path: &Path, report: &onnx_embcomp::Report) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(report)?;
+    text.push('\n');
+    io::write_atomically(path, text.as_bytes())?;
+    Ok(())
+}

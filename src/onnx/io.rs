@@ -1,0 +1,286 @@
+//! Bytes <-> `ModelProto`: decoding, external data, lossless encoding and atomic writes.
+//!
+//! Only this module (and the CLI) touches files.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::proto::{self, ModelProto, TensorProto, tensor_proto::DataLocation};
+use crate::error::{Error, Result};
+
+/// The largest message protobuf readers accept (2 GiB - 1).
+const PROTOBUF_LIMIT: usize = i32::MAX as usize;
+
+/// A decoded ONNX model whose tensors all hold their data in memory.
+///
+/// Tensors stored as external data are read in when the model is loaded, so a `Model` does not
+/// depend on the folder it came from and can be written anywhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// The decoded protobuf.
+    pub proto: ModelProto,
+}
+
+impl Model {
+    /// Decodes a model from `bytes`. `dir` is the folder external-data locations are relative
+    /// to (`None` refuses external data); `origin` names the model in error messages.
+    pub fn decode(bytes: Bytes, dir: Option<&Path>, origin: &Path) -> Result<Model> {
+        if bytes.is_empty() {
+            return Err(Error::BadModel { path: origin.into(), reason: "the file is empty".into() });
+        }
+        let proto = ModelProto::decode(bytes)
+            .map_err(|source| Error::Decode { path: origin.into(), source })?;
+        if proto.graph.is_none() {
+            return Err(Error::BadModel {
+                path: origin.into(),
+                reason: "the protobuf holds no graph, so it is not an ONNX model".into(),
+            });
+        }
+        let mut model = Model { proto };
+        model.load_external_data(dir)?;
+        Ok(model)
+    }
+
+    /// The encoded protobuf.
+    pub fn encode(&self) -> Vec<u8> {
+        self.proto.encode_to_vec()
+    }
+
+    /// The size of the encoded protobuf in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.proto.encoded_len()
+    }
+
+    /// The main graph (present in every `Model`: decoding refuses models without one).
+    pub fn graph(&self) -> &proto::GraphProto {
+        self.proto.graph.as_ref().expect("Model::decode guarantees a graph")
+    }
+
+    /// The main graph, mutably.
+    pub fn graph_mut(&mut self) -> &mut proto::GraphProto {
+        self.proto.graph.as_mut().expect("Model::decode guarantees a graph")
+    }
+
+    /// The opset version of the default ONNX domain (`""` or `"ai.onnx"`), if imported.
+    pub fn onnx_opset(&self) -> Option<i64> {
+        self.proto
+            .opset_import
+            .iter()
+            .find(|o| matches!(o.domain(), "" | "ai.onnx"))
+            .map(|o| o.version())
+    }
+
+    /// Reads every external-data tensor into `raw_data`, resolving locations against `dir`.
+    fn load_external_data(&mut self, dir: Option<&Path>) -> Result<()> {
+        let mut files = ExternalFiles { dir, cache: Vec::new() };
+        for_each_tensor_mut(&mut self.proto, &mut |t| {
+            if t.data_location() == DataLocation::External {
+                let data = files.read(t)?;
+                t.raw_data = Some(data);
+                t.external_data.clear();
+                t.data_location = None;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// External-data files, each read once and sliced per tensor.
+struct ExternalFiles<'a> {
+    dir: Option<&'a Path>,
+    cache: Vec<(PathBuf, Bytes)>,
+}
+
+impl ExternalFiles<'_> {
+    fn read(&mut self, t: &TensorProto) -> Result<Bytes> {
+        let tensor = t.name().to_string();
+        let fail = |reason: String| Error::ExternalData { tensor: tensor.clone(), reason };
+        let entry = |key: &str| t.external_data.iter().find(|e| e.key() == key).map(|e| e.value());
+        let location = entry("location").ok_or_else(|| fail("no 'location' entry".into()))?;
+        let parse = |key: &str| -> Result<Option<u64>> {
+            entry(key)
+                .map(|v| v.parse::<u64>().map_err(|_| fail(format!("'{key}' is not a number: '{v}'"))))
+                .transpose()
+        };
+        let offset = parse("offset")?.unwrap_or(0);
+        let length = parse("length")?;
+        let dir = self.dir.ok_or_else(|| {
+            fail(format!("the model was not read from a file, so '{location}' cannot be resolved"))
+        })?;
+        let path = resolve_inside(dir, location).map_err(fail)?;
+        let data = match self.cache.iter().find(|(p, _)| *p == path) {
+            Some((_, data)) => data.clone(),
+            None => {
+                let data = Bytes::from(fs::read(&path).map_err(|e| {
+                    fail(format!("cannot read '{}': {e}", path.display()))
+                })?);
+                self.cache.push((path.clone(), data.clone()));
+                data
+            }
+        };
+        let size = data.len() as u64;
+        let end = match length {
+            Some(len) => offset.checked_add(len),
+            None => Some(size),
+        };
+        match end {
+            Some(end) if offset <= end && end <= size => Ok(data.slice(offset as usize..end as usize)),
+            _ => Err(fail(format!(
+                "'{}' holds {size} bytes, fewer than offset {offset} + length {} needs",
+                path.display(),
+                length.map_or("(rest)".into(), |l| l.to_string())
+            ))),
+        }
+    }
+}
+
+/// Joins `location` to `dir`, refusing absolute paths and paths that leave `dir`.
+fn resolve_inside(dir: &Path, location: &str) -> std::result::Result<PathBuf, String> {
+    let rel = Path::new(location);
+    if location.is_empty() || rel.is_absolute() || rel.has_root() {
+        return Err(format!("location '{location}' must be a relative path inside the model's folder"));
+    }
+    let base = dir
+        .canonicalize()
+        .map_err(|e| format!("cannot open the model's folder '{}': {e}", dir.display()))?;
+    let path = base.join(rel);
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("file '{}' named by location '{location}' cannot be opened: {e}", path.display()))?;
+    if !real.starts_with(&base) {
+        return Err(format!("location '{location}' escapes the model's folder '{}'", base.display()));
+    }
+    Ok(real)
+}
+
+/// Calls `f` on every tensor of the model: initializers, sparse initializers, tensor
+/// attributes (Constant nodes included), in subgraphs and functions too.
+pub fn for_each_tensor_mut(
+    model: &mut ModelProto,
+    f: &mut dyn FnMut(&mut TensorProto) -> Result<()>,
+) -> Result<()> {
+    fn graph(g: &mut proto::GraphProto, f: &mut dyn FnMut(&mut TensorProto) -> Result<()>) -> Result<()> {
+        for t in &mut g.initializer {
+            f(t)?;
+        }
+        for s in &mut g.sparse_initializer {
+            sparse(s, f)?;
+        }
+        nodes(&mut g.node, f)
+    }
+    fn sparse(s: &mut proto::SparseTensorProto, f: &mut dyn FnMut(&mut TensorProto) -> Result<()>) -> Result<()> {
+        s.values.as_mut().map_or(Ok(()), &mut *f)?;
+        s.indices.as_mut().map_or(Ok(()), &mut *f)
+    }
+    fn nodes(ns: &mut [proto::NodeProto], f: &mut dyn FnMut(&mut TensorProto) -> Result<()>) -> Result<()> {
+        for n in ns {
+            for a in &mut n.attribute {
+                if let Some(t) = &mut a.t {
+                    f(t)?;
+                }
+                for t in &mut a.tensors {
+                    f(t)?;
+                }
+                if let Some(s) = &mut a.sparse_tensor {
+                    sparse(s, f)?;
+                }
+                for s in &mut a.sparse_tensors {
+                    sparse(s, f)?;
+                }
+                if let Some(g) = &mut a.g {
+                    graph(g, f)?;
+                }
+                for g in &mut a.graphs {
+                    graph(g, f)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    if let Some(g) = &mut model.graph {
+        graph(g, f)?;
+    }
+    for func in &mut model.functions {
+        nodes(&mut func.node, f)?;
+    }
+    Ok(())
+}
+
+/// Reads and decodes the model at `path`, with its external data.
+pub fn read_model(path: &Path) -> Result<Model> {
+    let bytes = fs::read(path).map_err(|source| Error::Read { path: path.into(), source })?;
+    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+    Model::decode(Bytes::from(bytes), dir, path)
+}
+
+/// Refuses an `output` that is the `input` file itself (also through links or `./`), and an
+/// output whose folder does not exist.
+pub fn check_output_path(input: &Path, output: &Path) -> Result<()> {
+    let write_err = |reason: &str| Error::Write {
+        path: output.into(),
+        source: std::io::Error::other(reason.to_string()),
+    };
+    if output.as_os_str().is_empty() || output.file_name().is_none() {
+        return Err(write_err("not a file path"));
+    }
+    let folder = parent_folder(output);
+    if !folder.is_dir() {
+        return Err(write_err(&format!("folder '{}' does not exist", folder.display())));
+    }
+    let same = match (input.canonicalize(), output.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::OutputIsInput { path: output.into() });
+    }
+    Ok(())
+}
+
+fn parent_folder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `model` to `path` atomically: a temporary file in the same folder is written,
+/// flushed to disk and renamed over `path`, so no partial file is ever left at `path`.
+/// Returns the number of bytes written.
+pub fn write_model(model: &Model, path: &Path) -> Result<u64> {
+    let len = model.encoded_len();
+    if len > PROTOBUF_LIMIT {
+        return Err(Error::Write {
+            path: path.into(),
+            source: std::io::Error::other(format!(
+                "the model would be {len} bytes, over protobuf's 2 GiB limit"
+            )),
+        });
+    }
+    write_atomically(path, &model.encode())?;
+    Ok(len as u64)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename. The
+/// temporary file is read back and compared before it replaces `path`; on any failure it is
+/// removed and `path` is untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let err = |source| Error::Write { path: path.into(), source };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".onnx-embcomp-")
+        .suffix(".tmp")
+        .tempfile_in(parent_folder(path))
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    let back = fs::read(tmp.path()).map_err(err)?;
+    if back != bytes {
+        return Err(err(std::io::Error::other("the bytes read back differ from the bytes written")));
+    }
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}

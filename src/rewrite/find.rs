@@ -1,0 +1,281 @@
+//! Finding the word-embedding Gather: a cheap guard chain per Gather node, each rejection kept
+//! with its reason, then the largest qualifying table wins.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::onnx::graph::{GraphView, NodeId, int_attr, is_onnx_op};
+use crate::onnx::tensor::{FloatType, data_bytes, dtype_name};
+
+/// Ops that carry token ids unchanged in value from a graph input to a Gather's indices.
+const ID_PASSTHROUGH_OPS: &[&str] = &["Cast", "Unsqueeze", "Squeeze", "Reshape", "Identity", "Flatten"];
+
+/// One Gather that reads the table row-wise (`axis` 0).
+#[derive(Debug, Clone, Serialize)]
+pub struct Lookup {
+    /// Index of the node in the graph.
+    pub node: NodeId,
+    /// Display name of the node.
+    pub name: String,
+    /// The indices tensor.
+    pub indices: String,
+    /// The output tensor (reused by the rewrite, so no consumer is rewired).
+    pub output: String,
+    /// The graph input the indices come from, if they do.
+    pub ids_input: Option<String>,
+}
+
+/// Another node reading the table (a tied LM head, ...).
+#[derive(Debug, Clone, Serialize)]
+pub struct Reader {
+    pub node: String,
+    pub op_type: String,
+}
+
+/// A table read by row Gathers: a candidate word embedding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// Initializer name.
+    pub table: String,
+    /// Rows (tokens).
+    pub rows: usize,
+    /// Columns (hidden size).
+    pub cols: usize,
+    /// Element type.
+    pub dtype: FloatType,
+    /// Bytes of table data.
+    pub bytes: u64,
+    /// The Gathers that look rows up in it.
+    pub lookups: Vec<Lookup>,
+    /// Other nodes reading it.
+    pub other_readers: Vec<Reader>,
+}
+
+impl Candidate {
+    /// Whether any node besides the row lookups reads the table.
+    pub fn is_shared(&self) -> bool {
+        !self.other_readers.is_empty()
+    }
+
+    /// The graph input carrying token ids (from the first lookup that has one).
+    pub fn ids_input(&self) -> Option<&str> {
+        self.lookups.iter().find_map(|l| l.ids_input.as_deref())
+    }
+}
+
+/// A Gather (or table) that was not chosen, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// Node name (or the table name for a table that lost to a larger one).
+    pub node: String,
+    pub reason: String,
+}
+
+/// What the search found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovery {
+    /// Tables that passed the guards, in graph order.
+    pub candidates: Vec<Candidate>,
+    /// Index into `candidates` of the chosen table.
+    pub chosen: Option<usize>,
+    /// Every Gather or table not chosen, with its reason.
+    pub rejections: Vec<Rejection>,
+    /// Whether `--embedding` made the choice.
+    pub overridden: bool,
+}
+
+impl Discovery {
+    /// The chosen table, or an error that says why there is none.
+    pub fn chosen(&self) -> Result<&Candidate> {
+        if let Some(i) = self.chosen {
+            return Ok(&self.candidates[i]);
+        }
+        let reason = if self.rejections.is_empty() {
+            "the graph has no Gather node".to_string()
+        } else {
+            let mut parts: Vec<String> =
+                self.rejections.iter().take(3).map(|r| format!("Gather '{}': {}", r.node, r.reason)).collect();
+            if self.rejections.len() > 3 {
+                parts.push(format!("{} more (see inspect -v)", self.rejections.len() - 3));
+            }
+            parts.join("; ")
+        };
+        Err(Error::NoEmbedding { reason })
+    }
+}
+
+/// Searches `view` for the word-embedding table. `embedding` (a node or initializer name)
+/// overrides the choice; it is an error when it names nothing usable.
+pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Discovery> {
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut rejections = Vec::new();
+    let mut override_rejection = None;
+    for (id, node) in view.graph.node.iter().enumerate() {
+        if !is_onnx_op(node, "Gather") {
+            continue;
+        }
+        let name = view.node_label(id);
+        match check_gather(view, id) {
+            Ok((table, lookup)) => match candidates.iter_mut().find(|c| c.table == table.table) {
+                Some(c) => c.lookups.push(lookup),
+                None => candidates.push(Candidate { lookups: vec![lookup], ..table }),
+            },
+            Err(reason) => {
+                if embedding == Some(name.as_str()) {
+                    override_rejection = Some(reason.clone());
+                }
+                rejections.push(Rejection { node: name, reason });
+            }
+        }
+    }
+    // Other readers: every consumer that is not one of the table's row lookups.
+    for c in &mut candidates {
+        c.other_readers = view
+            .consumers(&c.table)
+            .filter(|(id, _)| !c.lookups.iter().any(|l| l.node == *id))
+            .map(|(id, n)| Reader { node: view.node_label(id), op_type: n.op_type().to_string() })
+            .collect();
+    }
+
+    let chosen = match embedding {
+        Some(wanted) => {
+            let found = candidates.iter().position(|c| c.table == wanted || c.lookups.iter().any(|l| l.name == wanted));
+            match (found, override_rejection) {
+                (Some(i), _) => Some(i),
+                (None, Some(reason)) => {
+                    return Err(Error::EmbeddingOverride {
+                        name: wanted.into(),
+                        reason: format!("Gather '{wanted}' cannot be rewritten: {reason}"),
+                    });
+                }
+                (None, None) => {
+                    let reason = if view.initializer(wanted).is_some() {
+                        format!("initializer '{wanted}' is not read by any row Gather (axis 0)")
+                    } else {
+                        "names no Gather node and no initializer of the graph".to_string()
+                    };
+                    return Err(Error::EmbeddingOverride { name: wanted.into(), reason });
+                }
+            }
+        }
+        None => {
+            // Only tables with more rows than columns, looked up by ids from a graph input,
+            // qualify; the largest wins.
+            let mut best: Option<usize> = None;
+            for (i, c) in candidates.iter().enumerate() {
+                if c.rows <= c.cols {
+                    rejections.push(Rejection {
+                        node: c.lookups[0].name.clone(),
+                        reason: format!(
+                            "table '{}' has {} rows for {} columns: too few rows for a word embedding \
+                             (token-type or similar table); name it with --embedding to force it",
+                            c.table, c.rows, c.cols
+                        ),
+                    });
+                } else if c.ids_input().is_none() {
+                    rejections.push(Rejection {
+                        node: c.lookups[0].name.clone(),
+                        reason: format!(
+                            "indices '{}' are computed in the graph, not token ids from a graph input \
+                             (positions or shape arithmetic)",
+                            c.lookups[0].indices
+                        ),
+                    });
+                } else if best.is_none_or(|b| c.rows > candidates[b].rows) {
+                    best = Some(i);
+                }
+            }
+            if let Some(b) = best {
+                for (i, c) in candidates.iter().enumerate() {
+                    if i != b && c.ids_input().is_some() && c.rows > c.cols {
+                        rejections.push(Rejection {
+                            node: c.lookups[0].name.clone(),
+                            reason: format!(
+                                "table '{}' has {} rows, fewer than the chosen '{}' ({} rows)",
+                                c.table, c.rows, candidates[b].table, candidates[b].rows
+                            ),
+                        });
+                    }
+                }
+            }
+            best
+        }
+    };
+    Ok(Discovery { candidates, chosen, rejections, overridden: embedding.is_some() })
+}
+
+/// The structural guards: a Gather the rewrite can replace. Returns the table (without its
+/// lookups filled in) and this lookup, or the reason for rejecting it.
+fn check_gather(view: &GraphView, id: NodeId) -> std::result::Result<(Candidate, Lookup), String> {
+    let node = &view.graph.node[id];
+    let (data, indices) = match node.input.as_slice() {
+        [data, indices] => (data, indices),
+        other => return Err(format!("has {} inputs, Gather takes 2", other.len())),
+    };
+    let output = node.output.first().filter(|o| !o.is_empty()).ok_or("has no output")?;
+    let table = match view.initializer(data) {
+        Some(t) => t,
+        None => {
+            return Err(match view.producer(data) {
+                Some((pid, p)) if is_onnx_op(p, "Shape") => {
+                    format!("data '{data}' is a shape computed by Shape node '{}' (shape arithmetic)", view.node_label(pid))
+                }
+                Some((pid, p)) => format!(
+                    "data '{data}' is computed by {} node '{}', not stored as an initializer \
+                     (a table built in the graph, e.g. dequantized int8, cannot be rewritten)",
+                    p.op_type(),
+                    view.node_label(pid)
+                ),
+                None if view.is_runtime_input(data) => format!("data '{data}' is a graph input, not an initializer"),
+                None => format!("data '{data}' is neither an initializer nor produced by a node"),
+            });
+        }
+    };
+    if table.dims.len() != 2 {
+        return Err(format!("data '{data}' has rank {} (dims {:?}); a table has rank 2", table.dims.len(), table.dims));
+    }
+    let axis = int_attr(node, "axis").unwrap_or(0);
+    if axis != 0 && axis != -2 {
+        return Err(format!("axis is {axis}; a row lookup has axis 0"));
+    }
+    let dtype = FloatType::from_code(table.data_type()).ok_or_else(|| {
+        format!("data '{data}' is of type {}, not a float type", dtype_name(table.data_type()))
+    })?;
+    let (rows, cols) = (table.dims[0], table.dims[1]);
+    if rows < 2 || cols < 1 {
+        return Err(format!("data '{data}' of shape [{rows}, {cols}] is too small to compress"));
+    }
+    let lookup = Lookup {
+        node: id,
+        name: view.node_label(id),
+        indices: indices.clone(),
+        output: output.clone(),
+        ids_input: trace_ids(view, indices),
+    };
+    let candidate = Candidate {
+        table: data.clone(),
+        rows: rows as usize,
+        cols: cols as usize,
+        dtype,
+        bytes: data_bytes(table),
+        lookups: Vec::new(),
+        other_readers: Vec::new(),
+    };
+    Ok((candidate, lookup))
+}
+
+/// Follows `name` back through id-preserving ops to a graph input, if it comes from one.
+fn trace_ids(view: &GraphView, name: &str) -> Option<String> {
+    let mut current = name;
+    for _ in 0..32 {
+        if view.is_runtime_input(current) {
+            return Some(current.to_string());
+        }
+        let (_, p) = view.producer(current)?;
+        if !ID_PASSTHROUGH_OPS.iter().any(|op| is_onnx_op(p, op)) {
+            return None;
+        }
+        current = p.input.first()?;
+    }
+    None
+}

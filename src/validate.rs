@@ -1,0 +1,275 @@
+//! Validation with tract: run the original and the rewritten model on the same seeded token
+//! ids, check the new lookup computes the fitted reconstruction exactly, and measure how close
+//! every output stays.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::onnx::Model;
+use crate::onnx::graph::GraphView;
+use crate::onnx::proto::{ValueInfoProto, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim};
+use crate::onnx::tensor::FloatType;
+use crate::rewrite::Factors;
+use crate::rewrite::find::Candidate;
+
+/// How to validate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ValidateOptions {
+    /// Batch size fed for a symbolic batch dimension.
+    pub batch: usize,
+    /// Sequence length fed for other symbolic dimensions.
+    pub seq: usize,
+    /// Seed of the random token ids.
+    pub seed: u64,
+}
+
+impl Default for ValidateOptions {
+    fn default() -> Self {
+        ValidateOptions { batch: 1, seq: 16, seed: 0 }
+    }
+}
+
+/// How close one output of the rewritten model stays to the original's.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputFidelity {
+    /// Output name.
+    pub name: String,
+    /// Shape fed back by tract.
+    pub shape: Vec<usize>,
+    /// Largest absolute difference over all elements.
+    pub max_abs_diff: f64,
+    /// Mean cosine similarity of the vectors along the last axis (float outputs only).
+    pub mean_cosine: Option<f64>,
+}
+
+/// The outcome of a validation run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// The inputs fed, with their shapes.
+    pub inputs: Vec<(String, Vec<usize>)>,
+    /// Relative Frobenius difference between the rewritten lookup's output and the fitted
+    /// reconstruction of the same ids (`None` when the ids do not come from a graph input).
+    pub embedding_rel_error: Option<f64>,
+    /// Per graph output, original vs rewritten.
+    pub outputs: Vec<OutputFidelity>,
+    /// Seconds spent loading and running both models.
+    pub seconds: f64,
+}
+
+/// Largest relative difference tolerated between the lookup's output and the reconstruction.
+fn exactness_tolerance(dtype: FloatType) -> f64 {
+    match dtype {
+        FloatType::F32 | FloatType::F64 => 1e-5,
+        FloatType::F16 | FloatType::Bf16 => 1e-2,
+    }
+}
+
+/// Runs both models in tract on seeded inputs and compares them. An error when tract cannot
+/// load or run either model, or when the rewritten lookup does not match `factors`.
+pub fn validate(
+    original: &Model,
+    rewritten: &Model,
+    candidate: &Candidate,
+    factors: &Factors,
+    options: &ValidateOptions,
+) -> Result<Validation> {
+    let start = Instant::now();
+    let view = GraphView::new(original.graph());
+    let ids_input = candidate.ids_input();
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut fed = Vec::new();
+    let mut ids: Vec<usize> = Vec::new();
+    for input in view.runtime_inputs() {
+        let shape = concrete_shape(input, options);
+        let count: usize = shape.iter().product();
+        let name = input.name().to_string();
+        let lower = name.to_lowercase();
+        let values: Vec<i64> = if Some(name.as_str()) == ids_input {
+            ids = (0..count).map(|_| rng.random_range(0..factors.n)).collect();
+            ids.iter().map(|&t| t as i64).collect()
+        } else if lower.contains("mask") {
+            vec![1; count]
+        } else if lower.contains("position") {
+            let last = *shape.last().unwrap_or(&1);
+            (0..count).map(|i| (i % last.max(1)) as i64).collect()
+        } else {
+            vec![0; count]
+        };
+        let tensor = make_tensor(input, &shape, &values)?;
+        fed.push((name, shape, tensor));
+    }
+    let lookup_output = candidate.lookups.first().map(|l| l.output.as_str()).filter(|_| !ids.is_empty());
+
+    let run = |model: &Model, which: &'static str, extra: Option<&str>| -> Result<TVec<TValue>> {
+        run_tract(model, &fed, extra).map_err(|e| Error::Tract { which, message: format!("{e:#}") })
+    };
+    let before = run(original, "original", None)?;
+    let after = run(rewritten, "rewritten", lookup_output)?;
+
+    let embedding_rel_error = match lookup_output {
+        Some(_) => {
+            let got = after.last().expect("the lookup output was selected");
+            let got = as_f32(got).map_err(|e| Error::Tract { which: "rewritten", message: format!("{e:#}") })?;
+            let expected = factors.reconstruct(&ids);
+            if got.len() != expected.len() {
+                return Err(Error::ValidationMismatch(format!(
+                    "the rewritten lookup returned {} values for {} ids of dimension {}",
+                    got.len(),
+                    ids.len(),
+                    factors.d
+                )));
+            }
+            let (mut diff, mut norm) = (0f64, 0f64);
+            for (g, e) in got.iter().zip(expected.iter()) {
+                diff += ((g - e) as f64).powi(2);
+                norm += (*e as f64).powi(2);
+            }
+            let rel = if norm > 0.0 { (diff / norm).sqrt() } else { diff.sqrt() };
+            if !(rel <= exactness_tolerance(candidate.dtype)) {
+                return Err(Error::ValidationMismatch(format!(
+                    "the rewritten lookup '{}' differs from the fitted reconstruction by {rel:.3e} (relative)",
+                    candidate.lookups[0].output
+                )));
+            }
+            Some(rel)
+        }
+        None => None,
+    };
+
+    let outputs = original
+        .graph()
+        .output
+        .iter()
+        .zip(before.iter().zip(after.iter()))
+        .map(|(o, (a, b))| compare(o.name(), a, b))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Validation {
+        inputs: fed.into_iter().map(|(n, s, _)| (n, s)).collect(),
+        embedding_rel_error,
+        outputs,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The input's shape with symbolic dimensions pinned: the first to the batch size, the others
+/// to the sequence length. Inputs without a declared shape are `[batch, seq]`.
+fn concrete_shape(input: &ValueInfoProto, options: &ValidateOptions) -> Vec<usize> {
+    let dims = input
+        .r#type
+        .as_ref()
+        .and_then(|t| match &t.value {
+            Some(crate::onnx::proto::type_proto::Value::TensorType(tt)) => tt.shape.as_ref(),
+            _ => None,
+        })
+        .map(|s| s.dim.clone());
+    match dims {
+        None => vec![options.batch, options.seq],
+        Some(dims) => dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d.value {
+                Some(Dim::DimValue(v)) if v > 0 => v as usize,
+                _ if i == 0 => options.batch,
+                _ => options.seq,
+            })
+            .collect(),
+    }
+}
+
+fn elem_type(input: &ValueInfoProto) -> i32 {
+    match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(crate::onnx::proto::type_proto::Value::TensorType(tt)) => tt.elem_type(),
+        _ => DataType::Int64 as i32,
+    }
+}
+
+fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64]) -> Result<Tensor> {
+    let fail = |e: TractError| Error::Tract { which: "original", message: format!("input '{}': {e}", input.name()) };
+    let code = elem_type(input);
+    let t = match DataType::try_from(code) {
+        Ok(DataType::Int64) => Tensor::from_shape(shape, values),
+        Ok(DataType::Int32) => Tensor::from_shape(shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
+        Ok(DataType::Bool) => Tensor::from_shape(shape, &values.iter().map(|&v| v != 0).collect::<Vec<_>>()),
+        Ok(DataType::Float) => Tensor::from_shape(shape, &values.iter().map(|&v| v as f32).collect::<Vec<_>>()),
+        _ => {
+            return Err(Error::Tract {
+                which: "original",
+                message: format!(
+                    "input '{}' is of type {}, which validation cannot feed (pass --no-validate)",
+                    input.name(),
+                    crate::onnx::tensor::dtype_name(code)
+                ),
+            });
+        }
+    };
+    t.map_err(fail)
+}
+
+/// Loads `model` in tract with the fed inputs pinned, adds `extra` as a last output, runs it.
+fn run_tract(model: &Model, fed: &[(String, Vec<usize>, Tensor)], extra: Option<&str>) -> TractResult<TVec<TValue>> {
+    let bytes = model.encode();
+    let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice())?;
+    let mut inputs = TVec::new();
+    for i in 0..m.input_outlets()?.len() {
+        let name = m.node(m.input_outlets()?[i].node).name.clone();
+        let (_, _, tensor) = fed
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or_else(|| anyhow::anyhow!("tract sees an input '{name}' the graph does not declare"))?;
+        m.set_input_fact(i, InferenceFact::from(tensor.clone()).without_value())?;
+        inputs.push(tensor.clone().into_tvalue());
+    }
+    if let Some(name) = extra {
+        let outlet = m
+            .find_outlet_label(name)
+            .or_else(|| m.nodes().iter().find(|n| n.name == name).map(|n| OutletId::new(n.id, 0)))
+            .ok_or_else(|| anyhow::anyhow!("tensor '{name}' not found"))?;
+        let mut outputs = m.output_outlets()?.to_vec();
+        outputs.push(outlet);
+        m.select_output_outlets(&outputs)?;
+    }
+    let plan = m.into_optimized()?.into_runnable()?;
+    plan.run(inputs)
+}
+
+fn as_f32(v: &TValue) -> TractResult<Vec<f32>> {
+    let t = v.cast_to::<f32>()?;
+    Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())
+}
+
+/// Max abs difference and, for floats, the mean cosine along the last axis.
+fn compare(name: &str, a: &TValue, b: &TValue) -> Result<OutputFidelity> {
+    let shape = a.shape().to_vec();
+    if b.shape() != a.shape() {
+        return Err(Error::ValidationMismatch(format!(
+            "output '{name}' has shape {:?} in the rewritten model but {shape:?} in the original",
+            b.shape()
+        )));
+    }
+    let is_float = a.datum_type().is_float();
+    let fail = |e: TractError| Error::Tract { which: "rewritten", message: format!("output '{name}': {e}") };
+    let (x, y) = (as_f32(a).map_err(fail)?, as_f32(b).map_err(fail)?);
+    let max_abs_diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs() as f64).fold(0.0, f64::max);
+    let mean_cosine = is_float.then(|| {
+        let last = shape.last().copied().unwrap_or(1).max(1);
+        let cosines: Vec<f64> = x.chunks(last).zip(y.chunks(last)).map(|(p, q)| cosine(p, q)).collect();
+        cosines.iter().sum::<f64>() / cosines.len().max(1) as f64
+    });
+    Ok(OutputFidelity { name: name.into(), shape, max_abs_diff, mean_cosine })
+}
+
+/// Cosine similarity; 1 for two zero vectors.
+pub fn cosine(p: &[f32], q: &[f32]) -> f64 {
+    let (mut pq, mut pp, mut qq) = (0f64, 0f64, 0f64);
+    for (&a, &b) in p.iter().zip(q) {
+        pq += a as f64 * b as f64;
+        pp += a as f64 * a as f64;
+        qq += b as f64 * b as f64;
+    }
+    if pp == 0.0 && qq == 0.0 { 1.0 } else { pq / (pp.sqrt() * qq.sqrt()).max(f64::MIN_POSITIVE) }
+}
