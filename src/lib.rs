@@ -27,7 +27,7 @@ pub use error::{Error, Result};
 pub use onnx::Model;
 use onnx::graph::GraphView;
 pub use report::Report;
-use report::{FitFigures, SvdFigures};
+use report::{FitFigures, Phase, SvdFigures};
 pub use validate::ValidateOptions;
 
 /// What [`compress`] does.
@@ -79,8 +79,8 @@ impl Default for Options {
 pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(FitEvent)) -> Result<(Model, Report)> {
     let mut seconds = Vec::new();
     let mut clock = Instant::now();
-    let mut lap = |name: &str, seconds: &mut Vec<(String, f64)>| {
-        seconds.push((name.to_string(), clock.elapsed().as_secs_f64()));
+    let mut lap = |name: &str, seconds: &mut Vec<Phase>| {
+        seconds.push(Phase::new(name, clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
 

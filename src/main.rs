@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use onnx_embcomp::onnx::io;
+use onnx_embcomp::report::Phase;
 use onnx_embcomp::{FitEvent, Options, Size, ValidateOptions, compress, inspect::Summary};
 
 use cli::{Cli, Command, CompressArgs, InspectArgs};
@@ -113,8 +114,8 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     let written = io::write_model(&rewritten, output)?;
     report.bytes_before = bytes_before;
     report.bytes_after = Some(written);
-    report.seconds.insert(0, ("load".into(), load));
-    report.seconds.push(("write".into(), write_start.elapsed().as_secs_f64()));
+    report.seconds.insert(0, Phase::new("load", load));
+    report.seconds.push(Phase::new("write", write_start.elapsed().as_secs_f64()));
 
     if let Some(json) = &args.json {
         write_json(json, &report)?;

@@ -46,7 +46,21 @@ pub struct Report {
     /// Output file size in bytes (filled in by the caller that wrote it).
     pub bytes_after: Option<u64>,
     /// Seconds per phase, in order.
-    pub seconds: Vec<(String, f64)>,
+    pub seconds: Vec<Phase>,
+}
+
+/// Wall-clock time of one phase of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub phase: String,
+    pub seconds: f64,
+}
+
+impl Phase {
+    /// A phase named `phase` that took `seconds`.
+    pub fn new(phase: &str, seconds: f64) -> Phase {
+        Phase { phase: phase.into(), seconds }
+    }
 }
 
 /// Figures of the projective-clustering fit.
@@ -108,7 +122,7 @@ impl Report {
             self.fit.relative_error, self.fit.iterations, self.svd.rank, self.svd.relative_error
         );
         if let Some(v) = &self.validation {
-            let inputs: Vec<String> = v.inputs.iter().map(|(n, s)| format!("{n}{s:?}")).collect();
+            let inputs: Vec<String> = v.inputs.iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
             let _ = writeln!(s, "validation  tract, inputs {}", inputs.join(", "));
             if let Some(e) = v.embedding_rel_error {
                 let _ = writeln!(s, "            lookup output = fitted reconstruction (relative difference {e:.1e})");
@@ -122,7 +136,7 @@ impl Report {
                 );
             }
         }
-        let phases: Vec<String> = self.seconds.iter().map(|(p, t)| format!("{p} {t:.2}s")).collect();
+        let phases: Vec<String> = self.seconds.iter().map(|p| format!("{} {:.2}s", p.phase, p.seconds)).collect();
         let _ = writeln!(s, "time        {}", phases.join(", "));
         s
     }

@@ -47,11 +47,18 @@ pub struct OutputFidelity {
     pub mean_cosine: Option<f64>,
 }
 
+/// An input fed to both models.
+#[derive(Debug, Clone, Serialize)]
+pub struct FedInput {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
 /// The outcome of a validation run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Validation {
     /// The inputs fed, with their shapes.
-    pub inputs: Vec<(String, Vec<usize>)>,
+    pub inputs: Vec<FedInput>,
     /// Relative Frobenius difference between the rewritten lookup's output and the fitted
     /// reconstruction of the same ids (`None` when the ids do not come from a graph input).
     pub embedding_rel_error: Option<f64>,
@@ -149,7 +156,7 @@ pub fn validate(
         .map(|(o, (a, b))| compare(o.name(), a, b))
         .collect::<Result<Vec<_>>>()?;
     Ok(Validation {
-        inputs: fed.into_iter().map(|(n, s, _)| (n, s)).collect(),
+        inputs: fed.into_iter().map(|(name, shape, _)| FedInput { name, shape }).collect(),
         embedding_rel_error,
         outputs,
         seconds: start.elapsed().as_secs_f64(),

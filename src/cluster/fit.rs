@@ -4,6 +4,7 @@
 use faer::Par;
 use ndarray::{Array2, ArrayView2, Axis, s};
 use rand::Rng;
+use rayon::prelude::*;
 
 use super::linalg::{ROW_BLOCK, add_gram, gemm, par, top_eigen};
 use super::params::CheckedParams;
@@ -229,7 +230,11 @@ impl<'a> Rows<'a> {
         for (row, &c) in assignment.iter().enumerate() {
             members[c as usize].push(row);
         }
-        members.iter().map(|rows| self.basis_of(rows)).collect()
+        // Clusters in parallel; each one's arithmetic is the same whatever the thread count.
+        match self.par {
+            Par::Seq => members.iter().map(|rows| self.basis_of(rows)).collect(),
+            _ => members.par_iter().map(|rows| self.basis_of(rows)).collect(),
+        }
     }
 
     /// Top-j eigenvectors of the Gram matrix of `rows`, `[d, j]`.
@@ -241,7 +246,7 @@ impl<'a> Rows<'a> {
             let block = self.x.select(Axis(0), chunk);
             add_gram(block.view(), &mut gram, &mut scratch, self.par);
         }
-        Ok(top_eigen(&gram, self.j, self.par)?.0)
+        Ok(top_eigen(&gram, self.j)?.0)
     }
 
     /// Moves the worst-fitting rows into clusters holding fewer than `min_size` rows.

@@ -284,3 +284,130 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::{GraphProto, StringStringEntryProto};
+    use crate::onnx::tensor::{FloatType, float_matrix, float_tensor};
+
+    fn entry(key: &str, value: &str) -> StringStringEntryProto {
+        StringStringEntryProto { key: Some(key.into()), value: Some(value.into()) }
+    }
+
+    /// A model whose only initializer `w` [2, 2] lives at `location` (offset 8, length 16).
+    fn external_model(location: &str) -> ModelProto {
+        let mut t = float_tensor("w", &[2, 2], &[0.0; 4], FloatType::F32);
+        t.raw_data = None;
+        t.data_location = Some(DataLocation::External as i32);
+        t.external_data = vec![entry("location", location), entry("offset", "8"), entry("length", "16")];
+        ModelProto {
+            ir_version: Some(8),
+            graph: Some(GraphProto { name: Some("g".into()), initializer: vec![t], ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    fn data_file(dir: &Path, name: &str) {
+        let mut bytes = vec![0u8; 8];
+        for v in [1.0f32, 2.0, 3.0, 4.0] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    fn load(dir: &Path, proto: &ModelProto) -> Result<Model> {
+        let path = dir.join("model.onnx");
+        fs::write(&path, proto.encode_to_vec()).unwrap();
+        read_model(&path)
+    }
+
+    #[test]
+    fn external_data_is_read_relative_to_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        data_file(&dir.path().join("sub"), "w.bin");
+        let m = load(dir.path(), &external_model("sub/w.bin")).unwrap();
+        let t = &m.graph().initializer[0];
+        assert_eq!(t.data_location(), DataLocation::Default);
+        assert!(t.external_data.is_empty());
+        assert_eq!(float_matrix(t).unwrap().into_raw_vec_and_offset().0, vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn external_location_escaping_the_folder_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("model");
+        fs::create_dir(&dir).unwrap();
+        data_file(root.path(), "escape.bin");
+        let e = load(&dir, &external_model("../escape.bin")).unwrap_err().to_string();
+        assert!(e.contains("tensor 'w'") && e.contains("escapes the model's folder"), "{e}");
+        let e = load(&dir, &external_model("/etc/passwd")).unwrap_err().to_string();
+        assert!(e.contains("must be a relative path"), "{e}");
+    }
+
+    #[test]
+    fn missing_or_short_external_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(dir.path(), &external_model("absent.bin")).unwrap_err().to_string();
+        assert!(e.contains("tensor 'w'") && e.contains("absent.bin") && e.contains("cannot be opened"), "{e}");
+        fs::write(dir.path().join("short.bin"), [0u8; 12]).unwrap();
+        let e = load(dir.path(), &external_model("short.bin")).unwrap_err().to_string();
+        assert!(e.contains("holds 12 bytes, fewer than offset 8 + length 16"), "{e}");
+    }
+
+    #[test]
+    fn round_trip_is_lossless_and_byte_identical() {
+        let mut proto = external_model("x");
+        let t = &mut proto.graph.as_mut().unwrap().initializer[0];
+        *t = float_tensor("w", &[2, 2], &[1.0, 2.0, 3.0, 4.0], FloatType::F16);
+        proto.doc_string = Some("kept".into());
+        proto.metadata_props = vec![entry("author", "me")];
+        let bytes = proto.encode_to_vec();
+        let m = Model::decode(Bytes::from(bytes.clone()), None, Path::new("mem")).unwrap();
+        assert_eq!(m.proto, proto);
+        assert_eq!(m.encode(), bytes);
+    }
+
+    #[test]
+    fn empty_garbage_and_graphless_inputs_are_refused() {
+        let origin = Path::new("m.onnx");
+        let e = Model::decode(Bytes::new(), None, origin).unwrap_err().to_string();
+        assert!(e.contains("'m.onnx'") && e.contains("empty"), "{e}");
+        let e = Model::decode(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]), None, origin).unwrap_err().to_string();
+        assert!(e.contains("not a valid ONNX model"), "{e}");
+        let no_graph = ModelProto { ir_version: Some(8), ..Default::default() }.encode_to_vec();
+        let e = Model::decode(Bytes::from(no_graph), None, origin).unwrap_err().to_string();
+        assert!(e.contains("holds no graph"), "{e}");
+    }
+
+    #[test]
+    fn output_path_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.onnx");
+        fs::write(&input, b"x").unwrap();
+        let e = check_output_path(&input, &input).unwrap_err().to_string();
+        assert!(e.contains("it is the input model itself"), "{e}");
+        let dotted = dir.path().join(".").join("in.onnx");
+        assert!(check_output_path(&input, &dotted).is_err());
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link.onnx");
+            std::os::unix::fs::symlink(&input, &link).unwrap();
+            assert!(check_output_path(&input, &link).is_err());
+        }
+        let e = check_output_path(&input, &dir.path().join("missing/out.onnx")).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(check_output_path(&input, &dir.path().join("out.onnx")).is_ok());
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        fs::write(&path, b"old").unwrap();
+        write_atomically(&path, b"new contents").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new contents");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -279,3 +279,174 @@ fn trace_ids(view: &GraphView, name: &str) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto, attribute_proto::AttributeType};
+    use crate::onnx::tensor::{float_tensor, int64_tensor};
+
+    fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            name: Some(name.into()),
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    fn table(name: &str, rows: usize, cols: usize) -> TensorProto {
+        float_tensor(name, &[rows, cols], &vec![0.5; rows * cols], FloatType::F32)
+    }
+
+    /// A graph with input `ids`, the given initializers and nodes.
+    fn graph(inits: Vec<TensorProto>, nodes: Vec<NodeProto>) -> GraphProto {
+        GraphProto {
+            input: vec![ValueInfoProto { name: Some("ids".into()), ..Default::default() }],
+            initializer: inits,
+            node: nodes,
+            ..Default::default()
+        }
+    }
+
+    fn discover(g: &GraphProto) -> Discovery {
+        find_embedding(&GraphView::new(g), None).unwrap()
+    }
+
+    fn only_reason(d: &Discovery) -> &str {
+        assert_eq!(d.rejections.len(), 1, "{:?}", d.rejections);
+        &d.rejections[0].reason
+    }
+
+    #[test]
+    fn picks_the_word_table_and_traces_ids_through_cast() {
+        let g = graph(
+            vec![table("word", 100, 8), table("types", 2, 8)],
+            vec![
+                node("cast", "Cast", &["ids"], "ids32"),
+                node("word_gather", "Gather", &["word", "ids32"], "emb"),
+                node("type_gather", "Gather", &["types", "ids"], "temb"),
+            ],
+        );
+        let d = discover(&g);
+        let c = d.chosen().unwrap();
+        assert_eq!((c.table.as_str(), c.ids_input()), ("word", Some("ids")));
+        assert!(only_reason(&d).contains("2 rows for 8 columns"));
+    }
+
+    #[test]
+    fn computed_table_is_rejected() {
+        let g = graph(
+            vec![table("q", 100, 8), table("scale", 1, 1)],
+            vec![node("deq", "Mul", &["q", "scale"], "w"), node("g", "Gather", &["w", "ids"], "emb")],
+        );
+        let d = discover(&g);
+        assert!(only_reason(&d).contains("computed by Mul node 'deq'"));
+        assert!(d.chosen().unwrap_err().to_string().contains("no word-embedding Gather found"));
+    }
+
+    #[test]
+    fn shape_gather_is_rejected() {
+        let g = graph(
+            vec![int64_tensor("one", &[], &[1])],
+            vec![node("shape", "Shape", &["ids"], "s"), node("g", "Gather", &["s", "one"], "len")],
+        );
+        assert!(only_reason(&discover(&g)).contains("shape computed by Shape node 'shape'"));
+    }
+
+    #[test]
+    fn rank_one_data_is_rejected() {
+        let t = float_tensor("v", &[10], &[1.0; 10], FloatType::F32);
+        let g = graph(vec![t], vec![node("g", "Gather", &["v", "ids"], "o")]);
+        assert!(only_reason(&discover(&g)).contains("rank 1"));
+    }
+
+    #[test]
+    fn integer_table_is_rejected() {
+        let t = int64_tensor("ints", &[10, 4], &[1; 40]);
+        let g = graph(vec![t], vec![node("g", "Gather", &["ints", "ids"], "o")]);
+        assert!(only_reason(&discover(&g)).contains("INT64, not a float type"));
+    }
+
+    #[test]
+    fn column_gather_is_rejected() {
+        let mut n = node("g", "Gather", &["word", "ids"], "o");
+        n.attribute.push(AttributeProto {
+            name: Some("axis".into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(1),
+            ..Default::default()
+        });
+        let g = graph(vec![table("word", 100, 8)], vec![n]);
+        assert!(only_reason(&discover(&g)).contains("axis is 1"));
+    }
+
+    #[test]
+    fn computed_indices_are_rejected() {
+        let g = graph(
+            vec![table("pos", 100, 8), int64_tensor("zero", &[], &[0])],
+            vec![node("range", "Range", &["zero", "zero", "zero"], "p"), node("g", "Gather", &["pos", "p"], "o")],
+        );
+        assert!(only_reason(&discover(&g)).contains("computed in the graph"));
+    }
+
+    #[test]
+    fn smaller_table_loses_with_its_reason() {
+        let g = graph(
+            vec![table("big", 100, 8), table("small", 50, 8)],
+            vec![node("a", "Gather", &["small", "ids"], "x"), node("b", "Gather", &["big", "ids"], "y")],
+        );
+        let d = discover(&g);
+        assert_eq!(d.chosen().unwrap().table, "big");
+        assert!(only_reason(&d).contains("50 rows, fewer than the chosen 'big' (100 rows)"));
+    }
+
+    #[test]
+    fn tied_reader_and_double_lookup_are_noted() {
+        let g = graph(
+            vec![table("word", 100, 8)],
+            vec![
+                node("g1", "Gather", &["word", "ids"], "e1"),
+                node("g2", "Gather", &["word", "ids"], "e2"),
+                node("tied", "Transpose", &["word"], "wt"),
+            ],
+        );
+        let d = discover(&g);
+        let c = d.chosen().unwrap();
+        assert_eq!(c.lookups.len(), 2);
+        assert_eq!(c.other_readers.len(), 1);
+        assert_eq!((c.other_readers[0].node.as_str(), c.other_readers[0].op_type.as_str()), ("tied", "Transpose"));
+    }
+
+    #[test]
+    fn override_by_node_or_table_name() {
+        let g = graph(
+            vec![table("word", 100, 8), table("other", 200, 8), table("q", 10, 4)],
+            vec![
+                node("gw", "Gather", &["word", "ids"], "e"),
+                node("go", "Gather", &["other", "ids"], "f"),
+                node("deq", "Cast", &["q"], "qf"),
+                node("gq", "Gather", &["qf", "ids"], "h"),
+            ],
+        );
+        let view = GraphView::new(&g);
+        for name in ["word", "gw"] {
+            let d = find_embedding(&view, Some(name)).unwrap();
+            assert_eq!(d.chosen().unwrap().table, "word");
+            assert!(d.overridden);
+        }
+        let e = find_embedding(&view, Some("nothing")).unwrap_err().to_string();
+        assert!(e.contains("--embedding 'nothing'") && e.contains("names no Gather node"), "{e}");
+        let e = find_embedding(&view, Some("gq")).unwrap_err().to_string();
+        assert!(e.contains("computed by Cast"), "{e}");
+        let e = find_embedding(&view, Some("q")).unwrap_err().to_string();
+        assert!(e.contains("not read by any row Gather"), "{e}");
+    }
+
+    #[test]
+    fn no_gather_at_all() {
+        let g = graph(vec![], vec![node("r", "Relu", &["ids"], "o")]);
+        assert!(discover(&g).chosen().unwrap_err().to_string().contains("the graph has no Gather node"));
+    }
+}
