@@ -87,7 +87,7 @@ pub struct CompressArgs {
     /// Batch size fed to symbolic batch dimensions during validation.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as JSON to this file (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
     /// No report and no progress bar on stderr (errors still show).

@@ -66,7 +66,7 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         bail!("invalid --batch: the validation batch size must be at least 1");
     }
     io::check_output_path(input, output)?;
-    if let Some(json) = &args.json {
+    if let Some(json) = args.json.as_deref().filter(|p| *p != Path::new("-")) {
         io::check_output_path(input, json)?;
     }
     let options = Options {
@@ -127,9 +127,14 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the report as JSON to `path`, or to stdout for `-`.
 fn write_json(path: &Path, report: &onnx_embcomp::Report) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(report)?;
     text.push('\n');
-    io::write_atomically(path, text.as_bytes())?;
+    if path == Path::new("-") {
+        print!("{text}");
+    } else {
+        io::write_atomically(path, text.as_bytes())?;
+    }
     Ok(())
 }
