@@ -30,6 +30,15 @@ pub use report::Report;
 use report::{FitFigures, Phase, SvdFigures};
 pub use validate::ValidateOptions;
 
+/// What [`compress`] tells its caller while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// A phase starts (`fit`, `svd baseline`, `validate`).
+    Phase(&'static str),
+    /// A Lloyd iteration ended.
+    Fit(FitEvent),
+}
+
 /// What [`compress`] does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -74,9 +83,9 @@ impl Default for Options {
 }
 
 /// Compresses the word-embedding table of `model`: returns the rewritten model and a report
-/// (file sizes left for the caller, who reads and writes the files). `progress` hears about
-/// every Lloyd iteration.
-pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(FitEvent)) -> Result<(Model, Report)> {
+/// (file sizes left for the caller, who reads and writes the files). `progress` hears when
+/// each phase starts and about every Lloyd iteration.
+pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progress)) -> Result<(Model, Report)> {
     let mut seconds = Vec::new();
     let mut clock = Instant::now();
     let mut lap = |name: &str, seconds: &mut Vec<Phase>| {
@@ -101,12 +110,14 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(FitEv
         .check(n, d)?;
     lap("prepare", &mut seconds);
 
+    progress(Progress::Phase("fit"));
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let clustering = params.fit(table.view(), &mut rng, progress)?;
+    let clustering = params.fit(table.view(), &mut rng, &mut |e| progress(Progress::Fit(e)))?;
     let mut factors = rewrite::Factors::new(&clustering, table.view(), options.threads);
     factors.round_to(candidate.dtype);
     lap("fit", &mut seconds);
 
+    progress(Progress::Phase("svd baseline"));
     let relative_error = stored_error(&table, &factors);
     let numbers_before = (n * d) as u64;
     let numbers_stored = factors.stored_numbers();
@@ -118,7 +129,10 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(FitEv
     lap("rewrite", &mut seconds);
 
     let validation = match &options.validate {
-        Some(v) => Some(validate::validate(model, &rewritten, &candidate, &factors, v)?),
+        Some(v) => Some({
+            progress(Progress::Phase("validate"));
+            validate::validate(model, &rewritten, &candidate, &factors, v)?
+        }),
         None => None,
     };
     if validation.is_some() {

@@ -13,7 +13,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use onnx_embcomp::onnx::io;
 use onnx_embcomp::report::Phase;
-use onnx_embcomp::{FitEvent, Options, Size, ValidateOptions, compress, inspect::Summary};
+use onnx_embcomp::{Options, Progress, Size, ValidateOptions, compress, inspect::Summary};
 
 use cli::{Cli, Command, CompressArgs, InspectArgs};
 
@@ -87,20 +87,30 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     let bytes_before = std::fs::metadata(input).map(|m| m.len()).ok();
     let load = start.elapsed().as_secs_f64();
 
-    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new(1);
-        bar.set_style(
-            ProgressStyle::with_template("fitting {bar:30} {pos}/{len} iterations, {elapsed} {msg}")
-                .expect("valid template"),
-        );
-        bar
-    });
-    let mut progress = |e: FitEvent| {
-        if let Some(bar) = &bar {
-            bar.set_length(e.total as u64);
-            bar.set_position(e.step as u64);
-            let what = e.restart.map_or("polishing on all rows".to_string(), |r| format!("restart {}", r + 1));
-            bar.set_message(format!("({what}, cost {:.4e})", e.cost));
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::new_spinner());
+    let mut progress = |p: Progress| {
+        let Some(bar) = &bar else { return };
+        if let Progress::Phase(_) = p {
+            bar.reset_elapsed();
+        }
+        match p {
+            Progress::Phase("fit") => {
+                bar.set_style(
+                    ProgressStyle::with_template("fitting {bar:30} {pos}/{len} iterations, {elapsed} {msg}")
+                        .expect("valid template"),
+                );
+            }
+            Progress::Phase(phase) => {
+                bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+                bar.set_message(if phase == "validate" { "validating with tract".into() } else { phase.to_string() });
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            }
+            Progress::Fit(e) => {
+                bar.set_length(e.total as u64);
+                bar.set_position(e.step as u64);
+                let what = e.restart.map_or("polishing on all rows".to_string(), |r| format!("restart {}", r + 1));
+                bar.set_message(format!("({what}, cost {:.4e})", e.cost));
+            }
         }
     };
     let result = compress(&model, &options, &mut progress);
