@@ -57,6 +57,10 @@ pub enum Error {
     #[error("refusing to write '{}': it is the input model itself", path.display())]
     OutputIsInput { path: PathBuf },
 
+    /// The model uses something the rewrite cannot handle.
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+
     /// A numerical routine failed.
     #[error("numerical failure: {0}")]
     Numerical(String),

@@ -113,7 +113,25 @@ pub fn validate(
     let lookup_output = candidate.lookups.first().map(|l| l.output.as_str()).filter(|_| !ids.is_empty());
 
     let run = |model: &Model, which: &'static str, extra: Option<&str>| -> Result<TVec<TValue>> {
-        run_tract(model, &fed, extra).map_err(|e| Error::Tract { which, message: format!("{e:#}") })
+        // tract panics on some bad inputs (e.g. ids past a position table): report, never crash.
+        let outcome = quietly_catching_panics(|| run_tract(model, &fed, extra));
+        match outcome {
+            Ok(result) => result.map_err(|e| Error::Tract { which, message: format!("{e:#}") }),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                Err(Error::Tract {
+                    which,
+                    message: format!(
+                        "tract crashed ({what}) on inputs {:?}; try a smaller --seq or --batch, or --no-validate",
+                        fed.iter().map(|(n, s, _)| format!("{n}{s:?}")).collect::<Vec<_>>()
+                    ),
+                })
+            }
+        }
     };
     let before = run(original, "original", None)?;
     let after = run(rewritten, "rewritten", lookup_output)?;
@@ -161,6 +179,28 @@ pub fn validate(
         outputs,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+thread_local! {
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err` without the panic hook printing it. Other threads'
+/// panics still reach the previous hook.
+fn quietly_catching_panics<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET_PANICS.with(|q| q.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(false));
+    outcome
 }
 
 /// The input's shape with symbolic dimensions pinned: the first to the batch size, the others

@@ -227,6 +227,9 @@ pub fn check_output_path(input: &Path, output: &Path) -> Result<()> {
     if output.as_os_str().is_empty() || output.file_name().is_none() {
         return Err(write_err("not a file path"));
     }
+    if output.is_dir() {
+        return Err(write_err("it is a folder; name the output file"));
+    }
     let folder = parent_folder(output);
     if !folder.is_dir() {
         return Err(write_err(&format!("folder '{}' does not exist", folder.display())));
@@ -396,6 +399,8 @@ mod tests {
             std::os::unix::fs::symlink(&input, &link).unwrap();
             assert!(check_output_path(&input, &link).is_err());
         }
+        let e = check_output_path(&input, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("it is a folder"), "{e}");
         let e = check_output_path(&input, &dir.path().join("missing/out.onnx")).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
         assert!(check_output_path(&input, &dir.path().join("out.onnx")).is_ok());

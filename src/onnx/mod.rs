@@ -1,5 +1,6 @@
 //! ONNX models: the generated protobuf types, file I/O, tensor conversion and a graph view.
 
+pub mod build;
 pub mod graph;
 pub mod io;
 pub mod tensor;

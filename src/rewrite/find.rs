@@ -283,17 +283,12 @@ fn trace_ids(view: &GraphView, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto, attribute_proto::AttributeType};
+    use crate::onnx::build::int_attr;
+    use crate::onnx::proto::{GraphProto, NodeProto, TensorProto, ValueInfoProto};
     use crate::onnx::tensor::{float_tensor, int64_tensor};
 
     fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
-        NodeProto {
-            name: Some(name.into()),
-            op_type: Some(op.into()),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.into()],
-            ..Default::default()
-        }
+        crate::onnx::build::node(name, op, inputs, &[output], vec![])
     }
 
     fn table(name: &str, rows: usize, cols: usize) -> TensorProto {
@@ -371,13 +366,7 @@ mod tests {
 
     #[test]
     fn column_gather_is_rejected() {
-        let mut n = node("g", "Gather", &["word", "ids"], "o");
-        n.attribute.push(AttributeProto {
-            name: Some("axis".into()),
-            r#type: Some(AttributeType::Int as i32),
-            i: Some(1),
-            ..Default::default()
-        });
+        let n = crate::onnx::build::node("g", "Gather", &["word", "ids"], &["o"], vec![int_attr("axis", 1)]);
         let g = graph(vec![table("word", 100, 8)], vec![n]);
         assert!(only_reason(&discover(&g)).contains("axis is 1"));
     }

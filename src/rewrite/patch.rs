@@ -18,7 +18,8 @@ use super::Factors;
 use super::find::Candidate;
 use crate::error::{Error, Result};
 use crate::onnx::Model;
-use crate::onnx::proto::{AttributeProto, NodeProto, TensorProto, attribute_proto::AttributeType};
+use crate::onnx::build::{int_attr, node};
+use crate::onnx::proto::{NodeProto, TensorProto};
 use crate::onnx::tensor::{float_tensor, int32_tensor, int64_tensor};
 
 /// What the patch changed.
@@ -88,31 +89,29 @@ pub fn apply(model: &mut Model, candidate: &Candidate, factors: &Factors, allow_
             let rows = match map {
                 Some(map) => {
                     let out = names.fresh(&format!("{branch}rows"));
-                    nodes.push(node(names.fresh(&format!("{branch}map")), "Gather", &[map, &lookup.indices], &out, vec![]));
+                    let name = names.fresh(&format!("{branch}map"));
+                    nodes.push(node(&name, "Gather", &[map, &lookup.indices], &[&out], vec![]));
                     out
                 }
                 None => lookup.indices.clone(),
             };
             let out = names.fresh(&format!("{branch}coefficients_out"));
-            nodes.push(node(names.fresh(&format!("{branch}gather")), "Gather", &[coef, &rows], &out, vec![]));
+            let name = names.fresh(&format!("{branch}gather"));
+            nodes.push(node(&name, "Gather", &[coef, &rows], &[&out], vec![]));
             coef_outputs.push(out);
         }
         let joined = match concat_axis {
             Some(axis) => {
                 let out = names.fresh(&format!("{prefix}concat_out"));
-                let refs: Vec<&String> = coef_outputs.iter().collect();
-                let axis_attr = AttributeProto {
-                    name: Some("axis".into()),
-                    r#type: Some(AttributeType::Int as i32),
-                    i: Some(axis),
-                    ..Default::default()
-                };
-                nodes.push(node(names.fresh(&format!("{prefix}concat")), "Concat", &refs, &out, vec![axis_attr]));
+                let refs: Vec<&str> = coef_outputs.iter().map(String::as_str).collect();
+                let name = names.fresh(&format!("{prefix}concat"));
+                nodes.push(node(&name, "Concat", &refs, &[&out], vec![int_attr("axis", axis)]));
                 out
             }
             None => coef_outputs.pop().expect("one branch"),
         };
-        nodes.push(node(names.fresh(&format!("{prefix}matmul")), "MatMul", &[&joined, &bases], &lookup.output, vec![]));
+        let name = names.fresh(&format!("{prefix}matmul"));
+        nodes.push(node(&name, "MatMul", &[&joined, &bases], &[&lookup.output], vec![]));
         nodes_added.extend(nodes.iter().map(|n| n.name().to_string()));
         replacement[lookup.node] = Some(nodes);
     }
@@ -150,29 +149,15 @@ pub fn check_shared(candidate: &Candidate, allow_shared: bool) -> Result<()> {
 fn concat_axis(model: &Model) -> Result<i64> {
     match model.onnx_opset() {
         Some(v) if v >= 11 => Ok(-1),
-        v => Err(Error::BadModel {
-            path: "model".into(),
-            reason: format!(
-                "the model imports ONNX opset {}; the rewrite needs opset 11 or newer (Concat with axis -1)",
-                v.map_or("(none)".into(), |v| v.to_string())
-            ),
-        }),
+        v => Err(Error::Unsupported(format!(
+            "the model imports ONNX opset {}; the rewrite needs opset 11 or newer (Concat with axis -1)",
+            v.map_or("(none)".into(), |v| v.to_string())
+        ))),
     }
 }
 
 fn flat(a: &Array2<f32>) -> &[f32] {
     a.as_slice().expect("standard layout")
-}
-
-fn node(name: String, op: &str, inputs: &[&String], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        name: Some(name),
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        attribute,
-        ..Default::default()
-    }
 }
 
 /// Every node and tensor name of the graph, to make new names unique.

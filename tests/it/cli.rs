@@ -1,0 +1,485 @@
+//! The command line: `inspect`, clean failures on bad inputs, and `compress` end to end.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use onnx_embcomp::Model;
+use onnx_embcomp::onnx::io::read_model;
+use onnx_embcomp::onnx::proto::{StringStringEntryProto, tensor_proto::DataLocation, tensor_proto::DataType};
+use onnx_embcomp::onnx::tensor::{FloatType, float_matrix, float_tensor};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::fixtures::{self, Dim, value_info};
+use crate::{Run, fixture, initializer, read_json, run, run_in, tempdir, write_model};
+
+const WORD_OUTPUT: &str = "/embeddings/word_embeddings/Gather_output_0";
+
+fn encoder_path() -> String {
+    fixture("encoder.onnx").display().to_string()
+}
+
+fn decoder_path() -> String {
+    fixture("decoder.onnx").display().to_string()
+}
+
+/// Compresses `input` into `dir/out.onnx` with `extra` flags; returns the run and the output path.
+fn compress(input: &Path, dir: &Path, extra: &[&str]) -> (Run, std::path::PathBuf) {
+    let out = dir.join("out.onnx");
+    let mut args = vec![input.display().to_string(), out.display().to_string(), "-q".into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    (run(&args), out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect
+
+#[test]
+fn inspect_encoder_chooses_the_word_table() {
+    let r = run(&["inspect", &encoder_path()]);
+    r.ok();
+    let chosen: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("chosen:")).collect();
+    assert_eq!(chosen, ["chosen: embeddings.word_embeddings.weight"], "{}", r.stdout);
+    // the candidate line of the chosen table is marked and names its lookup
+    let star = r.stdout.lines().find(|l| l.starts_with("* ")).expect("a marked candidate");
+    assert!(star.contains(fixtures::ENCODER_TABLE) && star.contains(fixtures::ENCODER_GATHER), "{star}");
+    assert!(star.contains("[1000 x 64]") && star.contains("ids from input_ids"), "{star}");
+    // without -v, no rejections are listed
+    assert!(!r.stdout.contains("rejected:"), "{}", r.stdout);
+}
+
+#[test]
+fn inspect_verbose_lists_rejections_with_reasons() {
+    let r = run(&["inspect", "-v", &encoder_path()]);
+    r.ok();
+    let rejected = r.stdout.split("rejected:\n").nth(1).expect("a rejected section");
+    let line = |node: &str| {
+        rejected
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{node}:")))
+            .unwrap_or_else(|| panic!("no rejection of {node}:\n{rejected}"))
+            .to_string()
+    };
+    let position = line(fixtures::ENCODER_POSITION_GATHER);
+    assert!(position.contains("computed in the graph"), "{position}");
+    let token_type = line(fixtures::ENCODER_TOKEN_TYPE_GATHER);
+    assert!(token_type.contains(fixtures::ENCODER_TOKEN_TYPE_TABLE), "{token_type}");
+    assert!(token_type.contains("2 rows for 64 columns") && token_type.contains("too few rows"), "{token_type}");
+    let shape = line("/embeddings/Gather");
+    assert!(shape.contains("Shape node '/embeddings/Shape'"), "{shape}");
+    // the word Gather is not rejected
+    assert!(!rejected.contains(&format!("{}:", fixtures::ENCODER_GATHER)), "{rejected}");
+}
+
+#[test]
+fn inspect_json_points_at_the_word_table() {
+    let r = run(&["inspect", "--json", &encoder_path()]);
+    r.ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("stdout is JSON");
+    let e = &v["embedding"];
+    let chosen = e["chosen"].as_u64().expect("a chosen index") as usize;
+    let c = &e["candidates"][chosen];
+    assert_eq!(c["table"], fixtures::ENCODER_TABLE);
+    assert_eq!((c["rows"].as_u64(), c["cols"].as_u64()), (Some(1000), Some(64)));
+    assert_eq!(c["lookups"][0]["name"], fixtures::ENCODER_GATHER);
+    assert_eq!(c["lookups"][0]["ids_input"], "input_ids");
+    assert_eq!(e["candidates"].as_array().unwrap().len(), 3);
+    let rejected: Vec<&str> = e["rejections"].as_array().unwrap().iter().filter_map(|r| r["node"].as_str()).collect();
+    assert!(rejected.contains(&fixtures::ENCODER_POSITION_GATHER), "{rejected:?}");
+    assert!(rejected.contains(&fixtures::ENCODER_TOKEN_TYPE_GATHER), "{rejected:?}");
+    assert_eq!(v["inputs"].as_array().unwrap().len(), 3);
+    assert_eq!(v["producer"], "onnx-embcomp-fixtures 1");
+}
+
+#[test]
+fn inspect_decoder_names_the_tied_transpose() {
+    let r = run(&["inspect", &decoder_path()]);
+    r.ok();
+    assert!(r.stdout.lines().any(|l| l == format!("chosen: {}", fixtures::DECODER_TABLE)), "{}", r.stdout);
+    let star = r.stdout.lines().find(|l| l.starts_with("* ")).expect("a marked candidate");
+    assert!(star.contains(fixtures::DECODER_TABLE), "{star}");
+    assert!(star.contains(&format!("other readers: Transpose '{}'", fixtures::DECODER_TIED_TRANSPOSE)), "{star}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// bad inputs: exit 2, one clean line naming the culprit, no output written
+
+/// Compresses `input` (which must fail) and checks the message and that nothing was written.
+#[track_caller]
+fn compress_fails(input: &Path, extra: &[&str], culprits: &[&str]) -> String {
+    let dir = tempdir();
+    let (r, out) = compress(input, dir.path(), extra);
+    let msg = r.error(culprits);
+    assert!(!out.exists(), "an output was written despite: {msg}");
+    msg
+}
+
+#[test]
+fn error_empty_file() {
+    let dir = tempdir();
+    let path = dir.path().join("empty.onnx");
+    std::fs::write(&path, b"").unwrap();
+    compress_fails(&path, &[], &["empty.onnx", "empty"]);
+    run(&["inspect".as_ref(), path.as_os_str()]).error(&["empty.onnx", "the file is empty"]);
+}
+
+#[test]
+fn error_random_bytes() {
+    let dir = tempdir();
+    let path = dir.path().join("noise.onnx");
+    let mut bytes = vec![0u8; 4096];
+    ChaCha8Rng::seed_from_u64(7).fill_bytes(&mut bytes);
+    std::fs::write(&path, &bytes).unwrap();
+    compress_fails(&path, &[], &["noise.onnx", "not"]);
+}
+
+#[test]
+fn error_truncated_model() {
+    let dir = tempdir();
+    let bytes = std::fs::read(fixture("encoder.onnx")).unwrap();
+    let path = dir.path().join("half.onnx");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    compress_fails(&path, &[], &["half.onnx", "not a valid ONNX model"]);
+}
+
+#[test]
+fn error_model_without_gather() {
+    let dir = tempdir();
+    let x = || value_info("x", DataType::Float, &[Dim::Sym("batch"), Dim::Fixed(4)]);
+    let graph = onnx_embcomp::onnx::proto::GraphProto {
+        name: Some("relu".into()),
+        node: vec![fixtures::node("relu", "Relu", &["x"], &["y"], vec![])],
+        input: vec![x()],
+        output: vec![value_info("y", DataType::Float, &[Dim::Sym("batch"), Dim::Fixed(4)])],
+        ..Default::default()
+    };
+    let path = write_model(dir.path(), "relu.onnx", &fixtures::model(graph));
+    compress_fails(&path, &[], &["relu.onnx", "no word-embedding Gather", "no Gather node"]);
+    // inspect shows the overview, then fails for scripts
+    let r = run(&["inspect".as_ref(), path.as_os_str()]);
+    r.error(&["relu.onnx", "no Gather node"]);
+    assert!(r.stdout.contains("chosen: none"), "{}", r.stdout);
+}
+
+/// `ids -> Gather(Mul(table, scale))`: the table is computed in the graph.
+fn computed_table_model() -> Model {
+    let ids = || value_info("input_ids", DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")]);
+    let data: Vec<f32> = (0..40 * 8).map(|i| (i % 17) as f32 * 0.1).collect();
+    let graph = onnx_embcomp::onnx::proto::GraphProto {
+        name: Some("computed".into()),
+        node: vec![
+            fixtures::node("dequantize", "Mul", &["table_q", "scale"], &["table"], vec![]),
+            fixtures::node("lookup", "Gather", &["table", "input_ids"], &["emb"], vec![]),
+        ],
+        initializer: vec![
+            float_tensor("table_q", &[40, 8], &data, FloatType::F32),
+            float_tensor("scale", &[], &[0.5], FloatType::F32),
+        ],
+        input: vec![ids()],
+        output: vec![value_info("emb", DataType::Float, &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(8)])],
+        ..Default::default()
+    };
+    fixtures::model(graph)
+}
+
+#[test]
+fn error_computed_table() {
+    let dir = tempdir();
+    let path = write_model(dir.path(), "computed.onnx", &computed_table_model());
+    compress_fails(&path, &[], &["computed.onnx", "'lookup'", "'table'", "computed by Mul node 'dequantize'"]);
+}
+
+#[test]
+fn error_nan_in_table() {
+    let dir = tempdir();
+    let mut model = fixtures::encoder();
+    let t = model.graph_mut().initializer.iter_mut().find(|t| t.name() == fixtures::ENCODER_TABLE).unwrap();
+    let mut table = float_matrix(t).unwrap();
+    table[[17, 5]] = f32::NAN;
+    *t = float_tensor(fixtures::ENCODER_TABLE, &[1000, 64], table.as_slice().unwrap(), FloatType::F32);
+    let path = write_model(dir.path(), "nan.onnx", &model);
+    compress_fails(&path, &[], &[fixtures::ENCODER_TABLE, "NaN", "row 17", "column 5"]);
+}
+
+#[test]
+fn error_unknown_embedding_override() {
+    compress_fails(&fixture("encoder.onnx"), &["--embedding", "nothing_here"], &["--embedding", "'nothing_here'"]);
+    run(&["inspect", &encoder_path(), "--embedding", "nothing_here"]).error(&["'nothing_here'"]);
+}
+
+#[test]
+fn error_k_zero() {
+    compress_fails(&fixture("encoder.onnx"), &["-k", "0"], &["invalid -k"]);
+}
+
+#[test]
+fn error_j_not_below_d() {
+    compress_fails(&fixture("encoder.onnx"), &["-j", "64"], &["invalid -j", "64 columns"]);
+}
+
+#[test]
+fn error_ratio_out_of_range() {
+    compress_fails(&fixture("encoder.onnx"), &["--ratio", "1.5"], &["invalid --ratio", "1.5"]);
+}
+
+#[test]
+fn error_output_is_the_input() {
+    let dir = tempdir();
+    let input = dir.path().join("enc.onnx");
+    std::fs::copy(fixture("encoder.onnx"), &input).unwrap();
+    let original = std::fs::read(&input).unwrap();
+    let check = |r: Run| {
+        r.error(&["enc.onnx", "it is the input model itself"]);
+        assert_eq!(std::fs::read(&input).unwrap(), original, "the input was modified");
+        // no temporary file left behind either
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(names.iter().all(|n| n == "enc.onnx" || n == "link.onnx"), "{names:?}");
+    };
+    check(run(&[&input, &input]));
+    check(run_in(Some(dir.path()), &["enc.onnx", "./enc.onnx"]));
+    check(run_in(Some(dir.path()), &["./enc.onnx", "enc.onnx"]));
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("link.onnx");
+        std::os::unix::fs::symlink(&input, &link).unwrap();
+        let r = run(&[&input, &link]);
+        r.error(&["link.onnx", "it is the input model itself"]);
+        assert_eq!(std::fs::read(&input).unwrap(), original, "the input was modified through the link");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+    }
+}
+
+#[test]
+fn error_output_folder_missing() {
+    let dir = tempdir();
+    let out = dir.path().join("no_such_folder").join("out.onnx");
+    let r = run(&[fixture("encoder.onnx"), out.clone()]);
+    r.error(&["no_such_folder", "does not exist"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn error_output_is_a_folder_before_any_work() {
+    let dir = tempdir();
+    let r = run(&[fixture("encoder.onnx"), dir.path().to_path_buf()]);
+    r.error(&["it is a folder"]);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn error_when_tract_crashes_on_validation_inputs() {
+    // 200 positions overflow the encoder's 128-row position table: tract panics inside; the
+    // tool must report it as an error naming the inputs and the flag to change.
+    let dir = tempdir();
+    let out = dir.path().join("out.onnx");
+    let r = run(&[fixture("encoder.onnx").as_os_str(), out.as_os_str(), "--seq".as_ref(), "200".as_ref()]);
+    r.error(&["validation with tract failed on the original model", "input_ids[1, 200]", "--seq"]);
+    assert!(!out.exists());
+}
+
+/// The encoder with its word table moved to external data at `location` (the bytes are not
+/// written anywhere; the caller decides).
+fn external_encoder(location: &str) -> (Model, Bytes) {
+    let mut model = fixtures::encoder();
+    let t = model.graph_mut().initializer.iter_mut().find(|t| t.name() == fixtures::ENCODER_TABLE).unwrap();
+    let raw = t.raw_data.take().unwrap();
+    let entry = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
+    t.data_location = Some(DataLocation::External as i32);
+    t.external_data =
+        vec![entry("location", location.into()), entry("offset", "0".into()), entry("length", raw.len().to_string())];
+    (model, raw)
+}
+
+#[test]
+fn error_external_data_escaping_the_folder() {
+    let dir = tempdir();
+    let (model, raw) = external_encoder("../escape.bin");
+    std::fs::write(dir.path().join("escape.bin"), &raw).unwrap(); // it exists, but outside
+    let folder = dir.path().join("model");
+    std::fs::create_dir(&folder).unwrap();
+    let path = write_model(&folder, "model.onnx", &model);
+    compress_fails(&path, &[], &[fixtures::ENCODER_TABLE, "'../escape.bin'", "escapes"]);
+    run(&["inspect".as_ref(), path.as_os_str()]).error(&["'../escape.bin'", "escapes"]);
+}
+
+#[test]
+fn error_external_data_file_missing() {
+    let dir = tempdir();
+    let (model, _) = external_encoder("missing.bin");
+    let path = write_model(dir.path(), "model.onnx", &model);
+    compress_fails(&path, &[], &[fixtures::ENCODER_TABLE, "missing.bin"]);
+}
+
+#[test]
+fn external_data_inside_the_folder_is_read() {
+    let dir = tempdir();
+    let (model, raw) = external_encoder("weights.bin");
+    std::fs::write(dir.path().join("weights.bin"), &raw).unwrap();
+    let path = write_model(dir.path(), "model.onnx", &model);
+    // decoding inlines the data: the model equals the fixture
+    assert_eq!(read_model(&path).unwrap(), read_model(&fixture("encoder.onnx")).unwrap());
+    let out = dir.path().join("out.onnx");
+    run(&[&path, &out, &"-q".into()]).ok();
+    let written = read_model(&out).unwrap();
+    assert!(initializer(&written, "embcomp/bases").is_some());
+    assert!(written.graph().initializer.iter().all(|t| t.external_data.is_empty()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// compress
+
+/// Dims and type of an initializer.
+fn dims_and_type(model: &Model, name: &str) -> (Vec<i64>, i32) {
+    let t = initializer(model, name).unwrap_or_else(|| panic!("no initializer '{name}'"));
+    (t.dims.clone(), t.data_type())
+}
+
+#[test]
+fn compress_encoder_with_defaults() {
+    let dir = tempdir();
+    let json = dir.path().join("report.json");
+    let (r, out) = compress(&fixture("encoder.onnx"), dir.path(), &["--json", json.to_str().unwrap()]);
+    r.ok();
+    assert!(r.stderr.is_empty(), "-q prints nothing: {}", r.stderr);
+    let model = read_model(&out).expect("the output decodes");
+    let g = model.graph();
+
+    // the table and its Gather are gone; the old output is now made by a MatMul
+    assert!(initializer(&model, fixtures::ENCODER_TABLE).is_none());
+    assert!(g.node.iter().all(|n| !n.input.iter().any(|i| i == fixtures::ENCODER_TABLE)));
+    assert!(g.node.iter().all(|n| n.name() != fixtures::ENCODER_GATHER));
+    let producers: Vec<_> = g.node.iter().filter(|n| n.output.iter().any(|o| o == WORD_OUTPUT)).collect();
+    assert_eq!(producers.len(), 1);
+    assert_eq!(producers[0].op_type(), "MatMul");
+
+    let report = read_json(&json);
+    let (n, d) = (1000u64, 64u64);
+    let k = report["k"].as_u64().unwrap();
+    let j = report["j"].as_u64().unwrap();
+    assert_eq!(k, 4);
+    assert_eq!(report["clusters"].as_u64(), Some(k));
+    assert_eq!(report["table"], fixtures::ENCODER_TABLE);
+    assert_eq!(report["numbers_before"].as_u64(), Some(n * d));
+    let sizes: Vec<u64> =
+        report["fit"]["cluster_sizes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(sizes.len() as u64, k);
+    assert_eq!(sizes.iter().sum::<u64>(), n);
+    let after = report["numbers_after"].as_u64().unwrap();
+    assert!(after as f64 <= 0.6 * (n * d) as f64, "{after} numbers stored");
+    let layout: u64 = sizes.iter().map(|&s| (s + 1) * j).sum::<u64>() + k * n + k * j * d;
+    assert_eq!(after, layout);
+    let saved = report["saved_percent"].as_f64().unwrap();
+    assert!((saved - 100.0 * (1.0 - after as f64 / (n * d) as f64)).abs() < 1e-9);
+    assert_eq!(report["table_kept"], false);
+    let v = &report["validation"];
+    let rel = v["embedding_rel_error"].as_f64().expect("an embedding check");
+    assert!(rel <= 1e-5, "{rel}");
+    assert!(v["outputs"][0]["mean_cosine"].as_f64().unwrap() > 0.999, "{v}");
+    assert!(report["fit"]["relative_error"].as_f64().unwrap() < 1e-2, "the 4 subspaces were not found");
+    assert!(report["bytes_after"].as_u64().unwrap() < report["bytes_before"].as_u64().unwrap());
+
+    // the new initializers follow the documented layout
+    for (i, &s) in sizes.iter().enumerate() {
+        let (dims, ty) = dims_and_type(&model, &format!("embcomp/cluster{i}/coefficients"));
+        assert_eq!((dims, ty), (vec![s as i64 + 1, j as i64], DataType::Float as i32));
+        let (dims, ty) = dims_and_type(&model, &format!("embcomp/cluster{i}/index_map"));
+        assert_eq!(dims, vec![n as i64]);
+        assert!(ty == DataType::Int32 as i32 || ty == DataType::Int64 as i32);
+    }
+    assert_eq!(dims_and_type(&model, "embcomp/bases"), (vec![(k * j) as i64, d as i64], DataType::Float as i32));
+    assert!(initializer(&model, &format!("embcomp/cluster{k}/coefficients")).is_none());
+    // the stored numbers are exactly the new initializers' elements
+    let stored: i64 =
+        g.initializer.iter().filter(|t| t.name().starts_with("embcomp/")).map(|t| t.dims.iter().product::<i64>()).sum();
+    assert_eq!(stored as u64, after);
+}
+
+#[test]
+fn compress_prints_a_report_without_quiet() {
+    let dir = tempdir();
+    let out = dir.path().join("out.onnx");
+    let r = run(&[fixture("encoder.onnx"), out.clone()]);
+    r.ok();
+    assert!(r.stdout.is_empty(), "data only on stdout: {}", r.stdout);
+    assert!(r.stderr.contains("embedding numbers") && r.stderr.contains("wrote"), "{}", r.stderr);
+    assert!(out.exists());
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let dir = tempdir();
+    let enc = fixture("encoder.onnx");
+    let go = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        run(&[enc.as_os_str(), out.as_os_str(), "-q".as_ref(), "--seed".as_ref(), seed.as_ref()]).ok();
+        std::fs::read(out).unwrap()
+    };
+    let a = go("a.onnx", "0");
+    let b = go("b.onnx", "0");
+    let c = go("c.onnx", "1");
+    assert!(a == b, "two runs with seed 0 differ");
+    assert!(a != c, "seeds 0 and 1 gave the same bytes");
+}
+
+#[test]
+fn compress_k1_is_a_plain_rank_j_factorisation() {
+    let dir = tempdir();
+    let json = dir.path().join("r.json");
+    let (r, out) =
+        compress(&fixture("encoder.onnx"), dir.path(), &["-k", "1", "-j", "8", "--json", json.to_str().unwrap()]);
+    r.ok();
+    let model = read_model(&out).unwrap();
+    let new: Vec<&str> =
+        model.graph().initializer.iter().map(|t| t.name()).filter(|n| n.starts_with("embcomp/")).collect();
+    assert_eq!(new.len(), 2, "{new:?}");
+    let coef = new.iter().find(|n| n.contains("coefficients")).expect("a coefficient table");
+    assert_eq!(dims_and_type(&model, coef).0, vec![1000, 8]);
+    assert_eq!(dims_and_type(&model, "embcomp/bases").0, vec![8, 64]);
+    assert!(new.iter().all(|n| !n.contains("index_map")), "{new:?}");
+    assert!(model.graph().node.iter().all(|n| n.op_type() != "Concat"));
+    let report = read_json(&json);
+    assert_eq!(report["numbers_after"].as_u64(), Some(1000 * 8 + 8 * 64));
+    assert_eq!(report["j"].as_u64(), Some(8));
+    assert!(report["validation"]["embedding_rel_error"].as_f64().unwrap() <= 1e-5);
+}
+
+#[test]
+fn decoder_is_refused_without_allow_shared() {
+    let dir = tempdir();
+    let json = dir.path().join("r.json");
+    let (r, out) = compress(&fixture("decoder.onnx"), dir.path(), &["--json", json.to_str().unwrap()]);
+    r.error(&[
+        "--allow-shared",
+        fixtures::DECODER_TABLE,
+        &format!("Transpose node '{}'", fixtures::DECODER_TIED_TRANSPOSE),
+    ]);
+    assert!(!out.exists() && !json.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "something was written");
+}
+
+#[test]
+fn decoder_with_allow_shared_keeps_the_table() {
+    let dir = tempdir();
+    let json = dir.path().join("r.json");
+    let (r, out) =
+        compress(&fixture("decoder.onnx"), dir.path(), &["--allow-shared", "--json", json.to_str().unwrap()]);
+    r.ok();
+    let model = read_model(&out).unwrap();
+    let original = read_model(&fixture("decoder.onnx")).unwrap();
+    assert_eq!(initializer(&model, fixtures::DECODER_TABLE), initializer(&original, fixtures::DECODER_TABLE));
+    // the Transpose still reads it, the Gather is gone
+    let readers: Vec<&str> = model
+        .graph()
+        .node
+        .iter()
+        .filter(|n| n.input.iter().any(|i| i == fixtures::DECODER_TABLE))
+        .map(|n| n.name())
+        .collect();
+    assert_eq!(readers, [fixtures::DECODER_TIED_TRANSPOSE]);
+    assert!(initializer(&model, "embcomp/bases").is_some());
+    let report = read_json(&json);
+    assert_eq!(report["table_kept"], true);
+    assert!(report["saved_percent"].as_f64().unwrap() < 0.0, "{}", report["saved_percent"]);
+    assert!(report["numbers_after"].as_u64().unwrap() > 800 * 48);
+    assert!(report["validation"]["embedding_rel_error"].as_f64().unwrap() <= 1e-5);
+}

@@ -1,0 +1,439 @@
+//! Deterministic generator of the tiny ONNX fixtures in `fixtures/`, and the test that keeps the
+//! committed files equal to what the generator writes.
+//!
+//! Regenerate with `ONNX_EMBCOMP_BLESS=1 cargo test fixtures_match_generator`.
+//!
+//! Every random number comes from a seeded `ChaCha8Rng`, and only correctly rounded float
+//! operations (+, -, *, /, sqrt) are used, so the bytes are the same on every machine.
+
+use std::path::PathBuf;
+
+use onnx_embcomp::Model;
+pub use onnx_embcomp::onnx::build::{Dim, float_attr, int_attr, ints_attr, node, value_info};
+use onnx_embcomp::onnx::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, tensor_proto::DataType,
+};
+use onnx_embcomp::onnx::tensor::{FloatType, float_tensor, int64_tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Word table of the encoder.
+pub const ENCODER_TABLE: &str = "embeddings.word_embeddings.weight";
+/// The encoder's word-embedding Gather.
+pub const ENCODER_GATHER: &str = "/embeddings/word_embeddings/Gather";
+/// Position table of the encoder (its Gather indices are computed from the input's shape).
+pub const ENCODER_POSITION_GATHER: &str = "/embeddings/position_embeddings/Gather";
+/// Token-type table of the encoder (2 rows).
+pub const ENCODER_TOKEN_TYPE_TABLE: &str = "embeddings.token_type_embeddings.weight";
+/// Its Gather.
+pub const ENCODER_TOKEN_TYPE_GATHER: &str = "/embeddings/token_type_embeddings/Gather";
+/// Rows, columns, subspaces and subspace dimension of the encoder's word table.
+pub const ENCODER_SHAPE: (usize, usize, usize, usize) = (1000, 64, 4, 6);
+
+/// Word table of the decoder (tied to its LM head).
+pub const DECODER_TABLE: &str = "model.embed_tokens.weight";
+/// The decoder's word-embedding Gather.
+pub const DECODER_GATHER: &str = "/model/embed_tokens/Gather";
+/// The tied LM head's Transpose of the word table.
+pub const DECODER_TIED_TRANSPOSE: &str = "/lm_head/Transpose_tied";
+/// Rows, columns, subspaces and subspace dimension of the decoder's word table.
+pub const DECODER_SHAPE: (usize, usize, usize, usize) = (800, 48, 3, 5);
+
+const ENCODER_TABLE_SEED: u64 = 0x656e_636f_6465_7201; // "encoder" + 1
+const ENCODER_WEIGHTS_SEED: u64 = 0x656e_636f_6465_7202;
+const DECODER_TABLE_SEED: u64 = 0x6465_636f_6465_7201;
+const DECODER_WEIGHTS_SEED: u64 = 0x6465_636f_6465_7202;
+
+/// A word table whose rows lie near known random subspaces.
+pub struct ClusteredTable {
+    pub rows: usize,
+    pub cols: usize,
+    /// Row-major `[rows, cols]`.
+    pub data: Vec<f32>,
+    /// The subspace each row was drawn from.
+    pub labels: Vec<usize>,
+    /// Orthonormal basis of each subspace: `dim` vectors of length `cols`.
+    pub bases: Vec<Vec<Vec<f64>>>,
+}
+
+/// `rows` rows, each `s * (B_c u) / |B_c u| + noise` with c a random subspace of dimension `dim`
+/// (of `k`), u uniform in [-1, 1]^dim, s uniform in [0.5, 2] and noise of relative norm ~1e-3.
+pub fn clustered_table(seed: u64, rows: usize, cols: usize, k: usize, dim: usize) -> ClusteredTable {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let bases: Vec<Vec<Vec<f64>>> = (0..k).map(|_| orthonormal_basis(&mut rng, cols, dim)).collect();
+    let mut data = Vec::with_capacity(rows * cols);
+    let mut labels = Vec::with_capacity(rows);
+    let noise_scale = 1e-3 * (3.0 / cols as f64).sqrt(); // uniform [-1,1] has variance 1/3
+    for _ in 0..rows {
+        let c = rng.random_range(0..k);
+        let coef: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut row = vec![0f64; cols];
+        for (b, &a) in bases[c].iter().zip(&coef) {
+            for (r, &v) in row.iter_mut().zip(b) {
+                *r += a * v;
+            }
+        }
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        let scale: f64 = rng.random_range(0.5..2.0);
+        for r in &mut row {
+            let noise: f64 = rng.random_range(-1.0..1.0);
+            *r = scale * (*r / norm + noise_scale * noise);
+        }
+        data.extend(row.iter().map(|&v| v as f32));
+        labels.push(c);
+    }
+    ClusteredTable { rows, cols, data, labels, bases }
+}
+
+/// `dim` orthonormal vectors of length `cols` (Gram-Schmidt, twice, on uniform vectors).
+fn orthonormal_basis(rng: &mut ChaCha8Rng, cols: usize, dim: usize) -> Vec<Vec<f64>> {
+    let mut basis: Vec<Vec<f64>> = Vec::with_capacity(dim);
+    while basis.len() < dim {
+        let mut v: Vec<f64> = (0..cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for _ in 0..2 {
+            for b in &basis {
+                let dot: f64 = v.iter().zip(b).map(|(x, y)| x * y).sum();
+                for (x, y) in v.iter_mut().zip(b) {
+                    *x -= dot * y;
+                }
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm > 1e-6 {
+            basis.push(v.iter().map(|x| x / norm).collect());
+        }
+    }
+    basis
+}
+
+/// The encoder's word table.
+pub fn encoder_table() -> ClusteredTable {
+    let (n, d, k, dim) = ENCODER_SHAPE;
+    clustered_table(ENCODER_TABLE_SEED, n, d, k, dim)
+}
+
+/// The decoder's word table.
+pub fn decoder_table() -> ClusteredTable {
+    let (n, d, k, dim) = DECODER_SHAPE;
+    clustered_table(DECODER_TABLE_SEED, n, d, k, dim)
+}
+
+/// The BERT-like encoder of `fixtures/encoder.onnx`.
+pub fn encoder() -> Model {
+    encoder_with(FloatType::F32)
+}
+
+/// The encoder with its word table stored as `word_dtype`; for a type other than f32 a Cast to
+/// float follows the word Gather, so the rest of the graph stays f32.
+pub fn encoder_with(word_dtype: FloatType) -> Model {
+    let (_, d, _, _) = ENCODER_SHAPE;
+    let hidden = 2 * d;
+    let table = encoder_table();
+    let mut rng = ChaCha8Rng::seed_from_u64(ENCODER_WEIGHTS_SEED);
+    let mut g = Builder::default();
+
+    g.init(float_tensor(ENCODER_TABLE, &[table.rows, d], &table.data, word_dtype));
+    g.init(float_tensor(
+        "embeddings.position_embeddings.weight",
+        &[128, d],
+        &uniform(&mut rng, 128 * d, 0.1),
+        FloatType::F32,
+    ));
+    g.init(float_tensor(ENCODER_TOKEN_TYPE_TABLE, &[2, d], &uniform(&mut rng, 2 * d, 0.1), FloatType::F32));
+    g.init(int64_tensor("/embeddings/Constant_1", &[], &[1]));
+    g.init(int64_tensor("/embeddings/Constant_0", &[], &[0]));
+    g.init(int64_tensor("/embeddings/Constant_step", &[], &[1]));
+    g.init(int64_tensor("/embeddings/axes_0", &[1], &[0]));
+    g.init(int64_tensor("/axes_last", &[1], &[-1]));
+
+    let word = "/embeddings/word_embeddings/Gather_output_0";
+    if word_dtype == FloatType::F32 {
+        g.node(ENCODER_GATHER, "Gather", &[ENCODER_TABLE, "input_ids"], &[word], vec![]);
+    } else {
+        let raw = "/embeddings/word_embeddings/Gather_output_raw";
+        g.node(ENCODER_GATHER, "Gather", &[ENCODER_TABLE, "input_ids"], &[raw], vec![]);
+        g.node(
+            "/embeddings/word_embeddings/Cast",
+            "Cast",
+            &[raw],
+            &[word],
+            vec![int_attr("to", DataType::Float as i64)],
+        );
+    }
+    g.node("/embeddings/Shape", "Shape", &["input_ids"], &["/embeddings/Shape_output_0"], vec![]);
+    g.node(
+        "/embeddings/Gather",
+        "Gather",
+        &["/embeddings/Shape_output_0", "/embeddings/Constant_1"],
+        &["/embeddings/seq_len"],
+        vec![int_attr("axis", 0)],
+    );
+    g.node(
+        "/embeddings/Range",
+        "Range",
+        &["/embeddings/Constant_0", "/embeddings/seq_len", "/embeddings/Constant_step"],
+        &["/embeddings/Range_output_0"],
+        vec![],
+    );
+    g.node(
+        "/embeddings/Unsqueeze",
+        "Unsqueeze",
+        &["/embeddings/Range_output_0", "/embeddings/axes_0"],
+        &["/embeddings/position_ids"],
+        vec![],
+    );
+    g.node(
+        ENCODER_POSITION_GATHER,
+        "Gather",
+        &["embeddings.position_embeddings.weight", "/embeddings/position_ids"],
+        &["/embeddings/position_embeddings/Gather_output_0"],
+        vec![],
+    );
+    g.node(
+        ENCODER_TOKEN_TYPE_GATHER,
+        "Gather",
+        &[ENCODER_TOKEN_TYPE_TABLE, "token_type_ids"],
+        &["/embeddings/token_type_embeddings/Gather_output_0"],
+        vec![],
+    );
+    g.node(
+        "/embeddings/Add",
+        "Add",
+        &[word, "/embeddings/position_embeddings/Gather_output_0"],
+        &["/embeddings/Add_output_0"],
+        vec![],
+    );
+    g.node(
+        "/embeddings/Add_1",
+        "Add",
+        &["/embeddings/Add_output_0", "/embeddings/token_type_embeddings/Gather_output_0"],
+        &["/embeddings/Add_1_output_0"],
+        vec![],
+    );
+    let ln = g.layer_norm(&mut rng, "/embeddings/LayerNorm", "/embeddings/Add_1_output_0", d);
+    let mlp = g.mlp(&mut rng, "/encoder/mlp", &ln, d, hidden);
+    g.mask_multiply("/encoder", &mlp, "attention_mask", "last_hidden_state");
+
+    let int_input = |name: &str| value_info(name, DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")]);
+    let graph = GraphProto {
+        name: Some("encoder".into()),
+        node: g.nodes,
+        initializer: g.inits,
+        input: vec![int_input("input_ids"), int_input("attention_mask"), int_input("token_type_ids")],
+        output: vec![value_info(
+            "last_hidden_state",
+            DataType::Float,
+            &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(d as i64)],
+        )],
+        ..Default::default()
+    };
+    model(graph)
+}
+
+/// The tiny tied decoder of `fixtures/decoder.onnx`.
+pub fn decoder() -> Model {
+    let (n, d, _, _) = DECODER_SHAPE;
+    let table = decoder_table();
+    let mut rng = ChaCha8Rng::seed_from_u64(DECODER_WEIGHTS_SEED);
+    let mut g = Builder::default();
+    g.init(float_tensor(DECODER_TABLE, &[n, d], &table.data, FloatType::F32));
+    g.init(int64_tensor("/axes_last", &[1], &[-1]));
+
+    let emb = "/model/embed_tokens/Gather_output_0";
+    g.node(DECODER_GATHER, "Gather", &[DECODER_TABLE, "input_ids"], &[emb], vec![]);
+    let ln = g.layer_norm(&mut rng, "/model/norm_in", emb, d);
+    let mlp = g.mlp(&mut rng, "/model/mlp", &ln, d, 2 * d);
+    let hidden = "/model/hidden";
+    g.mask_multiply("/model", &mlp, "attention_mask", hidden);
+    g.node(
+        DECODER_TIED_TRANSPOSE,
+        "Transpose",
+        &[DECODER_TABLE],
+        &["/lm_head/Transpose_tied_output_0"],
+        vec![ints_attr("perm", &[1, 0])],
+    );
+    g.node("/lm_head/MatMul", "MatMul", &[hidden, "/lm_head/Transpose_tied_output_0"], &["logits"], vec![]);
+
+    let int_input = |name: &str| value_info(name, DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")]);
+    let graph = GraphProto {
+        name: Some("decoder".into()),
+        node: g.nodes,
+        initializer: g.inits,
+        input: vec![int_input("input_ids"), int_input("attention_mask")],
+        output: vec![value_info(
+            "logits",
+            DataType::Float,
+            &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(n as i64)],
+        )],
+        ..Default::default()
+    };
+    model(graph)
+}
+
+/// A model of opset 17, IR 8, produced by "onnx-embcomp-fixtures".
+pub fn model(graph: GraphProto) -> Model {
+    Model {
+        proto: ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            producer_name: Some("onnx-embcomp-fixtures".into()),
+            producer_version: Some("1".into()),
+            graph: Some(graph),
+            ..Default::default()
+        },
+    }
+}
+
+/// `count` values uniform in [-scale, scale).
+fn uniform(rng: &mut ChaCha8Rng, count: usize, scale: f32) -> Vec<f32> {
+    (0..count).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+}
+
+/// Nodes and initializers, in order.
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+}
+
+impl Builder {
+    fn init(&mut self, t: TensorProto) {
+        self.inits.push(t);
+    }
+
+    fn node(&mut self, name: &str, op: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) {
+        self.nodes.push(node(name, op, inputs, outputs, attribute));
+    }
+
+    /// LayerNormalization over the last axis with random scale (near 1) and bias.
+    fn layer_norm(&mut self, rng: &mut ChaCha8Rng, prefix: &str, x: &str, d: usize) -> String {
+        let (scale, bias, out) = (format!("{prefix}.weight"), format!("{prefix}.bias"), format!("{prefix}/output_0"));
+        let gamma: Vec<f32> = uniform(rng, d, 0.1).iter().map(|v| 1.0 + v).collect();
+        self.init(float_tensor(&scale, &[d], &gamma, FloatType::F32));
+        self.init(float_tensor(&bias, &[d], &uniform(rng, d, 0.05), FloatType::F32));
+        self.node(
+            &format!("{prefix}/LayerNormalization"),
+            "LayerNormalization",
+            &[x, &scale, &bias],
+            &[&out],
+            vec![int_attr("axis", -1), float_attr("epsilon", 1e-12)],
+        );
+        out
+    }
+
+    /// `x + W2 relu(W1 x + b1) + b2`.
+    fn mlp(&mut self, rng: &mut ChaCha8Rng, prefix: &str, x: &str, d: usize, hidden: usize) -> String {
+        let p = |s: &str| format!("{prefix}/{s}");
+        let w1_scale = 1.0 / (d as f32).sqrt();
+        let w2_scale = 1.0 / (hidden as f32).sqrt();
+        self.init(float_tensor(&p("fc1.weight"), &[d, hidden], &uniform(rng, d * hidden, w1_scale), FloatType::F32));
+        self.init(float_tensor(&p("fc1.bias"), &[hidden], &uniform(rng, hidden, 0.01), FloatType::F32));
+        self.init(float_tensor(&p("fc2.weight"), &[hidden, d], &uniform(rng, hidden * d, w2_scale), FloatType::F32));
+        self.init(float_tensor(&p("fc2.bias"), &[d], &uniform(rng, d, 0.01), FloatType::F32));
+        self.node(&p("fc1/MatMul"), "MatMul", &[x, &p("fc1.weight")], &[&p("fc1/MatMul_output_0")], vec![]);
+        self.node(
+            &p("fc1/Add"),
+            "Add",
+            &[&p("fc1/MatMul_output_0"), &p("fc1.bias")],
+            &[&p("fc1/Add_output_0")],
+            vec![],
+        );
+        self.node(&p("Relu"), "Relu", &[&p("fc1/Add_output_0")], &[&p("Relu_output_0")], vec![]);
+        self.node(
+            &p("fc2/MatMul"),
+            "MatMul",
+            &[&p("Relu_output_0"), &p("fc2.weight")],
+            &[&p("fc2/MatMul_output_0")],
+            vec![],
+        );
+        self.node(
+            &p("fc2/Add"),
+            "Add",
+            &[&p("fc2/MatMul_output_0"), &p("fc2.bias")],
+            &[&p("fc2/Add_output_0")],
+            vec![],
+        );
+        let out = p("residual/Add_output_0");
+        self.node(&p("residual/Add"), "Add", &[&p("fc2/Add_output_0"), x], &[&out], vec![]);
+        out
+    }
+
+    /// `out = x * float(mask[..., None])`; needs the `/axes_last` initializer.
+    fn mask_multiply(&mut self, prefix: &str, x: &str, mask: &str, out: &str) {
+        let p = |s: &str| format!("{prefix}/{s}");
+        self.node(&p("mask/Unsqueeze"), "Unsqueeze", &[mask, "/axes_last"], &[&p("mask/Unsqueeze_output_0")], vec![]);
+        self.node(
+            &p("mask/Cast"),
+            "Cast",
+            &[&p("mask/Unsqueeze_output_0")],
+            &[&p("mask/Cast_output_0")],
+            vec![int_attr("to", DataType::Float as i64)],
+        );
+        self.node(&p("mask/Mul"), "Mul", &[x, &p("mask/Cast_output_0")], &[out], vec![]);
+    }
+}
+
+/// The committed fixture `name` in `fixtures/`.
+pub fn path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+#[test]
+fn fixtures_match_generator() {
+    let bless = std::env::var("ONNX_EMBCOMP_BLESS").is_ok_and(|v| v == "1");
+    for (name, model) in [("encoder.onnx", encoder()), ("decoder.onnx", decoder())] {
+        let bytes = model.encode();
+        assert!(bytes.len() < 1 << 20, "{name} is {} bytes, over 1 MB", bytes.len());
+        let file = path(name);
+        if bless {
+            std::fs::write(&file, &bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+            continue;
+        }
+        let committed = std::fs::read(&file).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {}: {e}; run `ONNX_EMBCOMP_BLESS=1 cargo test fixtures_match_generator`",
+                file.display()
+            )
+        });
+        assert!(
+            committed == bytes,
+            "{} ({} bytes) differs from the generator's output ({} bytes); if the generator changed on \
+             purpose, run `ONNX_EMBCOMP_BLESS=1 cargo test fixtures_match_generator`",
+            file.display(),
+            committed.len(),
+            bytes.len()
+        );
+    }
+}
+
+#[test]
+fn generator_is_deterministic_and_tables_follow_their_subspaces() {
+    assert_eq!(encoder().encode(), encoder().encode());
+    assert_eq!(decoder().encode(), decoder().encode());
+    for table in [encoder_table(), decoder_table()] {
+        let k = table.bases.len();
+        // every cluster is populated
+        for c in 0..k {
+            assert!(table.labels.iter().filter(|&&l| l == c).count() > table.rows / (4 * k), "cluster {c} too small");
+        }
+        let mut norms = Vec::new();
+        for (r, &c) in table.labels.iter().enumerate() {
+            let row: Vec<f64> = table.data[r * table.cols..(r + 1) * table.cols].iter().map(|&v| v as f64).collect();
+            let norm2: f64 = row.iter().map(|v| v * v).sum();
+            // squared distance of the row to its own subspace, relative
+            let proj2: f64 =
+                table.bases[c].iter().map(|b| b.iter().zip(&row).map(|(x, y)| x * y).sum::<f64>().powi(2)).sum();
+            let rel = ((norm2 - proj2).max(0.0) / norm2).sqrt();
+            assert!(rel < 5e-3, "row {r} is {rel} away from subspace {c}");
+            // and far from the others
+            for o in (0..k).filter(|&o| o != c) {
+                let p2: f64 =
+                    table.bases[o].iter().map(|b| b.iter().zip(&row).map(|(x, y)| x * y).sum::<f64>().powi(2)).sum();
+                assert!(((norm2 - p2) / norm2).sqrt() > 0.3, "row {r} lies near subspace {o} too");
+            }
+            norms.push(norm2.sqrt());
+        }
+        let (lo, hi) = norms.iter().fold((f64::MAX, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(lo >= 0.49 && hi <= 2.01 && hi / lo > 3.0, "row norms {lo}..{hi}");
+    }
+}

@@ -1,0 +1,143 @@
+//! The library API: `compress` on the fixtures, lossless decode/encode, f16 tables.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use onnx_embcomp::onnx::io::read_model;
+use onnx_embcomp::onnx::proto::tensor_proto::DataType;
+use onnx_embcomp::onnx::tensor::FloatType;
+use onnx_embcomp::{Model, Options, Size, compress};
+
+use crate::fixtures;
+use crate::{fixture, initializer};
+
+fn encoder() -> Model {
+    read_model(&fixture("encoder.onnx")).expect("the encoder fixture decodes")
+}
+
+/// The index map of cluster `i` as row positions.
+fn index_map(model: &Model, i: usize) -> Vec<i64> {
+    let t = initializer(model, &format!("embcomp/cluster{i}/index_map")).expect("an index map");
+    let raw = t.raw_data.as_ref().expect("raw data");
+    match DataType::try_from(t.data_type()).unwrap() {
+        DataType::Int32 => raw.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
+        DataType::Int64 => raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+        other => panic!("index map of type {other:?}"),
+    }
+}
+
+#[test]
+fn compress_encoder_with_default_options() {
+    let model = encoder();
+    let mut events = 0usize;
+    let (rewritten, report) = compress(&model, &Options::default(), &mut |_| events += 1).expect("compress");
+    assert!(events > 0, "no progress reported");
+    assert_eq!(report.table, fixtures::ENCODER_TABLE);
+    assert_eq!(report.lookups, [fixtures::ENCODER_GATHER]);
+    assert_eq!(report.shape, [1000, 64]);
+    assert_eq!(report.dtype, FloatType::F32);
+    assert_eq!(report.size, Size::Ratio(0.4));
+    assert_eq!((report.k, report.clusters), (4, 4));
+    assert_eq!(report.numbers_before, 64_000);
+    assert_eq!(report.numbers_after, onnx_embcomp::budget::stored_numbers(1000, 64, 4, report.j));
+    assert!(report.numbers_after <= 38_400 && report.saved_percent >= 40.0, "{report:?}");
+    assert!(!report.table_kept);
+    assert!(report.fit.relative_error < 1e-2, "{}", report.fit.relative_error);
+    assert_eq!(report.fit.restart_costs.len(), Options::default().restarts);
+    assert!(report.bytes_before.is_none() && report.bytes_after.is_none(), "files are the caller's business");
+    let v = report.validation.as_ref().expect("validation ran");
+    assert!(v.embedding_rel_error.expect("the lookup was checked") <= 1e-5);
+    assert_eq!(v.outputs.len(), 1);
+    assert_eq!(v.outputs[0].name, "last_hidden_state");
+    assert_eq!(v.outputs[0].shape, [1, 16, 64]);
+    assert!(v.outputs[0].mean_cosine.unwrap() > 0.999);
+    assert!(rewritten.encoded_len() < model.encoded_len());
+
+    // validation does not change the model
+    let quiet = Options { validate: None, ..Options::default() };
+    let (same, r2) = compress(&model, &quiet, &mut |_| {}).unwrap();
+    assert!(r2.validation.is_none());
+    assert_eq!(same, rewritten);
+}
+
+#[test]
+fn clusters_recover_the_generated_subspaces() {
+    // With j = 6, the generator's dimension, each fitted subspace must be one of the 4 true ones
+    // (with the default j = 27 one subspace may hold two true ones, so that run proves nothing).
+    let model = encoder();
+    let options = Options { size: Size::Dim(6), validate: None, ..Options::default() };
+    let (rewritten, report) = compress(&model, &options, &mut |_| {}).expect("compress");
+    assert!(report.fit.relative_error < 3e-3, "{}", report.fit.relative_error);
+    let labels = fixtures::encoder_table().labels;
+    let mut seen = Vec::new();
+    for (i, &size) in report.fit.cluster_sizes.iter().enumerate() {
+        let members: Vec<usize> =
+            index_map(&rewritten, i).iter().enumerate().filter(|&(_, &p)| p < size as i64).map(|(t, _)| t).collect();
+        assert_eq!(members.len(), size);
+        let label = labels[members[0]];
+        assert!(members.iter().all(|&t| labels[t] == label), "cluster {i} mixes subspaces");
+        assert_eq!(members.len(), labels.iter().filter(|&&l| l == label).count(), "cluster {i} is incomplete");
+        seen.push(label);
+    }
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2, 3]);
+}
+
+#[test]
+fn compress_leaves_the_input_model_alone_and_refuses_shared_tables() {
+    let decoder = read_model(&fixture("decoder.onnx")).unwrap();
+    let before = decoder.clone();
+    let e = compress(&decoder, &Options::default(), &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("--allow-shared") && e.contains(fixtures::DECODER_TIED_TRANSPOSE), "{e}");
+    let options = Options { allow_shared: true, k: 3, size: Size::Dim(5), ..Options::default() };
+    let (rewritten, report) = compress(&decoder, &options, &mut |_| {}).unwrap();
+    assert_eq!(decoder, before);
+    assert!(report.table_kept && report.saved_percent < 0.0);
+    assert!(initializer(&rewritten, fixtures::DECODER_TABLE).is_some());
+    // 3 subspaces of the true dimension 5 fit the table up to its 1e-3 noise
+    assert!(report.fit.relative_error < 3e-3, "{}", report.fit.relative_error);
+    let v = report.validation.unwrap();
+    assert!(v.outputs[0].mean_cosine.unwrap() > 0.999, "{v:?}");
+}
+
+#[test]
+fn decode_encode_round_trip_of_the_fixtures() {
+    for name in ["encoder.onnx", "decoder.onnx"] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let m = Model::decode(Bytes::from(bytes.clone()), None, Path::new(name)).unwrap();
+        let again = Model::decode(Bytes::from(m.encode()), None, Path::new(name)).unwrap();
+        assert_eq!(again, m, "{name}");
+        assert_eq!(m.encode(), bytes, "{name} does not re-encode to its own bytes");
+        assert_eq!(m.onnx_opset(), Some(17));
+        assert_eq!(m.proto.ir_version, Some(8));
+    }
+    for m in [fixtures::encoder(), fixtures::decoder()] {
+        assert_eq!(Model::decode(Bytes::from(m.encode()), None, Path::new("generated")).unwrap(), m);
+    }
+}
+
+#[test]
+fn f16_table_stays_f16() {
+    let model = fixtures::encoder_with(FloatType::F16);
+    let t = initializer(&model, fixtures::ENCODER_TABLE).unwrap();
+    assert_eq!(t.data_type(), DataType::Float16 as i32);
+    let (rewritten, report) = compress(&model, &Options::default(), &mut |_| {}).expect("compress an f16 table");
+    assert_eq!(report.dtype, FloatType::F16);
+    let new: Vec<_> = rewritten.graph().initializer.iter().filter(|t| t.name().starts_with("embcomp/")).collect();
+    assert_eq!(new.len(), 2 * report.clusters + 1);
+    for t in new {
+        let want = if t.name().ends_with("index_map") {
+            [DataType::Int32, DataType::Int64].to_vec()
+        } else {
+            vec![DataType::Float16]
+        };
+        assert!(want.iter().any(|&d| d as i32 == t.data_type()), "{} is {}", t.name(), t.data_type());
+        if !t.name().ends_with("index_map") {
+            // two bytes per element
+            assert_eq!(t.raw_data.as_ref().unwrap().len() as i64, 2 * t.dims.iter().product::<i64>(), "{}", t.name());
+        }
+    }
+    let v = report.validation.expect("validation ran");
+    assert!(v.embedding_rel_error.unwrap() <= 1e-2, "{v:?}");
+    assert!(v.outputs[0].mean_cosine.unwrap() > 0.99, "{v:?}");
+}
