@@ -55,7 +55,7 @@ pub fn choose_j(n: usize, d: usize, k: usize, size: Size) -> Result<usize> {
                     reason: format!("{r} is not a fraction strictly between 0 and 1"),
                 });
             }
-            let allowed = ((1.0 - r) * original as f64).floor() as u64;
+            let allowed = allowed_numbers(n, d, k, size);
             let j = (1..d).take_while(|&j| stored_numbers(n, d, k, j) <= allowed).last();
             j.ok_or_else(|| Error::InvalidParameter {
                 flag: "--ratio",
@@ -67,6 +67,14 @@ pub fn choose_j(n: usize, d: usize, k: usize, size: Size) -> Result<usize> {
                 ),
             })
         }
+    }
+}
+
+/// The numbers a fit may store: `(1 - R)·n·d` for a ratio, the uniform layout's for `-j`.
+pub fn allowed_numbers(n: usize, d: usize, k: usize, size: Size) -> u64 {
+    match size {
+        Size::Dim(j) => stored_numbers(n, d, k, j),
+        Size::Ratio(r) => ((1.0 - r) * (n as f64) * (d as f64)).floor() as u64,
     }
 }
 

@@ -3,6 +3,14 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use onnx_embcomp::Subspaces;
+
+fn parse_k(s: &str) -> Result<Subspaces, String> {
+    if s == "auto" {
+        return Ok(Subspaces::Auto);
+    }
+    s.parse::<usize>().map(Subspaces::Fixed).map_err(|_| format!("'{s}' is neither a number nor 'auto'"))
+}
 
 /// Shrink the word-embedding table of an ONNX transformer by projective clustering (MESSI).
 ///
@@ -47,9 +55,14 @@ pub struct CompressArgs {
     /// Where to write the compressed model (never the input itself).
     #[arg(required = true)]
     pub output: Option<PathBuf>,
-    /// Number of subspaces (1 gives the plain SVD baseline).
-    #[arg(short, default_value_t = 4)]
-    pub k: usize,
+    /// Number of subspaces (1 gives the plain SVD baseline), or `auto` to try 1, 2, 4 and 8
+    /// at the same budget and keep the lowest error.
+    #[arg(short, default_value = "4", value_parser = parse_k)]
+    pub k: Subspaces,
+    /// Give each cluster its own dimension j_i, shared out by eigenvalue gain per stored number
+    /// within the same budget.
+    #[arg(long)]
+    pub adaptive_j: bool,
     /// Dimension of each subspace (instead of --ratio).
     #[arg(short, conflicts_with = "ratio")]
     pub j: Option<usize>,

@@ -31,21 +31,38 @@ use report::{FitFigures, Phase, SvdFigures};
 pub use validate::ValidateOptions;
 
 /// What [`compress`] tells its caller while it runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Progress {
-    /// A phase starts (`fit`, `svd baseline`, `validate`).
-    Phase(&'static str),
+    /// A phase starts (`fit`, `fit k=2` with `-k auto`, `svd baseline`, `validate`).
+    Phase(String),
     /// A Lloyd iteration ended.
     Fit(FitEvent),
 }
 
+/// How many subspaces to fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subspaces {
+    /// Exactly this many (1: the SVD baseline through the same pipeline).
+    Fixed(usize),
+    /// Try each of [`AUTO_K`] that fits the budget and keep the lowest error.
+    Auto,
+}
+
+/// The values of k that `-k auto` tries.
+pub const AUTO_K: [usize; 4] = [1, 2, 4, 8];
+
 /// What [`compress`] does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
-    /// Number of subspaces (1: the SVD baseline through the same pipeline).
-    pub k: usize,
+    /// Number of subspaces.
+    pub k: Subspaces,
     /// Subspace dimension, or the fraction of numbers to remove.
     pub size: Size,
+    /// Give each cluster its own dimension within the same stored-number budget.
+    pub adaptive: bool,
+    /// Importance of each table row (token) in the fit, `[n]`, all positive; `None`: all 1.
+    pub weights: Option<Vec<f32>>,
     /// A node or initializer name forcing the choice of the table.
     pub embedding: Option<String>,
     /// Rewrite the lookup even when other nodes read the table (which then stays).
@@ -68,8 +85,10 @@ impl Default for Options {
     fn default() -> Self {
         let fit = cluster::FitParams::new(4, 1);
         Options {
-            k: 4,
+            k: Subspaces::Fixed(4),
             size: Size::Ratio(0.4),
+            adaptive: false,
+            weights: None,
             embedding: None,
             allow_shared: false,
             seed: 0,
@@ -80,6 +99,16 @@ impl Default for Options {
             validate: Some(ValidateOptions::default()),
         }
     }
+}
+
+/// One fitted candidate: its k, seed dimension, factors and fit figures.
+struct Fitted {
+    k: usize,
+    j: usize,
+    clustering: cluster::Clustering,
+    factors: rewrite::Factors,
+    relative_error: f64,
+    weighted_relative_error: Option<f64>,
 }
 
 /// Compresses the word-embedding table of `model`: returns the rewritten model and a report
@@ -101,27 +130,76 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
     let table = onnx::tensor::float_matrix(table_proto)?;
     check_finite(&candidate.table, &table)?;
     let (n, d) = table.dim();
-    let j = budget::choose_j(n, d, options.k, options.size)?;
-    let params = cluster::FitParams::new(options.k, j)
-        .restarts(options.restarts)
-        .max_iter(options.max_iter)
-        .sample_rows(options.sample_rows)
-        .threads(options.threads)
-        .check(n, d)?;
+    let weights = checked_weights(options.weights.as_deref(), n)?;
+    let ks: Vec<usize> = match options.k {
+        Subspaces::Fixed(k) => vec![k],
+        Subspaces::Auto => {
+            if matches!(options.size, Size::Dim(_)) {
+                return Err(Error::InvalidParameter {
+                    flag: "-k auto",
+                    reason: "compares k at one budget, so it needs --ratio rather than -j".into(),
+                });
+            }
+            AUTO_K.into_iter().filter(|&k| k <= n && budget::choose_j(n, d, k, options.size).is_ok()).collect()
+        }
+    };
+    // The fit sees rows scaled by sqrt(weight): squared distances are then weighted.
+    let scaled = weights.map(|w| {
+        let mut t = table.clone();
+        for (mut row, &w) in t.rows_mut().into_iter().zip(w) {
+            row *= w.sqrt();
+        }
+        t
+    });
     lap("prepare", &mut seconds);
 
-    progress(Progress::Phase("fit"));
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let clustering = params.fit(table.view(), &mut rng, &mut |e| progress(Progress::Fit(e)))?;
-    let mut factors = rewrite::Factors::new(&clustering, table.view(), options.threads);
-    factors.round_to(candidate.dtype);
+    let mut tried = Vec::new();
+    let mut best: Option<Fitted> = None;
+    for &k in &ks {
+        let j = budget::choose_j(n, d, k, options.size)?;
+        let mut params = cluster::FitParams::new(k, j)
+            .restarts(options.restarts)
+            .max_iter(options.max_iter)
+            .sample_rows(options.sample_rows)
+            .threads(options.threads);
+        if options.adaptive {
+            params = params.budget(budget::allowed_numbers(n, d, k, options.size));
+        }
+        let params = params.check(n, d)?;
+        progress(Progress::Phase(if ks.len() > 1 { format!("fit k={k}") } else { "fit".into() }));
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let fit_rows = scaled.as_ref().unwrap_or(&table);
+        let clustering = params.fit(fit_rows.view(), &mut rng, &mut |e| progress(Progress::Fit(e)))?;
+        let mut factors = rewrite::Factors::new(&clustering, table.view(), options.threads);
+        factors.round_to(candidate.dtype);
+        let fitted = Fitted {
+            k,
+            j,
+            relative_error: stored_error(&table, &factors, None),
+            weighted_relative_error: weights.map(|w| stored_error(&table, &factors, Some(w))),
+            clustering,
+            factors,
+        };
+        let score = |f: &Fitted| f.weighted_relative_error.unwrap_or(f.relative_error);
+        tried.push(report::Tried {
+            k,
+            dims: fitted.factors.dims(),
+            numbers: fitted.factors.stored_numbers(),
+            relative_error: fitted.relative_error,
+            weighted_relative_error: fitted.weighted_relative_error,
+        });
+        if best.as_ref().is_none_or(|b| score(&fitted) < score(b)) {
+            best = Some(fitted);
+        }
+    }
+    let Fitted { k, j, clustering, factors, relative_error, weighted_relative_error } =
+        best.expect("at least one k fits the budget (choose_j checked it)");
     lap("fit", &mut seconds);
 
-    progress(Progress::Phase("svd baseline"));
-    let relative_error = stored_error(&table, &factors);
+    progress(Progress::Phase("svd baseline".into()));
     let numbers_before = (n * d) as u64;
     let numbers_stored = factors.stored_numbers();
-    let svd = svd_baseline(&table, numbers_stored, options.threads)?;
+    let svd = svd_baseline(&table, weights, numbers_stored, options.threads)?;
     lap("svd baseline", &mut seconds);
 
     let mut rewritten = model.clone();
@@ -130,7 +208,7 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
 
     let validation = match &options.validate {
         Some(v) => Some({
-            progress(Progress::Phase("validate"));
+            progress(Progress::Phase("validate".into()));
             validate::validate(model, &rewritten, &candidate, &factors, v)?
         }),
         None => None,
@@ -146,20 +224,23 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
         shape: [n, d],
         dtype: candidate.dtype,
         size: options.size,
-        k: options.k,
+        k,
         clusters: factors.clusters.len(),
         j,
+        dims: factors.dims(),
         numbers_before,
         numbers_after,
         saved_percent: 100.0 * (1.0 - numbers_after as f64 / numbers_before as f64),
         table_kept: patch.table_kept,
         fit: FitFigures {
             relative_error,
+            weighted_relative_error,
             cost: clustering.cost,
             iterations: clustering.iterations,
             restart_costs: clustering.restart_costs.clone(),
             cluster_sizes: factors.clusters.iter().map(|c| c.members.len()).collect(),
         },
+        tried: if ks.len() > 1 { tried } else { Vec::new() },
         svd,
         validation,
         bytes_before: None,
@@ -167,6 +248,24 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
         seconds,
     };
     Ok((rewritten, report))
+}
+
+/// The weights, checked: one per row, finite and positive.
+fn checked_weights(weights: Option<&[f32]>, n: usize) -> Result<Option<&[f32]>> {
+    let Some(w) = weights else { return Ok(None) };
+    if w.len() != n {
+        return Err(Error::InvalidParameter {
+            flag: "weights",
+            reason: format!("{} weights for a table of {n} rows", w.len()),
+        });
+    }
+    if let Some((row, v)) = w.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v > 0.0)) {
+        return Err(Error::InvalidParameter {
+            flag: "weights",
+            reason: format!("the weight of row {row} is {v}; weights must be finite and positive"),
+        });
+    }
+    Ok(Some(w))
 }
 
 /// An error naming the first NaN or infinite value of the table.
@@ -177,23 +276,26 @@ fn check_finite(name: &str, table: &Array2<f32>) -> Result<()> {
     }
 }
 
-/// Relative Frobenius error of the stored factors against the table.
-fn stored_error(table: &Array2<f32>, factors: &rewrite::Factors) -> f64 {
+/// Relative Frobenius error of the stored factors against the table, rows weighted by
+/// `weights` when given.
+fn stored_error(table: &Array2<f32>, factors: &rewrite::Factors, weights: Option<&[f32]>) -> f64 {
     let (mut diff, mut norm) = (0f64, 0f64);
     for c in &factors.clusters {
         let approx = c.coefficients.dot(&c.basis.t());
         for (pos, &t) in c.members.iter().enumerate() {
+            let w = weights.map_or(1.0, |w| w[t] as f64);
             for (a, b) in table.row(t).iter().zip(approx.row(pos)) {
-                diff += ((a - b) as f64).powi(2);
-                norm += (*a as f64).powi(2);
+                diff += w * ((a - b) as f64).powi(2);
+                norm += w * (*a as f64).powi(2);
             }
         }
     }
     if norm > 0.0 { (diff / norm).sqrt() } else { 0.0 }
 }
 
-/// The error of the best rank-j' approximation storing at most `numbers` numbers.
-fn svd_baseline(table: &Array2<f32>, numbers: u64, threads: usize) -> Result<SvdFigures> {
+/// The error of the best rank-j' approximation storing at most `numbers` numbers (weighted
+/// rows when `weights` are given: the error is then the weighted one).
+fn svd_baseline(table: &Array2<f32>, weights: Option<&[f32]>, numbers: u64, threads: usize) -> Result<SvdFigures> {
     let (n, d) = table.dim();
     let rank = budget::svd_rank(numbers, n, d);
     let mut gram = Array2::<f64>::zeros((d, d));
@@ -201,7 +303,13 @@ fn svd_baseline(table: &Array2<f32>, numbers: u64, threads: usize) -> Result<Svd
     let par = cluster::linalg::par(threads);
     for start in (0..n).step_by(cluster::linalg::ROW_BLOCK) {
         let end = (start + cluster::linalg::ROW_BLOCK).min(n);
-        cluster::linalg::add_gram(table.slice(ndarray::s![start..end, ..]), &mut gram, &mut scratch, par);
+        let mut block = table.slice(ndarray::s![start..end, ..]).to_owned();
+        if let Some(w) = weights {
+            for (mut row, &w) in block.rows_mut().into_iter().zip(&w[start..end]) {
+                row *= w.sqrt();
+            }
+        }
+        cluster::linalg::add_gram(block.view(), &mut gram, &mut scratch, par);
     }
     let eig = cluster::linalg::eigenvalues_desc(&gram)?;
     let energy: f64 = eig.iter().map(|&e| e.max(0.0)).sum();

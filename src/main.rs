@@ -71,6 +71,8 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     }
     let options = Options {
         k: args.k,
+        adaptive: args.adaptive_j,
+        weights: None,
         size: args.j.map_or(Size::Ratio(args.ratio), Size::Dim),
         embedding: args.embedding.clone(),
         allow_shared: args.allow_shared,
@@ -94,15 +96,16 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
             bar.reset_elapsed();
         }
         match p {
-            Progress::Phase("fit") => {
+            Progress::Phase(phase) if phase.starts_with("fit") => {
                 bar.set_style(
-                    ProgressStyle::with_template("fitting {bar:30} {pos}/{len} iterations, {elapsed} {msg}")
+                    ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} iterations, {elapsed} {msg}")
                         .expect("valid template"),
                 );
+                bar.set_prefix(phase.replacen("fit", "fitting", 1));
             }
             Progress::Phase(phase) => {
                 bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
-                bar.set_message(if phase == "validate" { "validating with tract".into() } else { phase.to_string() });
+                bar.set_message(if phase == "validate" { "validating with tract".into() } else { phase });
                 bar.enable_steady_tick(std::time::Duration::from_millis(120));
             }
             Progress::Fit(e) => {

@@ -25,8 +25,10 @@ pub struct Report {
     pub k: usize,
     /// Non-empty clusters written.
     pub clusters: usize,
-    /// Subspace dimension.
+    /// Subspace dimension (of the seeds, with adaptive dimensions).
     pub j: usize,
+    /// Dimension of each non-empty cluster.
+    pub dims: Vec<usize>,
     /// Numbers in the original table (`rows * cols`).
     pub numbers_before: u64,
     /// Numbers stored by the rewritten lookup (plus the table itself when it was kept).
@@ -37,6 +39,8 @@ pub struct Report {
     pub table_kept: bool,
     /// The fit.
     pub fit: FitFigures,
+    /// With `-k auto`: every k fitted, and its figures.
+    pub tried: Vec<Tried>,
     /// A rank-j' SVD storing no more numbers than the rewritten lookup, for comparison.
     pub svd: SvdFigures,
     /// Tract validation, when run.
@@ -68,6 +72,8 @@ impl Phase {
 pub struct FitFigures {
     /// `||A - Â||_F / ||A||_F` of the stored (rounded) factors.
     pub relative_error: f64,
+    /// The same with rows weighted (when weights were given).
+    pub weighted_relative_error: Option<f64>,
     /// Sum of squared distances of the rows to their subspaces.
     pub cost: f64,
     /// Lloyd iterations run.
@@ -76,6 +82,18 @@ pub struct FitFigures {
     pub restart_costs: Vec<f64>,
     /// Rows per cluster.
     pub cluster_sizes: Vec<usize>,
+}
+
+/// One k tried by `-k auto`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tried {
+    pub k: usize,
+    /// Dimension of each non-empty cluster.
+    pub dims: Vec<usize>,
+    /// Numbers stored.
+    pub numbers: u64,
+    pub relative_error: f64,
+    pub weighted_relative_error: Option<f64>,
 }
 
 /// Figures of the SVD baseline.
@@ -95,11 +113,21 @@ impl Report {
         let mut s = String::new();
         let [n, d] = self.shape;
         let _ = writeln!(s, "embedding   {} [{n} x {d}] {:?}, lookups: {}", self.table, self.dtype, self.lookups.join(", "));
+        let dims = if self.dims.iter().all(|&j| j == self.j) {
+            format!("j = {}", self.j)
+        } else {
+            format!("j per cluster {:?}", self.dims)
+        };
         let _ = writeln!(
             s,
-            "layout      k = {} ({} non-empty), j = {}; rows per cluster {:?}",
-            self.k, self.clusters, self.j, self.fit.cluster_sizes
+            "layout      k = {} ({} non-empty), {dims}; rows per cluster {:?}",
+            self.k, self.clusters, self.fit.cluster_sizes
         );
+        for t in &self.tried {
+            let w = t.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
+            let mark = if t.k == self.k { " (chosen)" } else { "" };
+            let _ = writeln!(s, "  tried     k = {}: error {:.4}{w}, {} numbers{mark}", t.k, t.relative_error, t.numbers);
+        }
         let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>10}", "", "before", "after", "change");
         let _ = writeln!(
             s,
@@ -116,10 +144,15 @@ impl Report {
         if self.table_kept {
             let _ = writeln!(s, "note: the table is kept for its other readers (--allow-shared), so the model grows");
         }
+        let weighted = self.fit.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
         let _ = writeln!(
             s,
-            "fit error   {:.4} relative Frobenius ({} iterations); SVD rank {} at the same budget: {:.4}",
-            self.fit.relative_error, self.fit.iterations, self.svd.rank, self.svd.relative_error
+            "fit error   {:.4} relative Frobenius{weighted} ({} iterations); SVD rank {} at the same budget: {:.4}{}",
+            self.fit.relative_error,
+            self.fit.iterations,
+            self.svd.rank,
+            self.svd.relative_error,
+            if weighted.is_empty() { "" } else { " (weighted)" }
         );
         if let Some(v) = &self.validation {
             let inputs: Vec<String> = v.inputs.iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();

@@ -79,14 +79,17 @@ impl CheckedParams {
         assert_eq!(table.dim(), (self.n, self.d), "table shape differs from the checked one");
         let p = &self.p;
         let table = table.as_standard_layout();
-        let full = Rows::new(table.view(), p.k, p.j, par(p.threads));
+        let budget = |rows: usize| {
+            p.budget.filter(|_| p.k > 1).map(|numbers| Budget { numbers, n: self.n, scale: self.n as f64 / rows as f64 })
+        };
+        let full = Rows::new(table.view(), p.k, p.j, par(p.threads), budget(self.n));
         let sampled = self.n > p.sample_rows;
         let sample_store;
         let work = if sampled {
             let mut idx = rand::seq::index::sample(rng, self.n, p.sample_rows).into_vec();
             idx.sort_unstable();
             sample_store = table.select(Axis(0), &idx);
-            Rows::new(sample_store.view(), p.k, p.j, par(p.threads))
+            Rows::new(sample_store.view(), p.k, p.j, par(p.threads), budget(p.sample_rows))
         } else {
             full.clone()
         };
@@ -109,11 +112,14 @@ impl CheckedParams {
         }
         let mut best = best.expect("at least one restart");
         if sampled {
-            let polish = full.lloyd(best.bases, p.polish_iter, p.tol, &mut |it, cost| {
+            let polish = full.lloyd((best.bases, best.gains), p.polish_iter, p.tol, &mut |it, cost| {
                 progress(FitEvent { step: step + it + 1, total, restart: None, cost })
             })?;
             iterations += polish.iterations;
             best = polish;
+        }
+        if full.budget.is_some() {
+            best = full.fit_budget(best)?;
         }
         progress(FitEvent { step: total, total, restart: None, cost: best.cost });
         Ok(Clustering {
@@ -130,6 +136,8 @@ impl CheckedParams {
 /// The outcome of one Lloyd run: bases, the assignment they induce, its cost.
 struct Lloyd {
     bases: Vec<Array2<f32>>,
+    /// Energy each basis column captures of its cluster's rows (when it was refitted).
+    gains: Vec<Vec<f64>>,
     assignment: Vec<u32>,
     cost: f64,
     iterations: usize,
@@ -141,14 +149,28 @@ struct Rows<'a> {
     x: ArrayView2<'a, f32>,
     norms: Vec<f64>,
     k: usize,
+    /// Dimension of seeded subspaces (and of all of them without a budget).
     j: usize,
     par: Par,
+    /// With a budget, each refit shares dimensions among clusters (see [`allocate_dims`]).
+    budget: Option<Budget>,
+}
+
+/// A stored-number budget for adaptive dimensions, and how sample counts scale to the table.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// Numbers the lookup may store (index maps included).
+    numbers: u64,
+    /// Rows of the whole table.
+    n: usize,
+    /// Rows of the whole table per row worked on (1 on the whole table).
+    scale: f64,
 }
 
 impl<'a> Rows<'a> {
-    fn new(x: ArrayView2<'a, f32>, k: usize, j: usize, par: Par) -> Rows<'a> {
+    fn new(x: ArrayView2<'a, f32>, k: usize, j: usize, par: Par, budget: Option<Budget>) -> Rows<'a> {
         let norms = x.rows().into_iter().map(|r| r.iter().map(|&v| (v as f64) * (v as f64)).sum()).collect();
-        Rows { x, norms, k, j, par }
+        Rows { x, norms, k, j, par, budget }
     }
 
     fn len(&self) -> usize {
@@ -160,7 +182,7 @@ impl<'a> Rows<'a> {
     /// worst-fitting rows. Returns the cheapest state seen.
     fn lloyd(
         &self,
-        mut bases: Vec<Array2<f32>>,
+        (mut bases, mut gains): (Vec<Array2<f32>>, Vec<Vec<f64>>),
         max_iter: usize,
         tol: f64,
         on_iter: &mut dyn FnMut(usize, f64),
@@ -175,7 +197,13 @@ impl<'a> Rows<'a> {
             let improved = best.as_ref().is_none_or(|b| cost < b.cost);
             let converged = !reseeded && best.as_ref().is_some_and(|b| b.cost - cost <= tol * b.cost);
             if improved {
-                best = Some(Lloyd { bases: bases.clone(), assignment: assignment.clone(), cost, iterations: it + 1 });
+                best = Some(Lloyd {
+                    bases: bases.clone(),
+                    gains: gains.clone(),
+                    assignment: assignment.clone(),
+                    cost,
+                    iterations: it + 1,
+                });
             }
             if let Some(b) = &mut best {
                 b.iterations = it + 1;
@@ -187,19 +215,52 @@ impl<'a> Rows<'a> {
             if reseeded {
                 reseeds_left -= 1;
             }
-            bases = self.refit(&assignment)?;
+            (bases, gains) = self.refit(&assignment)?;
         }
         Ok(best.expect("max_iter >= 1"))
+    }
+
+    /// Brings a budgeted fit within its budget for the final assignment: the rows counted when
+    /// dimensions were shared out may have moved since. Drops the least valuable dimension and
+    /// reassigns until the stored numbers fit.
+    fn fit_budget(&self, mut state: Lloyd) -> Result<Lloyd> {
+        let budget = self.budget.expect("called with a budget");
+        loop {
+            let mut counts = vec![0usize; self.k];
+            for &c in &state.assignment {
+                counts[c as usize] += 1;
+            }
+            let dims: Vec<usize> = state.bases.iter().map(|b| b.ncols()).collect();
+            if layout_numbers(budget.n, self.x.ncols(), &counts, &dims) <= budget.numbers {
+                return Ok(state);
+            }
+            let d = self.x.ncols() as f64;
+            let drop = (0..self.k)
+                .filter(|&c| dims[c] > 1)
+                .min_by(|&a, &b| {
+                    let value = |c: usize| state.gains[c][dims[c] - 1] / (counts[c] as f64 + 1.0 + d);
+                    value(a).total_cmp(&value(b))
+                })
+                .ok_or_else(|| crate::error::Error::Numerical("no dimension left to drop within the budget".into()))?;
+            let keep = dims[drop] - 1;
+            state.bases[drop] = state.bases[drop].slice(s![.., ..keep]).to_owned();
+            state.gains[drop].truncate(keep);
+            let (assignment, _, cost) = self.assign(&state.bases);
+            (state.assignment, state.cost) = (assignment, cost);
+        }
     }
 
     /// Each row's nearest subspace (largest projection norm; ties to the lowest index), each
     /// row's squared distance to it, and their sum.
     fn assign(&self, bases: &[Array2<f32>]) -> (Vec<u32>, Vec<f64>, f64) {
-        let (k, j) = (self.k, self.j);
         let d = self.x.ncols();
-        let mut stacked = Array2::<f32>::zeros((d, k * j));
+        let mut offsets = vec![0usize];
+        for b in bases {
+            offsets.push(offsets.last().expect("starts at 0") + b.ncols());
+        }
+        let mut stacked = Array2::<f32>::zeros((d, offsets[bases.len()]));
         for (c, b) in bases.iter().enumerate() {
-            stacked.slice_mut(s![.., c * j..(c + 1) * j]).assign(b);
+            stacked.slice_mut(s![.., offsets[c]..offsets[c + 1]]).assign(b);
         }
         let n = self.len();
         let mut assignment = Vec::with_capacity(n);
@@ -210,7 +271,8 @@ impl<'a> Rows<'a> {
             for (r, row) in proj.rows().into_iter().enumerate() {
                 let row = row.as_slice().expect("contiguous");
                 let (mut best_c, mut best) = (0u32, f64::NEG_INFINITY);
-                for (c, block) in row.chunks_exact(j).enumerate() {
+                for c in 0..bases.len() {
+                    let block = &row[offsets[c]..offsets[c + 1]];
                     let e: f64 = block.iter().map(|&v| (v as f64) * (v as f64)).sum();
                     if e > best {
                         (best_c, best) = (c as u32, e);
@@ -224,21 +286,40 @@ impl<'a> Rows<'a> {
         (assignment, costs, total)
     }
 
-    /// Top-j eigenvectors of each cluster's Gram matrix.
-    fn refit(&self, assignment: &[u32]) -> Result<Vec<Array2<f32>>> {
+    /// Each cluster's basis: the top eigenvectors of its Gram matrix, j of them, or with a
+    /// budget as many as [`allocate_dims`] gives it. Also returns the eigenvalues kept.
+    fn refit(&self, assignment: &[u32]) -> Result<(Vec<Array2<f32>>, Vec<Vec<f64>>)> {
         let mut members = vec![Vec::new(); self.k];
         for (row, &c) in assignment.iter().enumerate() {
             members[c as usize].push(row);
         }
+        let d = self.x.ncols();
+        let want = if self.budget.is_some() { d } else { self.j };
         // Clusters in parallel; each one's arithmetic is the same whatever the thread count.
-        match self.par {
-            Par::Seq => members.iter().map(|rows| self.basis_of(rows)).collect(),
-            _ => members.par_iter().map(|rows| self.basis_of(rows)).collect(),
-        }
+        let eig: Vec<(Array2<f32>, Vec<f64>)> = match self.par {
+            Par::Seq => members.iter().map(|rows| self.basis_of(rows, want)).collect::<Result<_>>()?,
+            _ => members.par_iter().map(|rows| self.basis_of(rows, want)).collect::<Result<_>>()?,
+        };
+        let dims = match self.budget {
+            None => vec![self.j; self.k],
+            Some(b) => {
+                let counts: Vec<f64> = members.iter().map(|m| m.len() as f64 * b.scale).collect();
+                let gains: Vec<&[f64]> = eig.iter().map(|(_, g)| g.as_slice()).collect();
+                allocate_dims(&gains, &counts, d, b.numbers.saturating_sub((self.k * b.n) as u64) as f64)
+            }
+        };
+        Ok(eig
+            .into_iter()
+            .zip(dims)
+            .map(|((basis, mut gains), j)| {
+                gains.truncate(j);
+                (basis.slice(s![.., ..j]).to_owned(), gains)
+            })
+            .unzip())
     }
 
-    /// Top-j eigenvectors of the Gram matrix of `rows`, `[d, j]`.
-    fn basis_of(&self, rows: &[usize]) -> Result<Array2<f32>> {
+    /// The top `j` eigenpairs of the Gram matrix of `rows`: basis `[d, j]`, eigenvalues.
+    fn basis_of(&self, rows: &[usize], j: usize) -> Result<(Array2<f32>, Vec<f64>)> {
         let d = self.x.ncols();
         let mut gram = Array2::<f64>::zeros((d, d));
         let mut scratch = Array2::<f32>::zeros((d, d));
@@ -246,7 +327,7 @@ impl<'a> Rows<'a> {
             let block = self.x.select(Axis(0), chunk);
             add_gram(block.view(), &mut gram, &mut scratch, self.par);
         }
-        Ok(top_eigen(&gram, self.j)?.0)
+        top_eigen(&gram, j)
     }
 
     /// Moves the worst-fitting rows into clusters holding fewer than `min_size` rows.
@@ -276,10 +357,11 @@ impl<'a> Rows<'a> {
     /// k-means++-like seeding of k subspaces: a seed row drawn with probability proportional
     /// to its squared distance to the subspaces chosen so far; the subspace fits the rows most
     /// aligned with it (|cosine|), at least `2j` and about `n/k` of them.
-    fn seed(&self, rng: &mut impl Rng) -> Result<Vec<Array2<f32>>> {
+    fn seed(&self, rng: &mut impl Rng) -> Result<(Vec<Array2<f32>>, Vec<Vec<f64>>)> {
         let n = self.len();
         let mut residual = self.norms.clone();
         let mut bases = Vec::with_capacity(self.k);
+        let mut gains = Vec::with_capacity(self.k);
         let take = (n / self.k).max(2 * self.j).min(n);
         for _ in 0..self.k {
             let total: f64 = residual.iter().sum();
@@ -306,15 +388,49 @@ impl<'a> Rows<'a> {
             order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let mut rows: Vec<usize> = order[..take].iter().map(|&(_, r)| r).collect();
             rows.sort_unstable();
-            let basis = self.basis_of(&rows)?;
+            let (basis, values) = self.basis_of(&rows, self.j)?;
             let proj = gemm(self.x, basis.view(), self.par);
             for (r, p) in proj.rows().into_iter().enumerate() {
                 let e: f64 = p.iter().map(|&v| (v as f64) * (v as f64)).sum();
                 residual[r] = residual[r].min((self.norms[r] - e).max(0.0));
             }
             bases.push(basis);
+            gains.push(values);
         }
-        Ok(bases)
+        Ok((bases, gains))
+    }
+}
+
+/// Numbers stored by the lookup layout for clusters of `counts` rows and `dims` dimensions over
+/// a table of `n` rows and `d` columns: coefficient tables with their zero rows, index maps,
+/// bases. One cluster needs neither map nor zero row.
+pub fn layout_numbers(n: usize, d: usize, counts: &[usize], dims: &[usize]) -> u64 {
+    if counts.len() == 1 {
+        return (dims[0] * (n + d)) as u64;
+    }
+    let per_cluster: usize = counts.iter().zip(dims).map(|(&c, &j)| (c + 1 + d) * j).sum();
+    (per_cluster + counts.len() * n) as u64
+}
+
+/// Shares dimensions among clusters under `room` stored numbers (index maps already paid):
+/// every cluster gets one, then each next dimension goes to the cluster whose next eigenvalue
+/// brings the most energy per stored number (a dimension of cluster i costs its rows + 1 zero
+/// row + d basis numbers), while it fits. `gains[i]` are cluster i's eigenvalues, decreasing.
+fn allocate_dims(gains: &[&[f64]], counts: &[f64], d: usize, room: f64) -> Vec<usize> {
+    let cost: Vec<f64> = counts.iter().map(|&c| c + 1.0 + d as f64).collect();
+    let mut dims = vec![1usize; gains.len()];
+    let mut left = room - cost.iter().sum::<f64>();
+    loop {
+        let next = (0..gains.len())
+            .filter(|&c| dims[c] < gains[c].len() && cost[c] <= left)
+            .max_by(|&a, &b| (gains[a][dims[a]] / cost[a]).total_cmp(&(gains[b][dims[b]] / cost[b])).then(b.cmp(&a)));
+        match next {
+            Some(c) => {
+                dims[c] += 1;
+                left -= cost[c];
+            }
+            None => return dims,
+        }
     }
 }
 
@@ -402,6 +518,43 @@ mod tests {
         let two = fit(&table, p.clone().threads(2), 42);
         assert_eq!(one, two);
         assert_ne!(one, fit(&table, p, 43), "another seed should give another sample");
+    }
+
+    /// Rows near 2 subspaces of very different dimensions (2 and 10): one dimension count for
+    /// both wastes numbers on one and starves the other.
+    fn uneven_subspaces() -> Array2<f32> {
+        let (a, _) = union_of_subspaces(1, 2, 24, 300, 0.001, 21);
+        let (b, _) = union_of_subspaces(1, 10, 24, 300, 0.001, 22);
+        ndarray::concatenate(Axis(0), &[a.view(), b.view()]).unwrap()
+    }
+
+    #[test]
+    fn adaptive_dims_respect_the_budget_exactly_and_beat_uniform() {
+        let table = uneven_subspaces();
+        let (n, d) = table.dim();
+        let uniform = fit(&table, FitParams::new(2, 6), 3);
+        let numbers = layout_numbers(n, d, &[300, 300], &[6, 6]);
+        let adaptive = fit(&table, FitParams::new(2, 6).budget(numbers), 3);
+        let counts: Vec<usize> = {
+            let mut c = vec![0; 2];
+            adaptive.assignment.iter().for_each(|&a| c[a as usize] += 1);
+            c
+        };
+        let dims: Vec<usize> = adaptive.bases.iter().map(|b| b.ncols()).collect();
+        assert!(layout_numbers(n, d, &counts, &dims) <= numbers, "{dims:?} {counts:?}");
+        assert!(dims.contains(&2) && dims.iter().any(|&j| j >= 10), "{dims:?}");
+        assert!(adaptive.cost < uniform.cost, "{} vs {}", adaptive.cost, uniform.cost);
+        assert!(adaptive.relative_error() < 0.01, "{}", adaptive.relative_error());
+    }
+
+    #[test]
+    fn allocation_goes_to_the_largest_gain_per_number() {
+        // Cluster 0 costs 1 + 1 + 2 = 4 numbers a dimension, cluster 1 costs 10 + 1 + 2 = 13.
+        let gains: [&[f64]; 2] = [&[10.0, 4.0, 1.0], &[100.0, 26.0, 12.0]];
+        // 8 numbers pay the first dimension of both, 13 more pay: 4/4 = 1 vs 26/13 = 2 -> cluster 1.
+        assert_eq!(allocate_dims(&gains, &[1.0, 10.0], 2, 4.0 + 13.0 + 13.0), vec![1, 2]);
+        // 4 more: cluster 1's third (12/13) no longer fits, cluster 0's second does.
+        assert_eq!(allocate_dims(&gains, &[1.0, 10.0], 2, 4.0 + 13.0 + 13.0 + 4.0), vec![2, 2]);
     }
 
     #[test]

@@ -8,5 +8,5 @@ mod fit;
 pub mod linalg;
 mod params;
 
-pub use fit::{Clustering, FitEvent};
+pub use fit::{Clustering, FitEvent, layout_numbers};
 pub use params::{CheckedParams, FitParams};

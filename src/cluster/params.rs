@@ -22,12 +22,26 @@ pub struct FitParams {
     pub polish_iter: usize,
     /// Worker threads for the dense kernels (0: all available). Results do not depend on it.
     pub threads: usize,
+    /// With k > 1: share dimensions among clusters (each its own j_i, greedily by eigenvalue
+    /// gain per stored number) so the layout stores at most this many numbers. `j` is then
+    /// only the dimension of the seeds.
+    pub budget: Option<u64>,
 }
 
 impl FitParams {
     /// Defaults for k subspaces of dimension j.
     pub fn new(k: usize, j: usize) -> FitParams {
-        FitParams { k, j, restarts: 4, max_iter: 12, tol: 1e-4, sample_rows: 8192, polish_iter: 8, threads: 0 }
+        FitParams {
+            k,
+            j,
+            restarts: 4,
+            max_iter: 12,
+            tol: 1e-4,
+            sample_rows: 8192,
+            polish_iter: 8,
+            threads: 0,
+            budget: None,
+        }
     }
 
     /// Sets the number of restarts.
@@ -66,6 +80,12 @@ impl FitParams {
         self
     }
 
+    /// Shares dimensions among clusters within `numbers` stored numbers (adaptive j).
+    pub fn budget(mut self, numbers: u64) -> Self {
+        self.budget = Some(numbers);
+        self
+    }
+
     /// Checks the parameters against a table of `n` rows and `d` columns.
     pub fn check(self, n: usize, d: usize) -> Result<CheckedParams> {
         let bad = |flag, reason: String| Err(Error::InvalidParameter { flag, reason });
@@ -92,6 +112,12 @@ impl FitParams {
         }
         if self.sample_rows < self.k {
             return bad("--sample-rows", format!("{} rows cannot seed {} subspaces", self.sample_rows, self.k));
+        }
+        if let Some(b) = self.budget {
+            let least = super::fit::layout_numbers(n, d, &vec![n / self.k; self.k], &vec![1; self.k]);
+            if self.k > 1 && b < least {
+                return bad("--adaptive-j", format!("a budget of {b} numbers cannot hold {} subspaces", self.k));
+            }
         }
         Ok(CheckedParams { p: self, n, d })
     }

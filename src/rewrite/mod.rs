@@ -20,7 +20,7 @@ pub struct ClusterFactors {
     pub basis: Array2<f32>,
 }
 
-/// A table `[n, d]` stored as per-cluster coefficients and bases: row t is
+/// A table `[n, d]` stored as per-cluster coefficients `[n_i, j_i]` and bases `[d, j_i]`: row t is
 /// `coefficients[c][pos(t)] · basis[c]ᵀ`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Factors {
@@ -28,8 +28,6 @@ pub struct Factors {
     pub n: usize,
     /// Columns of the original table.
     pub d: usize,
-    /// Subspace dimension.
-    pub j: usize,
     /// The non-empty clusters.
     pub clusters: Vec<ClusterFactors>,
 }
@@ -46,7 +44,7 @@ impl Factors {
             .filter(|((m, _), _)| !m.is_empty())
             .map(|((members, coefficients), basis)| ClusterFactors { members, coefficients, basis: basis.clone() })
             .collect();
-        Factors { n: table.nrows(), d: table.ncols(), j: clustering.bases[0].ncols(), clusters }
+        Factors { n: table.nrows(), d: table.ncols(), clusters }
     }
 
     /// Rounds every value to what `dtype` stores, so reconstructions match the written model.
@@ -67,10 +65,15 @@ impl Factors {
         self.clusters.len() == 1
     }
 
+    /// Subspace dimension of each cluster.
+    pub fn dims(&self) -> Vec<usize> {
+        self.clusters.iter().map(|c| c.basis.ncols()).collect()
+    }
+
     /// Numbers the rewritten lookup stores (coefficients, zero rows, index maps, bases).
     pub fn stored_numbers(&self) -> u64 {
-        let (n, d, j, k) = (self.n as u64, self.d as u64, self.j as u64, self.clusters.len() as u64);
-        if self.is_single() { n * j + j * d } else { (n + k) * j + k * n + k * j * d }
+        let counts: Vec<usize> = self.clusters.iter().map(|c| c.members.len()).collect();
+        crate::cluster::layout_numbers(self.n, self.d, &counts, &self.dims())
     }
 
     /// The reconstructed rows for `ids`, `[ids.len(), d]`.

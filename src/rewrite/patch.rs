@@ -5,8 +5,8 @@
 //! Per lookup, with ids `[..]`:
 //! ```text
 //! cluster i:  Gather(index_map_i [n], ids) -> rows_i [..]
-//!             Gather(coefficients_i [n_i + 1, j], rows_i) -> [.., j]   (non-members hit the zero row)
-//! Concat(axis -1) -> [.., k*j];  MatMul(., bases [k*j, d]) -> [.., d]  (the old output name)
+//!             Gather(coefficients_i [n_i + 1, j_i], rows_i) -> [.., j_i]  (non-members hit the zero row)
+//! Concat(axis -1) -> [.., Σj_i];  MatMul(., bases [Σj_i, d]) -> [.., d]  (the old output name)
 //! ```
 //! With a single cluster holding every row, `Gather(coefficients [n, j], ids)` feeds the MatMul.
 
@@ -48,15 +48,15 @@ pub fn apply(model: &mut Model, candidate: &Candidate, factors: &Factors, allow_
     if factors.is_single() {
         let c = &factors.clusters[0];
         let name = names.fresh("embcomp/coefficients");
-        inits.push(float_tensor(&name, &[factors.n, factors.j], flat(&c.coefficients), dtype));
+        inits.push(float_tensor(&name, &[factors.n, c.basis.ncols()], flat(&c.coefficients), dtype));
         branches.push((name, None));
     } else {
         for (i, c) in factors.clusters.iter().enumerate() {
-            let n_i = c.members.len();
-            let mut table = Array2::<f32>::zeros((n_i + 1, factors.j));
+            let (n_i, j_i) = (c.members.len(), c.basis.ncols());
+            let mut table = Array2::<f32>::zeros((n_i + 1, j_i));
             table.slice_mut(ndarray::s![..n_i, ..]).assign(&c.coefficients);
             let coef = names.fresh(&format!("embcomp/cluster{i}/coefficients"));
-            inits.push(float_tensor(&coef, &[n_i + 1, factors.j], flat(&table), dtype));
+            inits.push(float_tensor(&coef, &[n_i + 1, j_i], flat(&table), dtype));
             let map = names.fresh(&format!("embcomp/cluster{i}/index_map"));
             let mut rows = vec![n_i as i64; factors.n];
             for (pos, &t) in c.members.iter().enumerate() {
@@ -70,10 +70,8 @@ pub fn apply(model: &mut Model, candidate: &Candidate, factors: &Factors, allow_
             branches.push((coef, Some(map)));
         }
     }
-    let mut stacked = Array2::<f32>::zeros((factors.clusters.len() * factors.j, factors.d));
-    for (i, c) in factors.clusters.iter().enumerate() {
-        stacked.slice_mut(ndarray::s![i * factors.j..(i + 1) * factors.j, ..]).assign(&c.basis.t());
-    }
+    let bases_t: Vec<_> = factors.clusters.iter().map(|c| c.basis.t()).collect();
+    let stacked = ndarray::concatenate(ndarray::Axis(0), &bases_t).expect("bases share d columns");
     let bases = names.fresh("embcomp/bases");
     inits.push(float_tensor(&bases, &[stacked.nrows(), factors.d], flat(&stacked), dtype));
 

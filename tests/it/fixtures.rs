@@ -437,3 +437,21 @@ fn generator_is_deterministic_and_tables_follow_their_subspaces() {
         assert!(lo >= 0.49 && hi <= 2.01 && hi / lo > 3.0, "row norms {lo}..{hi}");
     }
 }
+
+/// The smallest embedding model: `input_ids [batch, sequence] -> Gather(table) -> embeddings`,
+/// with `table` `[n, d]` row-major in `data`.
+pub fn lookup_model(n: usize, d: usize, data: &[f32]) -> Model {
+    let dims = [Dim::Sym("batch"), Dim::Sym("sequence")];
+    model(GraphProto {
+        name: Some("lookup".into()),
+        node: vec![node("/embed/Gather", "Gather", &["table", "input_ids"], &["embeddings"], vec![])],
+        initializer: vec![float_tensor("table", &[n, d], data, FloatType::F32)],
+        input: vec![value_info("input_ids", DataType::Int64, &dims)],
+        output: vec![value_info(
+            "embeddings",
+            DataType::Float,
+            &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(d as i64)],
+        )],
+        ..Default::default()
+    })
+}

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use onnx_embcomp::onnx::io::read_model;
 use onnx_embcomp::onnx::proto::tensor_proto::DataType;
 use onnx_embcomp::onnx::tensor::FloatType;
-use onnx_embcomp::{Model, Options, Size, compress};
+use onnx_embcomp::{Model, Options, Size, Subspaces, compress};
 
 use crate::fixtures;
 use crate::{fixture, initializer};
@@ -89,7 +89,7 @@ fn compress_leaves_the_input_model_alone_and_refuses_shared_tables() {
     let before = decoder.clone();
     let e = compress(&decoder, &Options::default(), &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("--allow-shared") && e.contains(fixtures::DECODER_TIED_TRANSPOSE), "{e}");
-    let options = Options { allow_shared: true, k: 3, size: Size::Dim(5), ..Options::default() };
+    let options = Options { allow_shared: true, k: Subspaces::Fixed(3), size: Size::Dim(5), ..Options::default() };
     let (rewritten, report) = compress(&decoder, &options, &mut |_| {}).unwrap();
     assert_eq!(decoder, before);
     assert!(report.table_kept && report.saved_percent < 0.0);
@@ -140,4 +140,75 @@ fn f16_table_stays_f16() {
     let v = report.validation.expect("validation ran");
     assert!(v.embedding_rel_error.unwrap() <= 1e-2, "{v:?}");
     assert!(v.outputs[0].mean_cosine.unwrap() > 0.99, "{v:?}");
+}
+
+#[test]
+fn auto_k_tries_each_k_that_fits_and_keeps_the_lowest_error() {
+    let model = fixtures::encoder();
+    let options = Options { k: Subspaces::Auto, size: Size::Ratio(0.8), validate: None, ..Options::default() };
+    let (_, report) = compress(&model, &options, &mut |_| {}).unwrap();
+    let ks: Vec<usize> = report.tried.iter().map(|t| t.k).collect();
+    assert_eq!(ks, [1, 2, 4, 8]);
+    let best = report.tried.iter().map(|t| t.relative_error).fold(f64::INFINITY, f64::min);
+    assert_eq!(report.fit.relative_error, best);
+    // The table lies near 4 subspaces of dimension 6: k = 4 fits it, k = 1 cannot.
+    assert_eq!(report.k, 4, "{:?}", report.tried);
+    let allowed = (0.2 * 64000.0f64).floor() as u64;
+    assert!(report.tried.iter().all(|t| t.numbers <= allowed), "{:?}", report.tried);
+    let fixed = Options { k: Subspaces::Auto, size: Size::Dim(4), validate: None, ..Options::default() };
+    let e = compress(&model, &fixed, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("-k auto") && e.contains("--ratio"), "{e}");
+}
+
+#[test]
+fn weights_decide_which_subspace_wins() {
+    // 90 rows along e0 of weight 1 and 10 rows along e1 of weight 100: one line (k = 1, j = 1)
+    // follows e0 unweighted (90 > 10) and e1 weighted (1000 > 90).
+    let (n, d) = (100, 4);
+    let mut data = vec![0f32; n * d];
+    for r in 0..n {
+        data[r * d + if r < 90 { 0 } else { 1 }] = 1.0 + (r % 7) as f32 * 0.01;
+    }
+    let model = fixtures::lookup_model(n, d, &data);
+    let weights: Vec<f32> = (0..n).map(|r| if r < 90 { 1.0 } else { 100.0 }).collect();
+    let base = Options { k: Subspaces::Fixed(1), size: Size::Dim(1), validate: None, ..Options::default() };
+    let direction = |options: &Options| {
+        let (out, report) = compress(&model, options, &mut |_| {}).unwrap();
+        let bases = crate::initializer(&out, "embcomp/bases").unwrap();
+        let v = onnx_embcomp::onnx::tensor::float_matrix(bases).unwrap();
+        (v.row(0).iter().map(|x| x.abs()).collect::<Vec<f32>>(), report)
+    };
+    let (plain, plain_report) = direction(&base);
+    assert!(plain[0] > 0.99 && plain[1] < 0.01, "{plain:?}");
+    assert!(plain_report.fit.weighted_relative_error.is_none());
+    let weighted_options = Options { weights: Some(weights), ..base.clone() };
+    let (weighted, report) = direction(&weighted_options);
+    assert!(weighted[1] > 0.99 && weighted[0] < 0.01, "{weighted:?}");
+    // Weighted: the heavy rows are kept, so the weighted error is the small one.
+    let w = report.fit.weighted_relative_error.unwrap();
+    assert!(w < report.fit.relative_error, "{w} vs {}", report.fit.relative_error);
+}
+
+#[test]
+fn bad_weights_are_refused_naming_the_row() {
+    let model = fixtures::encoder();
+    let mut weights = vec![1.0f32; 1000];
+    weights[17] = 0.0;
+    let options = Options { weights: Some(weights), validate: None, ..Options::default() };
+    let e = compress(&model, &options, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("row 17") && e.contains("positive"), "{e}");
+    let short = Options { weights: Some(vec![1.0; 10]), validate: None, ..Options::default() };
+    let e = compress(&model, &short, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("10 weights for a table of 1000 rows"), "{e}");
+}
+
+#[test]
+fn adaptive_dims_stay_within_the_ratio_budget() {
+    let model = fixtures::encoder();
+    let options = Options { adaptive: true, size: Size::Ratio(0.8), ..Options::default() };
+    let (_, report) = compress(&model, &options, &mut |_| {}).unwrap();
+    assert!(report.numbers_after <= (0.2 * 64000.0f64).floor() as u64, "{}", report.numbers_after);
+    let v = report.validation.expect("validated");
+    assert!(v.embedding_rel_error.unwrap() <= 1e-5);
+    assert_eq!(report.dims.len(), report.clusters);
 }
