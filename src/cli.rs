@@ -5,6 +5,24 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use onnx_embcomp::Subspaces;
 
+/// `--weighting` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightingArg {
+    None,
+    Sqrt,
+    Linear,
+}
+
+impl From<WeightingArg> for onnx_embcomp::corpus::Weighting {
+    fn from(w: WeightingArg) -> Self {
+        match w {
+            WeightingArg::None => Self::None,
+            WeightingArg::Sqrt => Self::Sqrt,
+            WeightingArg::Linear => Self::Linear,
+        }
+    }
+}
+
 fn parse_k(s: &str) -> Result<Subspaces, String> {
     if s == "auto" {
         return Ok(Subspaces::Auto);
@@ -100,6 +118,30 @@ pub struct CompressArgs {
     /// Batch size fed to symbolic batch dimensions during validation.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Text files or folders of them (`.gz` read too) to count tokens in: rows are then weighted
+    /// by how often their token occurs, and held-out sentences validate the result. Needs
+    /// --tokenizer.
+    #[arg(long, value_name = "PATH", num_args = 1.., requires = "tokenizer", conflicts_with = "token_counts")]
+    pub corpus: Vec<PathBuf>,
+    /// The model's Hugging Face tokenizer.json, for --corpus.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+    /// Token counts computed elsewhere: one `id count` pair per line.
+    #[arg(long, value_name = "PATH")]
+    pub token_counts: Option<PathBuf>,
+    /// How counts become row weights.
+    #[arg(long, value_enum, default_value_t = WeightingArg::Sqrt)]
+    pub weighting: WeightingArg,
+    /// Weight added to every row, as a fraction of the mean weight, so unseen tokens still count.
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_floor: f64,
+    /// Held-out sentences (never counted) to validate on, at most.
+    #[arg(long, default_value_t = 200)]
+    pub holdout: usize,
+    /// Fail (exit 1, nothing written) when the mean cosine between original and compressed
+    /// outputs is below this: on held-out text with --corpus, else on random token ids.
+    #[arg(long, value_name = "X")]
+    pub min_cos: Option<f64>,
     /// Also write the report as JSON to this file (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

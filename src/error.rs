@@ -57,9 +57,17 @@ pub enum Error {
     #[error("refusing to write '{}': it is the input model itself", path.display())]
     OutputIsInput { path: PathBuf },
 
+    /// A corpus, tokenizer or token-count file cannot be used.
+    #[error("'{}': {reason}", path.display())]
+    Corpus { path: PathBuf, reason: String },
+
     /// The model uses something the rewrite cannot handle.
     #[error("unsupported model: {0}")]
     Unsupported(String),
+
+    /// The compressed model answers too differently from the original (`--min-cos`).
+    #[error("quality floor not met: mean cosine {measured:.4} on {on} is below --min-cos {floor}; nothing written")]
+    QualityFloor { measured: f64, floor: f64, on: String },
 
     /// A numerical routine failed.
     #[error("numerical failure: {0}")]

@@ -8,6 +8,8 @@
 
 pub mod budget;
 pub mod cluster;
+pub mod corpus;
+pub mod heldout;
 mod error;
 pub mod inspect;
 pub mod onnx;
@@ -79,6 +81,11 @@ pub struct Options {
     pub threads: usize,
     /// Validate with tract, with these settings.
     pub validate: Option<ValidateOptions>,
+    /// Also compare both models on these held-out sentences (in tract).
+    pub held_out: Option<heldout::HeldOut>,
+    /// Fail with [`Error::QualityFloor`] when the mean cosine between original and rewritten
+    /// outputs (on held-out text when given, else on the random-id validation) is below this.
+    pub min_cos: Option<f64>,
 }
 
 impl Default for Options {
@@ -97,6 +104,8 @@ impl Default for Options {
             sample_rows: fit.sample_rows,
             threads: 0,
             validate: Some(ValidateOptions::default()),
+            held_out: None,
+            min_cos: None,
         }
     }
 }
@@ -216,6 +225,19 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
     if validation.is_some() {
         lap("validate", &mut seconds);
     }
+    let text_validation = match &options.held_out {
+        Some(h) => Some({
+            progress(Progress::Phase("validate on held-out text".into()));
+            heldout::validate_text(model, &rewritten, &candidate, h)?
+        }),
+        None => None,
+    };
+    if text_validation.is_some() {
+        lap("held-out text", &mut seconds);
+    }
+    if let Some(floor) = options.min_cos {
+        check_quality(floor, validation.as_ref(), text_validation.as_ref())?;
+    }
 
     let numbers_after = numbers_stored + if patch.table_kept { numbers_before } else { 0 };
     let report = Report {
@@ -243,11 +265,39 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
         tried: if ks.len() > 1 { tried } else { Vec::new() },
         svd,
         validation,
+        text_validation,
+        corpus: None,
         bytes_before: None,
         bytes_after: None,
         seconds,
     };
     Ok((rewritten, report))
+}
+
+/// Fails when the measured mean cosine is below `floor`: held-out text when there is some,
+/// else the lowest mean cosine over the float outputs of the random-id validation.
+fn check_quality(
+    floor: f64,
+    validation: Option<&validate::Validation>,
+    text: Option<&heldout::TextValidation>,
+) -> Result<()> {
+    let (measured, on) = match (text, validation) {
+        (Some(t), _) => (t.mean_cosine, format!("{} held-out sentences", t.sentences)),
+        (None, Some(v)) => {
+            let worst = v.outputs.iter().filter_map(|o| o.mean_cosine).fold(f64::INFINITY, f64::min);
+            (worst, "random token ids (pass --corpus for real text)".to_string())
+        }
+        (None, None) => {
+            return Err(Error::InvalidParameter {
+                flag: "--min-cos",
+                reason: "needs a measurement: drop --no-validate or give held-out text".into(),
+            });
+        }
+    };
+    if measured < floor {
+        return Err(Error::QualityFloor { measured, floor, on });
+    }
+    Ok(())
 }
 
 /// The weights, checked: one per row, finite and positive.

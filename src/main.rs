@@ -12,8 +12,12 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use onnx_embcomp::onnx::io;
-use onnx_embcomp::report::Phase;
-use onnx_embcomp::{Options, Progress, Size, ValidateOptions, compress, inspect::Summary};
+use onnx_embcomp::corpus;
+use onnx_embcomp::heldout::HeldOut;
+use onnx_embcomp::onnx::graph::GraphView;
+use onnx_embcomp::report::{CorpusFigures, Phase};
+use onnx_embcomp::rewrite::find::find_embedding;
+use onnx_embcomp::{Model, Options, Progress, Size, ValidateOptions, compress, inspect::Summary};
 
 use cli::{Cli, Command, CompressArgs, InspectArgs};
 
@@ -26,6 +30,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A model that compresses but misses the quality floor is a verdict, not a failure.
+            let code = match e.downcast_ref::<onnx_embcomp::Error>() {
+                Some(onnx_embcomp::Error::QualityFloor { .. }) => 1,
+                _ => 2,
+            };
             let mut msg = e.to_string();
             for cause in e.chain().skip(1) {
                 let cause = cause.to_string();
@@ -34,7 +43,7 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("onnx-embcomp: error: {msg}");
-            ExitCode::from(2)
+            ExitCode::from(code)
         }
     }
 }
@@ -82,12 +91,16 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         sample_rows: args.sample_rows,
         threads: args.threads,
         validate: (!args.no_validate).then_some(ValidateOptions { batch: args.batch, seq: args.seq, seed: args.seed }),
+        held_out: None,
+        min_cos: args.min_cos,
     };
 
     let start = Instant::now();
     let model = io::read_model(input)?;
     let bytes_before = std::fs::metadata(input).map(|m| m.len()).ok();
     let load = start.elapsed().as_secs_f64();
+    let mut options = options;
+    let corpus = weigh_tokens(&model, &args, &mut options)?;
 
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::new_spinner());
     let mut progress = |p: Progress| {
@@ -125,6 +138,7 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
 
     let write_start = Instant::now();
     let written = io::write_model(&rewritten, output)?;
+    report.corpus = corpus;
     report.bytes_before = bytes_before;
     report.bytes_after = Some(written);
     report.seconds.insert(0, Phase::new("load", load));
@@ -138,6 +152,62 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         eprintln!("wrote {} ({written} bytes)", output.display());
     }
     Ok(())
+}
+
+/// Counts tokens (`--corpus` with `--tokenizer`, or `--token-counts`) and sets the row weights
+/// and held-out sentences of `options`; `None` without either flag.
+fn weigh_tokens(model: &Model, args: &CompressArgs, options: &mut Options) -> anyhow::Result<Option<CorpusFigures>> {
+    if args.corpus.is_empty() && args.token_counts.is_none() {
+        return Ok(None);
+    }
+    if !(args.weight_floor >= 0.0 && args.weight_floor.is_finite()) {
+        bail!("invalid --weight-floor: {} is not a non-negative number", args.weight_floor);
+    }
+    let view = GraphView::new(model.graph());
+    let n = find_embedding(&view, args.embedding.as_deref())?.chosen()?.rows;
+    let (counts, files, skipped, held_out) = if let Some(path) = &args.token_counts {
+        (corpus::read_token_counts(path, n)?, 1, 0, None)
+    } else {
+        let tokenizer_path = args.tokenizer.as_deref().expect("clap requires --tokenizer with --corpus");
+        let tokenizer = corpus::TextTokenizer::from_file(tokenizer_path)?;
+        let holdout = corpus::Holdout { max: args.holdout, seed: args.seed, ..Default::default() };
+        let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(1);
+            bar.set_style(
+                ProgressStyle::with_template("counting tokens {bar:30} {pos}/{len} files, {elapsed} {msg}")
+                    .expect("valid template"),
+            );
+            bar
+        });
+        let counted = corpus::count_corpus(&tokenizer, &args.corpus, n, &holdout, &mut |done, total, tokens| {
+            if let Some(bar) = &bar {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(format!("({tokens} tokens)"));
+            }
+        });
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        let counted = counted?;
+        let sentences: Vec<&str> = counted.held_out.iter().map(String::as_str).collect();
+        let held_out = (sentences.len() >= 2 && options.validate.is_some()).then(|| -> anyhow::Result<HeldOut> {
+            Ok(HeldOut { sentences: tokenizer.encode(&sentences)?, pad_id: tokenizer.pad_id(), batch: 8, max_len: 128 })
+        });
+        (counted.counts, counted.files, counted.skipped_files.len(), held_out.transpose()?)
+    };
+    let figures = CorpusFigures {
+        files,
+        skipped_files: skipped,
+        tokens: counts.iter().sum(),
+        seen_rows: counts.iter().filter(|&&c| c > 0).count(),
+        held_out: held_out.as_ref().map_or(0, |h| h.sentences.len()),
+        weighting: args.weighting.into(),
+        weight_floor: args.weight_floor,
+    };
+    options.weights = corpus::weights(&counts, args.weighting.into(), args.weight_floor);
+    options.held_out = held_out;
+    Ok(Some(figures))
 }
 
 /// Writes the report as JSON to `path`, or to stdout for `-`.

@@ -45,6 +45,10 @@ pub struct Report {
     pub svd: SvdFigures,
     /// Tract validation, when run.
     pub validation: Option<Validation>,
+    /// Comparison on held-out text, when given.
+    pub text_validation: Option<crate::heldout::TextValidation>,
+    /// Token statistics the weights came from (filled in by the caller that counted them).
+    pub corpus: Option<CorpusFigures>,
     /// Input file size in bytes (filled in by the caller that read it).
     pub bytes_before: Option<u64>,
     /// Output file size in bytes (filled in by the caller that wrote it).
@@ -82,6 +86,23 @@ pub struct FitFigures {
     pub restart_costs: Vec<f64>,
     /// Rows per cluster.
     pub cluster_sizes: Vec<usize>,
+}
+
+/// Where row weights came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct CorpusFigures {
+    /// Files counted (corpus) or the token-count file.
+    pub files: usize,
+    /// Files skipped as not text.
+    pub skipped_files: usize,
+    /// Tokens counted.
+    pub tokens: u64,
+    /// Table rows whose token occurred at least once.
+    pub seen_rows: usize,
+    /// Held-out sentences used for validation.
+    pub held_out: usize,
+    pub weighting: crate::corpus::Weighting,
+    pub weight_floor: f64,
 }
 
 /// One k tried by `-k auto`.
@@ -168,6 +189,25 @@ impl Report {
                     o.name, o.shape, o.max_abs_diff
                 );
             }
+        }
+        if let Some(c) = &self.corpus {
+            let _ = writeln!(
+                s,
+                "weights     {:?} of token counts (+{} x mean): {} tokens from {} file(s), {} of {n} rows seen, {} held-out sentences",
+                c.weighting, c.weight_floor, c.tokens, c.files, c.seen_rows, c.held_out
+            );
+        }
+        if let Some(t) = &self.text_validation {
+            let extra = match (t.nn_agreement, t.top1_agreement, t.mean_kl) {
+                (Some(nn), _, _) => format!(", nearest-neighbour agreement {nn:.3}"),
+                (_, Some(top1), Some(kl)) => format!(", top-1 next-token agreement {top1:.3}, mean KL {kl:.4}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "held-out    {} sentences ({}, output {}): mean cosine {:.4}, min {:.4}{extra}",
+                t.sentences, t.kind, t.output, t.mean_cosine, t.min_cosine
+            );
         }
         let phases: Vec<String> = self.seconds.iter().map(|p| format!("{} {:.2}s", p.phase, p.seconds)).collect();
         let _ = writeln!(s, "time        {}", phases.join(", "));

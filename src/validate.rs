@@ -95,46 +95,16 @@ pub fn validate(
         let shape = concrete_shape(input, options);
         let count: usize = shape.iter().product();
         let name = input.name().to_string();
-        let lower = name.to_lowercase();
-        let values: Vec<i64> = if Some(name.as_str()) == ids_input {
+        if Some(name.as_str()) == ids_input {
             ids = (0..count).map(|_| rng.random_range(0..factors.n)).collect();
-            ids.iter().map(|&t| t as i64).collect()
-        } else if lower.contains("mask") {
-            vec![1; count]
-        } else if lower.contains("position") {
-            let last = *shape.last().unwrap_or(&1);
-            (0..count).map(|i| (i % last.max(1)) as i64).collect()
-        } else {
-            vec![0; count]
-        };
-        let tensor = make_tensor(input, &shape, &values)?;
-        fed.push((name, shape, tensor));
+        }
+        let token_ids: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        let values = input_values(&name, ids_input, &shape, &token_ids, &vec![1; count]);
+        fed.push((name, make_tensor(input, &shape, &values)?));
     }
     let lookup_output = candidate.lookups.first().map(|l| l.output.as_str()).filter(|_| !ids.is_empty());
-
-    let run = |model: &Model, which: &'static str, extra: Option<&str>| -> Result<TVec<TValue>> {
-        // tract panics on some bad inputs (e.g. ids past a position table): report, never crash.
-        let outcome = quietly_catching_panics(|| run_tract(model, &fed, extra));
-        match outcome {
-            Ok(result) => result.map_err(|e| Error::Tract { which, message: format!("{e:#}") }),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("unknown panic");
-                Err(Error::Tract {
-                    which,
-                    message: format!(
-                        "tract crashed ({what}) on inputs {:?}; try a smaller --seq or --batch, or --no-validate",
-                        fed.iter().map(|(n, s, _)| format!("{n}{s:?}")).collect::<Vec<_>>()
-                    ),
-                })
-            }
-        }
-    };
-    let before = run(original, "original", None)?;
-    let after = run(rewritten, "rewritten", lookup_output)?;
+    let before = Runner::load(original, "original", &fed, None)?.run(&fed)?;
+    let after = Runner::load(rewritten, "rewritten", &fed, lookup_output)?.run(&fed)?;
 
     let embedding_rel_error = match lookup_output {
         Some(_) => {
@@ -174,7 +144,7 @@ pub fn validate(
         .map(|(o, (a, b))| compare(o.name(), a, b))
         .collect::<Result<Vec<_>>>()?;
     Ok(Validation {
-        inputs: fed.into_iter().map(|(name, shape, _)| FedInput { name, shape }).collect(),
+        inputs: fed.into_iter().map(|(name, t)| FedInput { name, shape: t.shape().to_vec() }).collect(),
         embedding_rel_error,
         outputs,
         seconds: start.elapsed().as_secs_f64(),
@@ -235,7 +205,7 @@ fn elem_type(input: &ValueInfoProto) -> i32 {
     }
 }
 
-fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64]) -> Result<Tensor> {
+pub(crate) fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64]) -> Result<Tensor> {
     let fail = |e: TractError| Error::Tract { which: "original", message: format!("input '{}': {e}", input.name()) };
     let code = elem_type(input);
     let t = match DataType::try_from(code) {
@@ -257,34 +227,104 @@ fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64]) -> Resul
     t.map_err(fail)
 }
 
-/// Loads `model` in tract with the fed inputs pinned, adds `extra` as a last output, runs it.
-fn run_tract(model: &Model, fed: &[(String, Vec<usize>, Tensor)], extra: Option<&str>) -> TractResult<TVec<TValue>> {
-    let bytes = model.encode();
-    let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice())?;
-    let mut inputs = TVec::new();
-    for i in 0..m.input_outlets()?.len() {
-        let name = m.node(m.input_outlets()?[i].node).name.clone();
-        let (_, _, tensor) = fed
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .ok_or_else(|| anyhow::anyhow!("tract sees an input '{name}' the graph does not declare"))?;
-        m.set_input_fact(i, InferenceFact::from(tensor.clone()).without_value())?;
-        inputs.push(tensor.clone().into_tvalue());
+/// Values for input `name` of `shape`: the token ids for the ids input, `mask` for masks,
+/// positions `0..` along the last axis for position ids, zeros otherwise (token types, ...).
+pub(crate) fn input_values(name: &str, ids_input: Option<&str>, shape: &[usize], ids: &[i64], mask: &[i64]) -> Vec<i64> {
+    let count: usize = shape.iter().product();
+    let lower = name.to_lowercase();
+    if Some(name) == ids_input {
+        ids.to_vec()
+    } else if lower.contains("mask") {
+        mask.to_vec()
+    } else if lower.contains("position") {
+        let last = shape.last().copied().unwrap_or(1).max(1);
+        (0..count).map(|i| (i % last) as i64).collect()
+    } else {
+        vec![0; count]
     }
-    if let Some(name) = extra {
-        let outlet = m
-            .find_outlet_label(name)
-            .or_else(|| m.nodes().iter().find(|n| n.name == name).map(|n| OutletId::new(n.id, 0)))
-            .ok_or_else(|| anyhow::anyhow!("tensor '{name}' not found"))?;
-        let mut outputs = m.output_outlets()?.to_vec();
-        outputs.push(outlet);
-        m.select_output_outlets(&outputs)?;
-    }
-    let plan = m.into_optimized()?.into_runnable()?;
-    plan.run(inputs)
 }
 
-fn as_f32(v: &TValue) -> TractResult<Vec<f32>> {
+/// A model loaded in tract for fixed input shapes, ready to run many times.
+pub(crate) struct Runner {
+    plan: Arc<TypedRunnableModel>,
+    /// Input names in tract's order.
+    order: Vec<String>,
+    which: &'static str,
+}
+
+impl Runner {
+    /// Loads `model` with the shapes and types of `fed` pinned; `extra` (a tensor name) is
+    /// added as a last output. `which` names the model in errors.
+    pub(crate) fn load(model: &Model, which: &'static str, fed: &[(String, Tensor)], extra: Option<&str>) -> Result<Runner> {
+        let load = || -> TractResult<Runner> {
+            let bytes = model.encode();
+            let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice())?;
+            let mut order = Vec::new();
+            for i in 0..m.input_outlets()?.len() {
+                let name = m.node(m.input_outlets()?[i].node).name.clone();
+                let (_, tensor) = fed
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(|| anyhow::anyhow!("tract sees an input '{name}' the graph does not declare"))?;
+                m.set_input_fact(i, InferenceFact::from(tensor.clone()).without_value())?;
+                order.push(name);
+            }
+            if let Some(name) = extra {
+                let outlet = m
+                    .find_outlet_label(name)
+                    .or_else(|| m.nodes().iter().find(|n| n.name == name).map(|n| OutletId::new(n.id, 0)))
+                    .ok_or_else(|| anyhow::anyhow!("tensor '{name}' not found"))?;
+                let mut outputs = m.output_outlets()?.to_vec();
+                outputs.push(outlet);
+                m.select_output_outlets(&outputs)?;
+            }
+            Ok(Runner { plan: m.into_optimized()?.into_runnable()?, order, which })
+        };
+        guarded(which, fed, load)
+    }
+
+    /// Runs on `fed` (same names, shapes and types as loaded).
+    pub(crate) fn run(&self, fed: &[(String, Tensor)]) -> Result<TVec<TValue>> {
+        let run = || -> TractResult<TVec<TValue>> {
+            let inputs = self
+                .order
+                .iter()
+                .map(|name| {
+                    fed.iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| t.clone().into_tvalue())
+                        .ok_or_else(|| anyhow::anyhow!("no value for input '{name}'"))
+                })
+                .collect::<TractResult<TVec<_>>>()?;
+            self.plan.run(inputs)
+        };
+        guarded(self.which, fed, run)
+    }
+}
+
+/// Runs a tract call, turning its errors and panics (tract panics on some bad inputs, e.g.
+/// ids past a position table) into [`Error::Tract`] naming the model and the inputs.
+fn guarded<T>(which: &'static str, fed: &[(String, Tensor)], f: impl FnOnce() -> TractResult<T>) -> Result<T> {
+    match quietly_catching_panics(f) {
+        Ok(result) => result.map_err(|e| Error::Tract { which, message: format!("{e:#}") }),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(Error::Tract {
+                which,
+                message: format!(
+                    "tract crashed ({what}) on inputs {:?}; try a smaller --seq or --batch, or --no-validate",
+                    fed.iter().map(|(n, t)| format!("{n}{:?}", t.shape())).collect::<Vec<_>>()
+                ),
+            })
+        }
+    }
+}
+
+pub(crate) fn as_f32(v: &TValue) -> TractResult<Vec<f32>> {
     let t = v.cast_to::<f32>()?;
     Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())
 }

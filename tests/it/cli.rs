@@ -483,3 +483,85 @@ fn decoder_with_allow_shared_keeps_the_table() {
     assert!(report["numbers_after"].as_u64().unwrap() > 800 * 48);
     assert!(report["validation"]["embedding_rel_error"].as_f64().unwrap() <= 1e-5);
 }
+
+const WORDS: &[&str] = &[
+    "the", "a", "model", "token", "table", "runs", "fast", "slow", "small", "large", "text", "data", "file", "reads",
+    "writes", "keeps", "drops", "every", "some", "row", "column", "value", "number", "graph", "node", "input", "output",
+];
+
+/// A folder with a tokenizer over [`WORDS`] and a corpus of 400 lines in `docs/`.
+fn corpus_dir() -> tempfile::TempDir {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("tokenizer.json"), fixtures::word_level_tokenizer(WORDS)).unwrap();
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    std::fs::write(dir.path().join("docs/a.txt"), fixtures::word_corpus(WORDS, 400, 5)).unwrap();
+    dir
+}
+
+#[test]
+fn corpus_weights_the_fit_and_validates_on_held_out_text() {
+    let dir = corpus_dir();
+    let (out, json) = (dir.path().join("out.onnx"), dir.path().join("report.json"));
+    let d = dir.path();
+    let r = run(&[
+        fixture("encoder.onnx"),
+        out.clone(),
+        "--corpus".into(),
+        d.join("docs"),
+        "--tokenizer".into(),
+        d.join("tokenizer.json"),
+        "--json".into(),
+        json.clone(),
+        "-q".into(),
+    ]);
+    r.ok();
+    let report = read_json(&json);
+    let corpus = &report["corpus"];
+    let held = corpus["held_out"].as_u64().unwrap();
+    // Every counted line is [CLS] + 8 words + [SEP]; held-out lines are not counted.
+    assert_eq!(corpus["tokens"].as_u64().unwrap(), (400 - held) * 10, "{corpus}");
+    assert_eq!(corpus["seen_rows"].as_u64().unwrap(), 2 + WORDS.len() as u64, "{corpus}");
+    assert!(held >= 2, "{corpus}");
+    let text = &report["text_validation"];
+    assert_eq!(text["sentences"].as_u64(), Some(held), "{text}");
+    assert_eq!(text["kind"], "encoder");
+    assert!(text["mean_cosine"].as_f64().unwrap() > 0.9, "{text}");
+    let w = report["fit"]["weighted_relative_error"].as_f64().unwrap();
+    assert!(w.is_finite() && w >= 0.0);
+    assert!(out.is_file());
+}
+
+#[test]
+fn min_cos_refusal_writes_nothing_and_exits_1() {
+    let dir = tempdir();
+    let out = dir.path().join("out.onnx");
+    let before = std::fs::read(fixture("encoder.onnx")).unwrap();
+    let args = ["-k", "1", "-j", "1", "--min-cos", "0.999"];
+    let mut all: Vec<std::ffi::OsString> = vec![fixture("encoder.onnx").into(), out.clone().into()];
+    all.extend(args.iter().map(Into::into));
+    let r = run(&all);
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert!(r.stderr.contains("quality floor not met") && r.stderr.contains("--min-cos 0.999"), "{}", r.stderr);
+    assert!(!out.exists());
+    assert_eq!(std::fs::read(fixture("encoder.onnx")).unwrap(), before);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temporary file left");
+}
+
+#[test]
+fn error_token_counts_outside_the_table() {
+    let dir = tempdir();
+    let counts = dir.path().join("counts.txt");
+    std::fs::write(&counts, "5 10\n1000 3\n").unwrap();
+    let out = dir.path().join("out.onnx");
+    let r = run(&[fixture("encoder.onnx"), out.clone(), "--token-counts".into(), counts]);
+    r.error(&["counts.txt", "line 2", "outside the table's 1000 rows"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn error_corpus_without_tokenizer() {
+    let dir = corpus_dir();
+    let r = run(&[fixture("encoder.onnx"), dir.path().join("o.onnx"), "--corpus".into(), dir.path().join("docs")]);
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    assert!(r.stderr.contains("--tokenizer"), "{}", r.stderr);
+}

@@ -455,3 +455,42 @@ pub fn lookup_model(n: usize, d: usize, data: &[f32]) -> Model {
         ..Default::default()
     })
 }
+
+/// A Hugging Face word-level tokenizer.json over `words` (ids 4.. in order; 0-3 are [PAD],
+/// [CLS], [SEP], [UNK]) that wraps each text in [CLS] ... [SEP].
+pub fn word_level_tokenizer(words: &[&str]) -> String {
+    let mut vocab = serde_json::json!({"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[UNK]": 3});
+    for (i, w) in words.iter().enumerate() {
+        vocab[*w] = serde_json::json!(i + 4);
+    }
+    let special = |t: &str| serde_json::json!({"SpecialToken": {"id": t, "type_id": 0}});
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [],
+        "normalizer": {"type": "Lowercase"},
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [special("[CLS]"), {"Sequence": {"id": "A", "type_id": 0}}, special("[SEP]")],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {
+                "[CLS]": {"id": "[CLS]", "ids": [1], "tokens": ["[CLS]"]},
+                "[SEP]": {"id": "[SEP]", "ids": [2], "tokens": ["[SEP]"]}
+            }
+        },
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    })
+    .to_string()
+}
+
+/// `lines` seeded lines of 8 words drawn from `words`.
+pub fn word_corpus(words: &[&str], lines: usize, seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..lines)
+        .map(|_| (0..8).map(|_| words[rng.random_range(0..words.len())]).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
