@@ -2,6 +2,7 @@
 //! API (`library`), and ignored runs on real pretrained models (`real_models`).
 
 mod cli;
+mod corpus;
 mod fixtures;
 mod library;
 mod real_models;
