@@ -142,6 +142,13 @@ pub struct CompressArgs {
     /// outputs is below this: on held-out text with --corpus, else on random token ids.
     #[arg(long, value_name = "X")]
     pub min_cos: Option<f64>,
+    /// Search the highest --ratio whose output still reaches this mean cosine (measured as for
+    /// --min-cos), by bisection; the report lists every probe.
+    #[arg(long, value_name = "X", conflicts_with_all = ["j", "ratio", "min_cos"])]
+    pub target_cos: Option<f64>,
+    /// Probes of the --target-cos search.
+    #[arg(long, default_value_t = 6)]
+    pub probes: usize,
     /// Also write the report as JSON to this file (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

@@ -17,7 +17,7 @@ use onnx_embcomp::heldout::HeldOut;
 use onnx_embcomp::onnx::graph::GraphView;
 use onnx_embcomp::report::{CorpusFigures, Phase};
 use onnx_embcomp::rewrite::find::find_embedding;
-use onnx_embcomp::{Model, Options, Progress, Size, ValidateOptions, compress, inspect::Summary};
+use onnx_embcomp::{Model, Options, Progress, Size, ValidateOptions, compress, compress_to_target, inspect::Summary};
 
 use cli::{Cli, Command, CompressArgs, InspectArgs};
 
@@ -129,7 +129,10 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let result = compress(&model, &options, &mut progress);
+    let result = match args.target_cos {
+        Some(target) => compress_to_target(&model, &options, target, args.probes, &mut progress),
+        None => compress(&model, &options, &mut progress),
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -47,6 +47,8 @@ pub struct Report {
     pub validation: Option<Validation>,
     /// Comparison on held-out text, when given.
     pub text_validation: Option<crate::heldout::TextValidation>,
+    /// With `--target-cos`: every ratio probed, in order.
+    pub probes: Vec<Probe>,
     /// Token statistics the weights came from (filled in by the caller that counted them).
     pub corpus: Option<CorpusFigures>,
     /// Input file size in bytes (filled in by the caller that read it).
@@ -86,6 +88,16 @@ pub struct FitFigures {
     pub restart_costs: Vec<f64>,
     /// Rows per cluster.
     pub cluster_sizes: Vec<usize>,
+}
+
+/// One probe of the `--target-cos` search.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub ratio: f64,
+    pub saved_percent: f64,
+    pub mean_cosine: f64,
+    /// Whether it reached the target.
+    pub met: bool,
 }
 
 /// Where row weights came from.
@@ -207,6 +219,14 @@ impl Report {
                 s,
                 "held-out    {} sentences ({}, output {}): mean cosine {:.4}, min {:.4}{extra}",
                 t.sentences, t.kind, t.output, t.mean_cosine, t.min_cosine
+            );
+        }
+        for p in &self.probes {
+            let verdict = if p.met { "meets" } else { "misses" };
+            let _ = writeln!(
+                s,
+                "probe       --ratio {:.3}: {:.1}% saved, mean cosine {:.4} ({verdict} the target)",
+                p.ratio, p.saved_percent, p.mean_cosine
             );
         }
         let phases: Vec<String> = self.seconds.iter().map(|p| format!("{} {:.2}s", p.phase, p.seconds)).collect();

@@ -565,3 +565,57 @@ fn error_corpus_without_tokenizer() {
     assert_eq!(r.code, Some(2), "{r:#?}");
     assert!(r.stderr.contains("--tokenizer"), "{}", r.stderr);
 }
+
+#[test]
+fn target_cos_keeps_the_highest_ratio_that_meets_it() {
+    let dir = tempdir();
+    let (out, json) = (dir.path().join("out.onnx"), dir.path().join("r.json"));
+    let r = run(&[
+        fixture("encoder.onnx").as_os_str(),
+        out.as_os_str(),
+        "-k".as_ref(),
+        "1".as_ref(),
+        "--target-cos".as_ref(),
+        "0.99".as_ref(),
+        "--probes".as_ref(),
+        "5".as_ref(),
+        "--json".as_ref(),
+        json.as_os_str(),
+        "-q".as_ref(),
+    ]);
+    r.ok();
+    let report = read_json(&json);
+    let probes = report["probes"].as_array().unwrap();
+    assert!(!probes.is_empty() && probes.len() <= 5, "{probes:?}");
+    let ratio = |p: &serde_json::Value| p["ratio"].as_f64().unwrap();
+    let chosen = report["size"]["ratio"].as_f64().unwrap();
+    for p in probes {
+        let met = p["met"].as_bool().unwrap();
+        assert_eq!(met, p["mean_cosine"].as_f64().unwrap() >= 0.99, "{p}");
+        // Bisection: everything above the chosen ratio missed, the chosen one met.
+        if ratio(p) > chosen {
+            assert!(!met, "{p}");
+        }
+    }
+    assert!(probes.iter().any(|p| ratio(p) == chosen && p["met"].as_bool().unwrap()));
+    assert!(out.is_file());
+}
+
+#[test]
+fn target_cos_out_of_reach_writes_nothing_and_exits_1() {
+    let dir = tempdir();
+    let out = dir.path().join("out.onnx");
+    let r = run(&[
+        fixture("encoder.onnx").as_os_str(),
+        out.as_os_str(),
+        "-k".as_ref(),
+        "1".as_ref(),
+        "--target-cos".as_ref(),
+        "1.0".as_ref(),
+        "--probes".as_ref(),
+        "2".as_ref(),
+    ]);
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert!(r.stderr.contains("quality floor not met"), "{}", r.stderr);
+    assert!(!out.exists());
+}
