@@ -203,10 +203,14 @@ impl Report {
             }
         }
         if let Some(c) = &self.corpus {
+            let scheme = match c.weighting {
+                crate::corpus::Weighting::None => "none (--weighting none)".to_string(),
+                w => format!("{w:?} of token counts + {} x mean", c.weight_floor).to_lowercase(),
+            };
             let _ = writeln!(
                 s,
-                "weights     {:?} of token counts (+{} x mean): {} tokens from {} file(s), {} of {n} rows seen, {} held-out sentences",
-                c.weighting, c.weight_floor, c.tokens, c.files, c.seen_rows, c.held_out
+                "weights     {scheme}; {} tokens from {} file(s), {} of {n} rows seen, {} held-out sentences",
+                c.tokens, c.files, c.seen_rows, c.held_out
             );
         }
         if let Some(t) = &self.text_validation {
