@@ -97,10 +97,20 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
     let discovery = rewrite::find::find_embedding(&view, options.embedding.as_deref())?;
     let candidate = discovery.chosen()?.clone();
     rewrite::patch::check_shared(&candidate, options.allow_shared)?; // before the costly fit
+    if options.validate.is_some() && candidate.dtype == onnx::tensor::FloatType::Bf16 {
+        return Err(Error::Tract {
+            which: "original",
+            message: format!(
+                "tract cannot run BFLOAT16 tensors such as the table '{}'; pass --no-validate",
+                candidate.table
+            ),
+        });
+    }
     let table_proto = view.initializer(&candidate.table).expect("candidates are initializers");
     let table = onnx::tensor::float_matrix(table_proto)?;
     check_finite(&candidate.table, &table)?;
     let (n, d) = table.dim();
+    cluster::check_k(options.k, n)?; // before choose_j, whose message would blame the size
     let j = budget::choose_j(n, d, options.k, options.size)?;
     let params = cluster::FitParams::new(options.k, j)
         .restarts(options.restarts)
@@ -164,6 +174,7 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
         validation,
         bytes_before: None,
         bytes_after: None,
+        external_data: None,
         seconds,
     };
     Ok((rewritten, report))

@@ -2,8 +2,10 @@
 //! API (`library`), and ignored runs on real pretrained models (`real_models`).
 
 mod cli;
+mod coverage;
 mod fixtures;
 mod library;
+mod properties;
 mod real_models;
 
 use std::ffi::OsStr;
