@@ -402,6 +402,16 @@ fn error_external_data_file_too_short() {
     assert!(std::fs::read(dir.path().join("weights.bin")).unwrap() == data_before);
 }
 
+#[test]
+fn error_absurd_input_dims() {
+    // Validation feeds every input: a declared [2^40, 2^40] must not be allocated.
+    let dir = tempdir();
+    let mut model = fixtures::encoder();
+    model.graph_mut().input[0] = value_info("input_ids", DataType::Int64, &[Dim::Fixed(1 << 40), Dim::Fixed(1 << 40)]);
+    let path = write_model(dir.path(), "huge-input.onnx", &model);
+    compress_fails(&path, &[], &["input 'input_ids'", "[1099511627776, 1099511627776]", "too large", "--no-validate"]);
+}
+
 /// The encoder with the word table's dims replaced by `dims` (its 256000 bytes stay).
 fn encoder_with_dims(dir: &Path, dims: &[i64], dtype: DataType) -> std::path::PathBuf {
     let mut model = fixtures::encoder();

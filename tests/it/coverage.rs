@@ -5,7 +5,9 @@
 //! fitted reconstruction.
 //!
 //! `ONNX_EMBCOMP_COVERAGE_DIR=DIR cargo test coverage` also writes each case's input and
-//! output to DIR (`NAME.onnx`, `NAME.compressed.onnx`), e.g. for `tests/ort_check.py`.
+//! output to DIR (`NAME.onnx`, `NAME.compressed.onnx`), for `tests/ort_check.py`; so does the
+//! external-data test (`cargo test external_data`), with the encoder and its copy whose large
+//! tensors are external data.
 
 use ndarray::Array2;
 use onnx_embcomp::onnx::proto::{tensor_proto::DataType, type_proto};
@@ -145,6 +147,20 @@ fn coverage_bf16_table() {
         let want = if t.name().ends_with("index_map") { DataType::Int32 } else { DataType::Bfloat16 };
         assert_eq!(t.data_type(), want as i32, "{}", t.name());
     }
+    // onnxruntime's CPU has no bf16 MatMul: the product runs in f32 between Casts
+    let g = rewritten.graph();
+    let cast_to = |n: &onnx_embcomp::onnx::proto::NodeProto| {
+        assert_eq!(n.op_type(), "Cast", "{n:?}");
+        onnx_embcomp::onnx::graph::int_attr(n, "to")
+    };
+    let matmul = g.node.iter().find(|n| n.op_type() == "MatMul" && n.name().starts_with("embcomp/")).unwrap();
+    for input in &matmul.input {
+        let producer = g.node.iter().find(|n| n.output.contains(input)).unwrap();
+        assert_eq!(cast_to(producer), Some(DataType::Float as i64));
+    }
+    let after = g.node.iter().find(|n| n.input.contains(&matmul.output[0])).unwrap();
+    assert_eq!(cast_to(after), Some(DataType::Bfloat16 as i64));
+    assert_eq!(after.output, ["/embeddings/word_embeddings/Gather_output_raw"]);
     // Without tract, evaluate the written lookup by hand: its error against the table is the
     // error the fit reported for the (bf16-rounded) factors.
     let table = float_matrix(initializer(&model, ENCODER_TABLE).unwrap()).unwrap();

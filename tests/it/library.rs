@@ -199,6 +199,13 @@ fn large_tensors_go_to_external_data_over_the_limit() {
     assert_eq!(external, 4, "the word and position tables and the two MLP weights");
     assert_eq!(offset, data_len);
 
+    if let Some(dir) = std::env::var_os("ONNX_EMBCOMP_COVERAGE_DIR") {
+        // for tests/ort_check.py: the fixture as it is, paired with its externalised copy
+        let dir = Path::new(&dir);
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(fixture("encoder.onnx"), dir.join("external_data.onnx")).unwrap();
+        write_model_externalising_over(&model, &dir.join("external_data.compressed.onnx"), 0).unwrap();
+    }
     // It reads back to the same model, and tract runs it as it runs the original.
     assert_eq!(read_model(&out).unwrap(), model);
     assert_eq!(run_file_in_tract(&out), run_file_in_tract(&fixture("encoder.onnx")));
