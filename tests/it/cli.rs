@@ -121,7 +121,7 @@ fn compress_fails(input: &Path, extra: &[&str], culprits: &[&str]) -> String {
 fn compress_fails_to(input: &Path, out: &Path, extra: &[&str], culprits: &[&str]) -> String {
     let before = std::fs::read(input).expect("the input exists");
     let mut args: Vec<&std::ffi::OsStr> = vec![input.as_os_str(), out.as_os_str(), "-q".as_ref()];
-    args.extend(extra.iter().map(|s| std::ffi::OsStr::new(s)));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
     let msg = run(&args).error(culprits);
     assert!(std::fs::read(input).unwrap() == before, "the input changed: {msg}");
     assert!(std::fs::symlink_metadata(out).is_err(), "an output exists despite: {msg}");

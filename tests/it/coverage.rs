@@ -124,10 +124,9 @@ fn evaluate_lookup(rewritten: &Model, clusters: usize) -> Array2<f32> {
         .collect();
     let n = maps[0].len();
     let mut joined = Array2::<f32>::zeros((n, clusters * j));
-    for t in 0..n {
-        for i in 0..clusters {
-            let row = coefficients[i].row(maps[i][t] as usize);
-            joined.slice_mut(ndarray::s![t, i * j..(i + 1) * j]).assign(&row);
+    for (i, (map, coefficients)) in maps.iter().zip(&coefficients).enumerate() {
+        for (t, &row) in map.iter().enumerate() {
+            joined.slice_mut(ndarray::s![t, i * j..(i + 1) * j]).assign(&coefficients.row(row as usize));
         }
     }
     joined.dot(&bases)
