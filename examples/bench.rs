@@ -108,7 +108,7 @@ fn run_case(name: &str, path: &Path, long: bool) -> Value {
     let (out, mut report) = compress(&model, &options, &mut |_| {}).expect("compress");
     let tmp = tempfile::tempdir_in(path.parent().expect("folder")).expect("temp dir");
     let write_start = Instant::now();
-    let bytes = write_model(&out, &tmp.path().join("out.onnx")).expect("write");
+    let bytes = write_model(&out, &tmp.path().join("out.onnx")).expect("write").model_bytes;
     report.seconds.insert(0, Phase::new("load", load));
     report.seconds.push(Phase::new("write", write_start.elapsed().as_secs_f64()));
     let seconds: serde_json::Map<String, Value> =

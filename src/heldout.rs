@@ -109,8 +109,8 @@ pub fn validate_text(original: &Model, rewritten: &Model, candidate: &Candidate,
                 .collect()
         };
         let first = feed(&members[..batch])?;
-        let before = Runner::load(original, "original", &first, None)?;
-        let after = Runner::load(rewritten, "rewritten", &first, None)?;
+        let before = Runner::load(original, "original", &first, &[])?;
+        let after = Runner::load(rewritten, "rewritten", &first, &[])?;
         for chunk in members.chunks(batch) {
             let fed = feed(chunk)?;
             let (a, b) = (before.run(&fed)?, after.run(&fed)?);

@@ -54,7 +54,11 @@ impl Summary {
             inputs: view.runtime_inputs().map(io).collect(),
             outputs: g.output.iter().map(io).collect(),
             nodes: g.node.len(),
-            parameters: g.initializer.iter().map(|t| element_count(t.name(), &t.dims).unwrap_or(0) as u64).sum(),
+            parameters: g
+                .initializer
+                .iter()
+                .map(|t| element_count(t.name(), &t.dims).unwrap_or(0) as u64)
+                .fold(0, u64::saturating_add), // dims may be absurd
             embedding: find_embedding(&view, embedding)?,
         })
     }

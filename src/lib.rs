@@ -135,13 +135,25 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
     let discovery = rewrite::find::find_embedding(&view, options.embedding.as_deref())?;
     let candidate = discovery.chosen()?.clone();
     rewrite::patch::check_shared(&candidate, options.allow_shared)?; // before the costly fit
+    if options.validate.is_some() && candidate.dtype == onnx::tensor::FloatType::Bf16 {
+        return Err(Error::Tract {
+            which: "original",
+            message: format!(
+                "tract cannot run BFLOAT16 tensors such as the table '{}'; pass --no-validate",
+                candidate.table
+            ),
+        });
+    }
     let table_proto = view.initializer(&candidate.table).expect("candidates are initializers");
     let table = onnx::tensor::float_matrix(table_proto)?;
     check_finite(&candidate.table, &table)?;
     let (n, d) = table.dim();
     let weights = checked_weights(options.weights.as_deref(), n)?;
     let ks: Vec<usize> = match options.k {
-        Subspaces::Fixed(k) => vec![k],
+        Subspaces::Fixed(k) => {
+            cluster::check_k(k, n)?; // before choose_j, whose message would blame the size
+            vec![k]
+        }
         Subspaces::Auto => {
             if matches!(options.size, Size::Dim(_)) {
                 return Err(Error::InvalidParameter {
@@ -270,6 +282,7 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
         corpus: None,
         bytes_before: None,
         bytes_after: None,
+        external_data: None,
         seconds,
     };
     Ok((rewritten, report))

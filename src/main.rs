@@ -23,6 +23,13 @@ use cli::{Cli, Command, CompressArgs, InspectArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ctrl-C or SIGTERM: remove the temporary file of a write in progress, so an output is
+    // either complete or absent. (SIGKILL cannot be caught: a `.onnx-embcomp-*.tmp` may stay.)
+    let _ = ctrlc::set_handler(|| {
+        let _held = io::abandon_writes();
+        eprintln!("onnx-embcomp: interrupted");
+        std::process::exit(130);
+    });
     let result = match cli.command {
         Some(Command::Inspect(args)) => run_inspect(args),
         None => run_compress(cli.compress),
@@ -142,8 +149,10 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     let write_start = Instant::now();
     let written = io::write_model(&rewritten, output)?;
     report.corpus = corpus;
+    let data_bytes = written.external_data.as_ref().map_or(0, |(_, bytes)| *bytes);
     report.bytes_before = bytes_before;
-    report.bytes_after = Some(written);
+    report.bytes_after = Some(written.model_bytes + data_bytes);
+    report.external_data = written.external_data.as_ref().map(|(path, _)| path.clone());
     report.seconds.insert(0, Phase::new("load", load));
     report.seconds.push(Phase::new("write", write_start.elapsed().as_secs_f64()));
 
@@ -152,7 +161,16 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     }
     if !args.quiet {
         eprint!("{}", report.render());
-        eprintln!("wrote {} ({written} bytes)", output.display());
+        match &written.external_data {
+            None => eprintln!("wrote {} ({} bytes)", output.display(), written.model_bytes),
+            Some((path, bytes)) => eprintln!(
+                "wrote {} ({} bytes) and, as it is over protobuf's 2 GiB limit, its large tensors as \
+                 external data in {} ({bytes} bytes)",
+                output.display(),
+                written.model_bytes,
+                path.display()
+            ),
+        }
     }
     Ok(())
 }

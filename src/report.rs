@@ -53,8 +53,10 @@ pub struct Report {
     pub corpus: Option<CorpusFigures>,
     /// Input file size in bytes (filled in by the caller that read it).
     pub bytes_before: Option<u64>,
-    /// Output file size in bytes (filled in by the caller that wrote it).
+    /// Output size in bytes, external data included (filled in by the caller that wrote it).
     pub bytes_after: Option<u64>,
+    /// The external-data file written beside the output, when the model was over 2 GiB.
+    pub external_data: Option<std::path::PathBuf>,
     /// Seconds per phase, in order.
     pub seconds: Vec<Phase>,
 }

@@ -59,14 +59,18 @@ pub struct FedInput {
 pub struct Validation {
     /// The inputs fed, with their shapes.
     pub inputs: Vec<FedInput>,
-    /// Relative Frobenius difference between the rewritten lookup's output and the fitted
-    /// reconstruction of the same ids (`None` when the ids do not come from a graph input).
+    /// Relative Frobenius difference between a rewritten lookup's output and the fitted
+    /// reconstruction of the same ids, the largest over the lookups whose ids come from a graph
+    /// input (`None` when none does).
     pub embedding_rel_error: Option<f64>,
     /// Per graph output, original vs rewritten.
     pub outputs: Vec<OutputFidelity>,
     /// Seconds spent loading and running both models.
     pub seconds: f64,
 }
+
+/// Inputs larger than this (elements) are not fed: a lying or absurd declared shape.
+const MAX_FED_ELEMENTS: usize = 1 << 24;
 
 /// Largest relative difference tolerated between the lookup's output and the reconstruction.
 fn exactness_tolerance(dtype: FloatType) -> f64 {
@@ -87,54 +91,72 @@ pub fn validate(
 ) -> Result<Validation> {
     let start = Instant::now();
     let view = GraphView::new(original.graph());
-    let ids_input = candidate.ids_input();
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut fed = Vec::new();
-    let mut ids: Vec<usize> = Vec::new();
+    // Random token ids for each graph input that some lookup reads.
+    let mut ids: Vec<(String, Vec<usize>)> = Vec::new();
     for input in view.runtime_inputs() {
         let shape = concrete_shape(input, options);
-        let count: usize = shape.iter().product();
         let name = input.name().to_string();
-        if Some(name.as_str()) == ids_input {
-            ids = (0..count).map(|_| rng.random_range(0..factors.n)).collect();
+        let count = match shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+            Some(count) if count <= MAX_FED_ELEMENTS => count,
+            _ => {
+                return Err(Error::Tract {
+                    which: "original",
+                    message: format!("input '{name}' declares shape {shape:?}, too large to feed (pass --no-validate)"),
+                });
+            }
+        };
+        let reads_ids = candidate.lookups.iter().any(|l| l.ids_input.as_deref() == Some(name.as_str()));
+        let mut token_ids = Vec::new();
+        if reads_ids {
+            let drawn: Vec<usize> = (0..count).map(|_| rng.random_range(0..factors.n)).collect();
+            token_ids = drawn.iter().map(|&t| t as i64).collect();
+            ids.push((name.clone(), drawn));
         }
-        let token_ids: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        let ids_input = reads_ids.then_some(name.as_str());
         let values = input_values(&name, ids_input, &shape, &token_ids, &vec![1; count]);
         fed.push((name, make_tensor(input, &shape, &values)?));
     }
-    let lookup_output = candidate.lookups.first().map(|l| l.output.as_str()).filter(|_| !ids.is_empty());
-    let before = Runner::load(original, "original", &fed, None)?.run(&fed)?;
-    let after = Runner::load(rewritten, "rewritten", &fed, lookup_output)?.run(&fed)?;
+    // Every lookup whose ids come from a fed input is checked against the reconstruction.
+    let checked: Vec<(&str, &[usize])> = candidate
+        .lookups
+        .iter()
+        .filter_map(|l| {
+            let input = l.ids_input.as_deref()?;
+            ids.iter().find(|(name, _)| name == input).map(|(_, drawn)| (l.output.as_str(), drawn.as_slice()))
+        })
+        .collect();
+    let lookup_outputs: Vec<&str> = checked.iter().map(|(output, _)| *output).collect();
+    let before = Runner::load(original, "original", &fed, &[])?.run(&fed)?;
+    let after = Runner::load(rewritten, "rewritten", &fed, &lookup_outputs)?.run(&fed)?;
 
-    let embedding_rel_error = match lookup_output {
-        Some(_) => {
-            let got = after.last().expect("the lookup output was selected");
-            let got = as_f32(got).map_err(|e| Error::Tract { which: "rewritten", message: format!("{e:#}") })?;
-            let expected = factors.reconstruct(&ids);
-            if got.len() != expected.len() {
-                return Err(Error::ValidationMismatch(format!(
-                    "the rewritten lookup returned {} values for {} ids of dimension {}",
-                    got.len(),
-                    ids.len(),
-                    factors.d
-                )));
-            }
-            let (mut diff, mut norm) = (0f64, 0f64);
-            for (g, e) in got.iter().zip(expected.iter()) {
-                diff += ((g - e) as f64).powi(2);
-                norm += (*e as f64).powi(2);
-            }
-            let rel = if norm > 0.0 { (diff / norm).sqrt() } else { diff.sqrt() };
-            if !(rel <= exactness_tolerance(candidate.dtype)) {
-                return Err(Error::ValidationMismatch(format!(
-                    "the rewritten lookup '{}' differs from the fitted reconstruction by {rel:.3e} (relative)",
-                    candidate.lookups[0].output
-                )));
-            }
-            Some(rel)
+    let mut embedding_rel_error: Option<f64> = None;
+    let lookup_values = &after[after.len() - checked.len()..];
+    for ((output, ids), got) in checked.iter().zip(lookup_values) {
+        let got = as_f32(got).map_err(|e| Error::Tract { which: "rewritten", message: format!("{e:#}") })?;
+        let expected = factors.reconstruct(ids);
+        if got.len() != expected.len() {
+            return Err(Error::ValidationMismatch(format!(
+                "the rewritten lookup '{output}' returned {} values for {} ids of dimension {}",
+                got.len(),
+                ids.len(),
+                factors.d
+            )));
         }
-        None => None,
-    };
+        let (mut diff, mut norm) = (0f64, 0f64);
+        for (g, e) in got.iter().zip(expected.iter()) {
+            diff += ((g - e) as f64).powi(2);
+            norm += (*e as f64).powi(2);
+        }
+        let rel = if norm > 0.0 { (diff / norm).sqrt() } else { diff.sqrt() };
+        if !(rel <= exactness_tolerance(candidate.dtype)) {
+            return Err(Error::ValidationMismatch(format!(
+                "the rewritten lookup '{output}' differs from the fitted reconstruction by {rel:.3e} (relative)"
+            )));
+        }
+        embedding_rel_error = Some(embedding_rel_error.map_or(rel, |e| e.max(rel)));
+    }
 
     let outputs = original
         .graph()
@@ -253,9 +275,9 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    /// Loads `model` with the shapes and types of `fed` pinned; `extra` (a tensor name) is
-    /// added as a last output. `which` names the model in errors.
-    pub(crate) fn load(model: &Model, which: &'static str, fed: &[(String, Tensor)], extra: Option<&str>) -> Result<Runner> {
+    /// Loads `model` with the shapes and types of `fed` pinned; `extra` (tensor names) are
+    /// added as last outputs. `which` names the model in errors.
+    pub(crate) fn load(model: &Model, which: &'static str, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {
         let load = || -> TractResult<Runner> {
             let bytes = model.encode();
             let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice())?;
@@ -269,13 +291,15 @@ impl Runner {
                 m.set_input_fact(i, InferenceFact::from(tensor.clone()).without_value())?;
                 order.push(name);
             }
-            if let Some(name) = extra {
-                let outlet = m
-                    .find_outlet_label(name)
-                    .or_else(|| m.nodes().iter().find(|n| n.name == name).map(|n| OutletId::new(n.id, 0)))
-                    .ok_or_else(|| anyhow::anyhow!("tensor '{name}' not found"))?;
+            if !extra.is_empty() {
                 let mut outputs = m.output_outlets()?.to_vec();
-                outputs.push(outlet);
+                for name in extra {
+                    let outlet = m
+                        .find_outlet_label(name)
+                        .or_else(|| m.nodes().iter().find(|n| n.name == *name).map(|n| OutletId::new(n.id, 0)))
+                        .ok_or_else(|| anyhow::anyhow!("tensor '{name}' not found"))?;
+                    outputs.push(outlet);
+                }
                 m.select_output_outlets(&outputs)?;
             }
             Ok(Runner { plan: m.into_optimized()?.into_runnable()?, order, which })

@@ -9,4 +9,4 @@ pub mod linalg;
 mod params;
 
 pub use fit::{Clustering, FitEvent, layout_numbers};
-pub use params::{CheckedParams, FitParams};
+pub use params::{CheckedParams, FitParams, check_k};

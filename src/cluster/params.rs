@@ -89,12 +89,7 @@ impl FitParams {
     /// Checks the parameters against a table of `n` rows and `d` columns.
     pub fn check(self, n: usize, d: usize) -> Result<CheckedParams> {
         let bad = |flag, reason: String| Err(Error::InvalidParameter { flag, reason });
-        if self.k == 0 {
-            return bad("-k", "the number of subspaces must be at least 1".into());
-        }
-        if self.k > n {
-            return bad("-k", format!("{} subspaces for a table of only {n} rows", self.k));
-        }
+        check_k(self.k, n)?;
         if self.j == 0 {
             return bad("-j", "the subspace dimension must be at least 1".into());
         }
@@ -121,6 +116,16 @@ impl FitParams {
         }
         Ok(CheckedParams { p: self, n, d })
     }
+}
+
+/// Checks the number of subspaces against a table of `n` rows.
+pub fn check_k(k: usize, n: usize) -> Result<()> {
+    let reason = match k {
+        0 => "the number of subspaces must be at least 1".to_string(),
+        k if k > n => format!("{k} subspaces for a table of only {n} rows"),
+        _ => return Ok(()),
+    };
+    Err(Error::InvalidParameter { flag: "-k", reason })
 }
 
 /// Parameters checked against a table shape; [`CheckedParams::fit`] runs the fit.

@@ -3,7 +3,8 @@
 //! Only this module (and the CLI) touches files.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -231,8 +232,10 @@ pub fn check_output_path(input: &Path, output: &Path) -> Result<()> {
         return Err(write_err("it is a folder; name the output file"));
     }
     let folder = parent_folder(output);
-    if !folder.is_dir() {
-        return Err(write_err(&format!("folder '{}' does not exist", folder.display())));
+    match fs::metadata(folder) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(write_err(&format!("'{}' is not a folder", folder.display()))),
+        Err(_) => return Err(write_err(&format!("folder '{}' does not exist", folder.display()))),
     }
     let same = match (input.canonicalize(), output.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -251,41 +254,148 @@ fn parent_folder(path: &Path) -> &Path {
     }
 }
 
+/// Tensors holding at least this many bytes of raw data move to the external-data file when
+/// the model is too large for one protobuf.
+const EXTERNAL_MIN_BYTES: usize = 1024;
+
+/// What [`write_model`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// Bytes of the model file.
+    pub model_bytes: u64,
+    /// The external-data file written beside it (`<model file name>.data`) and its size, when
+    /// the model was too large for one protobuf.
+    pub external_data: Option<(PathBuf, u64)>,
+}
+
 /// Writes `model` to `path` atomically: a temporary file in the same folder is written,
 /// flushed to disk and renamed over `path`, so no partial file is ever left at `path`.
-/// Returns the number of bytes written.
-pub fn write_model(model: &Model, path: &Path) -> Result<u64> {
-    let len = model.encoded_len();
-    if len > PROTOBUF_LIMIT {
-        return Err(Error::Write {
-            path: path.into(),
-            source: std::io::Error::other(format!(
-                "the model would be {len} bytes, over protobuf's 2 GiB limit"
-            )),
-        });
+///
+/// A model over protobuf's 2 GiB limit is written with its large tensors (>= 1 KiB of raw
+/// data) as external data in `<file name>.data` beside it, written the same way and first.
+pub fn write_model(model: &Model, path: &Path) -> Result<Written> {
+    write_model_externalising_over(model, path, PROTOBUF_LIMIT)
+}
+
+/// [`write_model`] with the size over which tensors go to external data as a parameter, so
+/// tests can force it on small models.
+#[doc(hidden)]
+pub fn write_model_externalising_over(model: &Model, path: &Path, limit: usize) -> Result<Written> {
+    if model.encoded_len() <= limit {
+        let bytes = model.encode();
+        write_atomically(path, &bytes)?;
+        return Ok(Written { model_bytes: bytes.len() as u64, external_data: None });
     }
-    write_atomically(path, &model.encode())?;
-    Ok(len as u64)
+    let write_err = |reason: String| Error::Write { path: path.into(), source: std::io::Error::other(reason) };
+    let location = match path.file_name().and_then(|n| n.to_str()) {
+        Some(name) => format!("{name}.data"),
+        None => return Err(write_err("external data needs an output file name in UTF-8".into())),
+    };
+    let mut proto = model.proto.clone(); // tensor data is shared, not copied
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut offset = 0u64;
+    for_each_tensor_mut(&mut proto, &mut |t| {
+        if let Some(raw) = t.raw_data.take_if(|r| r.len() >= EXTERNAL_MIN_BYTES) {
+            let entry = |key: &str, value: String| proto::StringStringEntryProto { key: Some(key.into()), value: Some(value) };
+            t.data_location = Some(DataLocation::External as i32);
+            t.external_data = vec![
+                entry("location", location.clone()),
+                entry("offset", offset.to_string()),
+                entry("length", raw.len().to_string()),
+            ];
+            offset += raw.len() as u64;
+            parts.push(raw);
+        }
+        Ok(())
+    })?;
+    let len = proto.encoded_len();
+    if len > PROTOBUF_LIMIT {
+        return Err(write_err(format!(
+            "the model would be {len} bytes even with its large tensors as external data, over protobuf's 2 GiB limit"
+        )));
+    }
+    let data_path = path.with_file_name(&location);
+    let parts: Vec<&[u8]> = parts.iter().map(|b| b.as_ref()).collect();
+    write_parts_atomically(&data_path, &parts)?;
+    write_atomically(path, &proto.encode_to_vec())?;
+    Ok(Written { model_bytes: len as u64, external_data: Some((data_path, offset)) })
+}
+
+/// Temporary files being written, for [`abandon_writes`].
+static IN_PROGRESS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn in_progress() -> MutexGuard<'static, Vec<PathBuf>> {
+    IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Removes the temporary files of the writes in progress and holds back every rename into
+/// place while the returned guard lives: for an interrupt handler, which then exits. So an
+/// interrupted run leaves each output either complete or absent, and no temporary file.
+pub fn abandon_writes() -> MutexGuard<'static, Vec<PathBuf>> {
+    let mut list = in_progress();
+    for path in list.drain(..) {
+        let _ = fs::remove_file(path);
+    }
+    list
+}
+
+/// Takes a temporary file off the in-progress list when its write ends, however it ends.
+struct InProgress(PathBuf);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        in_progress().retain(|p| *p != self.0);
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename. The
 /// temporary file is read back and compared before it replaces `path`; on any failure it is
 /// removed and `path` is untouched.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_parts_atomically(path, &[bytes])
+}
+
+/// [`write_atomically`] of the concatenation of `parts`.
+fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let err = |source| Error::Write { path: path.into(), source };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".onnx-embcomp-")
-        .suffix(".tmp")
-        .tempfile_in(parent_folder(path))
-        .map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
+    let (mut tmp, _in_progress) = {
+        let mut list = in_progress();
+        let tmp = tempfile::Builder::new()
+            .prefix(".onnx-embcomp-")
+            .suffix(".tmp")
+            .tempfile_in(parent_folder(path))
+            .map_err(err)?;
+        list.push(tmp.path().to_path_buf());
+        let registered = InProgress(tmp.path().to_path_buf());
+        (tmp, registered)
+    };
+    for part in parts {
+        tmp.write_all(part).map_err(err)?;
+    }
     tmp.as_file().sync_all().map_err(err)?;
-    let back = fs::read(tmp.path()).map_err(err)?;
-    if back != bytes {
+    if !reads_back_as(tmp.path(), parts).map_err(err)? {
         return Err(err(std::io::Error::other("the bytes read back differ from the bytes written")));
     }
+    let _no_abandon = in_progress();
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
+}
+
+/// Whether the file at `path` holds exactly the concatenation of `parts` (read in chunks).
+fn reads_back_as(path: &Path, parts: &[&[u8]]) -> std::io::Result<bool> {
+    const CHUNK: usize = 1 << 20;
+    let mut file = fs::File::open(path)?;
+    let mut buf = vec![0u8; CHUNK];
+    for chunk in parts.iter().flat_map(|p| p.chunks(CHUNK)) {
+        let got = &mut buf[..chunk.len()];
+        match file.read_exact(got) {
+            Ok(()) if got == chunk => {}
+            Ok(()) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(file.read(&mut buf[..1])? == 0)
 }
 
 #[cfg(test)]
@@ -404,6 +514,41 @@ mod tests {
         let e = check_output_path(&input, &dir.path().join("missing/out.onnx")).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
         assert!(check_output_path(&input, &dir.path().join("out.onnx")).is_ok());
+    }
+
+    #[test]
+    fn declared_external_sizes_beyond_the_file_fail_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        data_file(dir.path(), "w.bin"); // 24 bytes
+        let with = |offset: &str, length: &str| {
+            let mut proto = external_model("w.bin");
+            let t = &mut proto.graph.as_mut().unwrap().initializer[0];
+            t.external_data = vec![entry("location", "w.bin"), entry("offset", offset), entry("length", length)];
+            load(dir.path(), &proto).unwrap_err().to_string()
+        };
+        let e = with("8", &(1u64 << 40).to_string());
+        assert!(e.contains("tensor 'w'") && e.contains("holds 24 bytes, fewer than offset 8 + length 1099511627776"), "{e}");
+        let e = with(&u64::MAX.to_string(), "16"); // offset + length overflows
+        assert!(e.contains("holds 24 bytes, fewer than offset 18446744073709551615"), "{e}");
+        let e = with("-1", "16");
+        assert!(e.contains("'offset' is not a number: '-1'"), "{e}");
+    }
+
+    #[test]
+    fn failed_write_leaves_no_temporary_and_no_output() {
+        let dir = tempfile::tempdir().unwrap();
+        // The rename fails: the target is a folder that is not empty.
+        let target = dir.path().join("taken");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), b"x").unwrap();
+        let e = write_atomically(&target, b"contents").unwrap_err().to_string();
+        assert!(e.contains("cannot write") && e.contains("taken"), "{e}");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["taken"], "a temporary file was left behind");
+        assert!(in_progress().iter().all(|p| !p.starts_with(dir.path())), "still listed as in progress");
+        // The temporary file cannot even be created: nothing appears either.
+        let e = write_atomically(&dir.path().join("missing/out.bin"), b"x").unwrap_err().to_string();
+        assert!(e.contains("missing/out.bin"), "{e}");
     }
 
     #[test]

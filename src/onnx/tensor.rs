@@ -81,7 +81,7 @@ pub fn element_count(name: &str, dims: &[i64]) -> Result<usize> {
 /// Bytes of data a tensor holds (element count times element size), for reports.
 pub fn data_bytes(t: &TensorProto) -> u64 {
     let count = element_count(t.name(), &t.dims).unwrap_or(0) as u64;
-    count * dtype_size(t.data_type()).unwrap_or(0) as u64
+    count.saturating_mul(dtype_size(t.data_type()).unwrap_or(0) as u64) // dims may be absurd
 }
 
 /// Reads a rank-2 float initializer (f32, f16, bf16 or f64; raw or typed storage) as f32.
@@ -99,7 +99,9 @@ pub fn float_matrix(t: &TensorProto) -> Result<Array2<f32>> {
     let count = element_count(name, &t.dims)?;
     let (rows, cols) = (t.dims[0] as usize, t.dims[1] as usize);
     let data: Vec<f32> = if let Some(raw) = t.raw_data.as_ref().filter(|r| !r.is_empty() || count == 0) {
-        let want = count.checked_mul(dtype.size()).ok_or_else(|| fail("size overflows".into()))?;
+        let want = count.checked_mul(dtype.size()).ok_or_else(|| {
+            fail(format!("dims {:?} of {} need more bytes than memory holds", t.dims, dtype_name(t.data_type())))
+        })?;
         if raw.len() != want {
             return Err(fail(format!(
                 "raw_data holds {} bytes but dims {:?} of {} need {want}",
@@ -243,6 +245,28 @@ mod tests {
 
         let rank1 = float_tensor("b", &[6], &table(), FloatType::F32);
         assert!(float_matrix(&rank1).unwrap_err().to_string().contains("rank-2"));
+    }
+
+    #[test]
+    fn absurd_dims_fail_before_allocating() {
+        // 2^80 elements: the count overflows.
+        let mut t = float_tensor("emb", &[2, 3], &table(), FloatType::F32);
+        t.dims = vec![1 << 40, 1 << 40];
+        let e = float_matrix(&t).unwrap_err().to_string();
+        assert!(e.contains("'emb'") && e.contains("[1099511627776, 1099511627776]") && e.contains("fits in memory"), "{e}");
+        // 2^60 elements would fit the count; the 24 bytes held do not.
+        t.dims = vec![1 << 40, 1 << 20];
+        let e = float_matrix(&t).unwrap_err().to_string();
+        assert!(e.contains("raw_data holds 24 bytes") && e.contains("need 4611686018427387904"), "{e}");
+        // the same in the typed field
+        t.raw_data = None;
+        t.float_data = table();
+        let e = float_matrix(&t).unwrap_err().to_string();
+        assert!(e.contains("holds 6 values in its typed field") && e.contains("need 1152921504606846976"), "{e}");
+        // sizes for reports saturate instead of overflowing: 2^62 f64 elements
+        t.dims = vec![1 << 31, 1 << 31];
+        t.data_type = Some(DataType::Double as i32);
+        assert_eq!(data_bytes(&t), u64::MAX);
     }
 
     #[test]

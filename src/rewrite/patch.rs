@@ -9,6 +9,7 @@
 //! Concat(axis -1) -> [.., Σj_i];  MatMul(., bases [Σj_i, d]) -> [.., d]  (the old output name)
 //! ```
 //! With a single cluster holding every row, `Gather(coefficients [n, j], ids)` feeds the MatMul.
+//! For bf16 tables the MatMul runs in f32 between Casts (onnxruntime's CPU has no bf16 MatMul).
 
 use std::collections::HashSet;
 
@@ -19,8 +20,8 @@ use super::find::Candidate;
 use crate::error::{Error, Result};
 use crate::onnx::Model;
 use crate::onnx::build::{int_attr, node};
-use crate::onnx::proto::{NodeProto, TensorProto};
-use crate::onnx::tensor::{float_tensor, int32_tensor, int64_tensor};
+use crate::onnx::proto::{NodeProto, TensorProto, tensor_proto::DataType};
+use crate::onnx::tensor::{FloatType, float_tensor, int32_tensor, int64_tensor};
 
 /// What the patch changed.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -109,7 +110,24 @@ pub fn apply(model: &mut Model, candidate: &Candidate, factors: &Factors, allow_
             None => coef_outputs.pop().expect("one branch"),
         };
         let name = names.fresh(&format!("{prefix}matmul"));
-        nodes.push(node(&name, "MatMul", &[&joined, &bases], &[&lookup.output], vec![]));
+        if dtype == FloatType::Bf16 {
+            // onnxruntime's CPU has no bf16 MatMul: multiply in f32, then round back to bf16.
+            let mut cast = |input: &str, to: DataType, nodes: &mut Vec<NodeProto>| {
+                let out = names.fresh(&format!("{input}_{}", to.as_str_name().to_lowercase()));
+                let name = names.fresh(&format!("{prefix}cast"));
+                nodes.push(node(&name, "Cast", &[input], &[&out], vec![int_attr("to", to as i64)]));
+                out
+            };
+            let joined32 = cast(&joined, DataType::Float, &mut nodes);
+            let bases32 = cast(&bases, DataType::Float, &mut nodes);
+            let product = names.fresh(&format!("{prefix}matmul_out"));
+            nodes.push(node(&name, "MatMul", &[&joined32, &bases32], &[&product], vec![]));
+            let to_bf16 = vec![int_attr("to", DataType::Bfloat16 as i64)];
+            let name = names.fresh(&format!("{prefix}cast"));
+            nodes.push(node(&name, "Cast", &[&product], &[&lookup.output], to_bf16));
+        } else {
+            nodes.push(node(&name, "MatMul", &[&joined, &bases], &[&lookup.output], vec![]));
+        }
         nodes_added.extend(nodes.iter().map(|n| n.name().to_string()));
         replacement[lookup.node] = Some(nodes);
     }

@@ -126,17 +126,72 @@ pub fn encoder() -> Model {
 /// The encoder with its word table stored as `word_dtype`; for a type other than f32 a Cast to
 /// float follows the word Gather, so the rest of the graph stays f32.
 pub fn encoder_with(word_dtype: FloatType) -> Model {
+    encoder_variant(&Variant { word_dtype, ..Variant::default() })
+}
+
+/// How the token ids reach the word Gather.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ids {
+    /// `input_ids` is an INT64 graph input read directly.
+    Int64,
+    /// `input_ids` is an INT32 graph input read directly.
+    Int32,
+    /// `input_ids` is INT64 and goes through `Cast(to INT32)` before the Gather.
+    CastToInt32,
+}
+
+/// A variant of the encoder, for coverage tests; `Variant::default()` builds the committed
+/// fixture byte for byte.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub word_dtype: FloatType,
+    pub ids: Ids,
+    pub opset: i64,
+    pub ir_version: i64,
+    /// Also output the embedding LayerNorm's output and the word lookup's own output.
+    pub extra_outputs: bool,
+    /// RoBERTa-like position ids computed from the values of `input_ids` (cumulative sum of the
+    /// non-padding mask), on a 1200-row position table: more rows than the word table, so only
+    /// the guard on computed indices keeps it from being chosen. Needs `Ids::Int64`.
+    pub positions_from_ids: bool,
+    /// A T5-like relative attention bias table `[32, 8]` (more rows than columns) gathered with
+    /// buckets computed from the sequence length; its lookup is the output `position_bias`.
+    pub relative_bias: bool,
+    /// A second input `decoder_input_ids` looked up in the same word table (shared encoder and
+    /// decoder embeddings); its lookup is the output `decoder_embeddings`.
+    pub second_lookup: bool,
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Variant {
+            word_dtype: FloatType::F32,
+            ids: Ids::Int64,
+            opset: 17,
+            ir_version: 8,
+            extra_outputs: false,
+            positions_from_ids: false,
+            relative_bias: false,
+            second_lookup: false,
+        }
+    }
+}
+
+/// The encoder as `v` describes it.
+pub fn encoder_variant(v: &Variant) -> Model {
+    let word_dtype = v.word_dtype;
     let (_, d, _, _) = ENCODER_SHAPE;
     let hidden = 2 * d;
     let table = encoder_table();
     let mut rng = ChaCha8Rng::seed_from_u64(ENCODER_WEIGHTS_SEED);
     let mut g = Builder::default();
+    let positions = if v.positions_from_ids { 1200 } else { 128 };
 
     g.init(float_tensor(ENCODER_TABLE, &[table.rows, d], &table.data, word_dtype));
     g.init(float_tensor(
         "embeddings.position_embeddings.weight",
-        &[128, d],
-        &uniform(&mut rng, 128 * d, 0.1),
+        &[positions, d],
+        &uniform(&mut rng, positions * d, 0.1),
         FloatType::F32,
     ));
     g.init(float_tensor(ENCODER_TOKEN_TYPE_TABLE, &[2, d], &uniform(&mut rng, 2 * d, 0.1), FloatType::F32));
@@ -147,41 +202,19 @@ pub fn encoder_with(word_dtype: FloatType) -> Model {
     g.init(int64_tensor("/axes_last", &[1], &[-1]));
 
     let word = "/embeddings/word_embeddings/Gather_output_0";
-    if word_dtype == FloatType::F32 {
-        g.node(ENCODER_GATHER, "Gather", &[ENCODER_TABLE, "input_ids"], &[word], vec![]);
+    let ids = if v.ids == Ids::CastToInt32 {
+        let cast = vec![int_attr("to", DataType::Int32 as i64)];
+        g.node("/embeddings/ids/Cast", "Cast", &["input_ids"], &["/embeddings/ids_int32"], cast);
+        "/embeddings/ids_int32"
     } else {
-        let raw = "/embeddings/word_embeddings/Gather_output_raw";
-        g.node(ENCODER_GATHER, "Gather", &[ENCODER_TABLE, "input_ids"], &[raw], vec![]);
-        g.node(
-            "/embeddings/word_embeddings/Cast",
-            "Cast",
-            &[raw],
-            &[word],
-            vec![int_attr("to", DataType::Float as i64)],
-        );
+        "input_ids"
+    };
+    g.lookup("/embeddings/word_embeddings", ENCODER_TABLE, ids, word, word_dtype);
+    if v.positions_from_ids {
+        g.positions_from_ids("input_ids", "/embeddings/position_ids");
+    } else {
+        g.positions_from_shape("input_ids", "/embeddings/position_ids");
     }
-    g.node("/embeddings/Shape", "Shape", &["input_ids"], &["/embeddings/Shape_output_0"], vec![]);
-    g.node(
-        "/embeddings/Gather",
-        "Gather",
-        &["/embeddings/Shape_output_0", "/embeddings/Constant_1"],
-        &["/embeddings/seq_len"],
-        vec![int_attr("axis", 0)],
-    );
-    g.node(
-        "/embeddings/Range",
-        "Range",
-        &["/embeddings/Constant_0", "/embeddings/seq_len", "/embeddings/Constant_step"],
-        &["/embeddings/Range_output_0"],
-        vec![],
-    );
-    g.node(
-        "/embeddings/Unsqueeze",
-        "Unsqueeze",
-        &["/embeddings/Range_output_0", "/embeddings/axes_0"],
-        &["/embeddings/position_ids"],
-        vec![],
-    );
     g.node(
         ENCODER_POSITION_GATHER,
         "Gather",
@@ -214,20 +247,64 @@ pub fn encoder_with(word_dtype: FloatType) -> Model {
     let mlp = g.mlp(&mut rng, "/encoder/mlp", &ln, d, hidden);
     g.mask_multiply("/encoder", &mlp, "attention_mask", "last_hidden_state");
 
-    let int_input = |name: &str| value_info(name, DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")]);
+    let sym = |names: &[&'static str]| names.iter().map(|&n| Dim::Sym(n)).collect::<Vec<_>>();
+    let ids_type = if v.ids == Ids::Int32 { DataType::Int32 } else { DataType::Int64 };
+    let mut input = vec![
+        value_info("input_ids", ids_type, &sym(&["batch", "sequence"])),
+        value_info("attention_mask", DataType::Int64, &sym(&["batch", "sequence"])),
+        value_info("token_type_ids", DataType::Int64, &sym(&["batch", "sequence"])),
+    ];
+    let hidden_state = |name: &str| {
+        value_info(name, DataType::Float, &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(d as i64)])
+    };
+    let mut output = vec![hidden_state("last_hidden_state")];
+    if v.extra_outputs {
+        output.push(hidden_state(&ln));
+        output.push(hidden_state(word));
+    }
+    if v.relative_bias {
+        let heads = 8;
+        g.init(float_tensor("relative_attention_bias.weight", &[32, heads], &uniform(&mut rng, 32 * heads, 0.5), FloatType::F32));
+        g.relative_buckets("input_ids", "/rel/buckets", 31);
+        g.node("/rel/Gather", "Gather", &["relative_attention_bias.weight", "/rel/buckets"], &["/rel/bias"], vec![]);
+        g.node("/rel/Transpose", "Transpose", &["/rel/bias"], &["position_bias"], vec![ints_attr("perm", &[2, 0, 1])]);
+        let dims = [Dim::Fixed(heads as i64), Dim::Sym("sequence"), Dim::Sym("sequence")];
+        output.push(value_info("position_bias", DataType::Float, &dims));
+    }
+    if v.second_lookup {
+        input.push(value_info("decoder_input_ids", DataType::Int64, &sym(&["batch", "sequence"])));
+        g.lookup("/decoder/embed_tokens", ENCODER_TABLE, "decoder_input_ids", "decoder_embeddings", word_dtype);
+        output.push(hidden_state("decoder_embeddings"));
+    }
+    let graph = GraphProto { name: Some("encoder".into()), node: g.nodes, initializer: g.inits, input, output, ..Default::default() };
+    let mut model = model(graph);
+    model.proto.ir_version = Some(v.ir_version);
+    model.proto.opset_import[0].version = Some(v.opset);
+    model
+}
+
+/// A minimal model any opset from 11 on accepts (no LayerNormalization, no Unsqueeze):
+/// `input_ids -> Gather(table) [-> Cast to float] -> MatMul(W [d, d]) -> hidden`.
+pub fn embedding_only(table: &ClusteredTable, dtype: FloatType, opset: i64, ir_version: i64) -> Model {
+    let d = table.cols;
+    let mut rng = ChaCha8Rng::seed_from_u64(ENCODER_WEIGHTS_SEED);
+    let mut g = Builder::default();
+    g.init(float_tensor("word_embeddings.weight", &[table.rows, d], &table.data, dtype));
+    g.init(float_tensor("dense.weight", &[d, d], &uniform(&mut rng, d * d, 1.0 / (d as f32).sqrt()), FloatType::F32));
+    g.lookup("/word_embeddings", "word_embeddings.weight", "input_ids", "/word_embeddings/output", dtype);
+    g.node("/dense/MatMul", "MatMul", &["/word_embeddings/output", "dense.weight"], &["hidden"], vec![]);
     let graph = GraphProto {
-        name: Some("encoder".into()),
+        name: Some("embedding".into()),
         node: g.nodes,
         initializer: g.inits,
-        input: vec![int_input("input_ids"), int_input("attention_mask"), int_input("token_type_ids")],
-        output: vec![value_info(
-            "last_hidden_state",
-            DataType::Float,
-            &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(d as i64)],
-        )],
+        input: vec![value_info("input_ids", DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")])],
+        output: vec![value_info("hidden", DataType::Float, &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(d as i64)])],
         ..Default::default()
     };
-    model(graph)
+    let mut model = model(graph);
+    model.proto.ir_version = Some(ir_version);
+    model.proto.opset_import[0].version = Some(opset);
+    model
 }
 
 /// The tiny tied decoder of `fixtures/decoder.onnx`.
@@ -305,6 +382,73 @@ impl Builder {
         self.nodes.push(node(name, op, inputs, outputs, attribute));
     }
 
+    /// `out = Gather(table, ids)` (node `{prefix}/Gather`), followed by a Cast to float when the
+    /// table is not f32.
+    fn lookup(&mut self, prefix: &str, table: &str, ids: &str, out: &str, dtype: FloatType) {
+        let gather = format!("{prefix}/Gather");
+        if dtype == FloatType::F32 {
+            self.node(&gather, "Gather", &[table, ids], &[out], vec![]);
+        } else {
+            let raw = format!("{prefix}/Gather_output_raw");
+            self.node(&gather, "Gather", &[table, ids], &[&raw], vec![]);
+            let to_float = vec![int_attr("to", DataType::Float as i64)];
+            self.node(&format!("{prefix}/Cast"), "Cast", &[&raw], &[out], to_float);
+        }
+    }
+
+    /// Position ids `[1, len]` from the input's shape, as BERT exports compute them:
+    /// `Unsqueeze(Range(0, Shape(ids)[1], 1), [0])`. Needs the encoder's constants.
+    fn positions_from_shape(&mut self, ids: &str, out: &str) {
+        self.node("/embeddings/Shape", "Shape", &[ids], &["/embeddings/Shape_output_0"], vec![]);
+        self.node(
+            "/embeddings/Gather",
+            "Gather",
+            &["/embeddings/Shape_output_0", "/embeddings/Constant_1"],
+            &["/embeddings/seq_len"],
+            vec![int_attr("axis", 0)],
+        );
+        self.node(
+            "/embeddings/Range",
+            "Range",
+            &["/embeddings/Constant_0", "/embeddings/seq_len", "/embeddings/Constant_step"],
+            &["/embeddings/Range_output_0"],
+            vec![],
+        );
+        self.node("/embeddings/Unsqueeze", "Unsqueeze", &["/embeddings/Range_output_0", "/embeddings/axes_0"], &[out], vec![]);
+    }
+
+    /// Position ids from the values of INT64 `ids`, as RoBERTa exports compute them: the running
+    /// count of non-padding tokens (padding id 1, counted in INT32), plus the padding id.
+    fn positions_from_ids(&mut self, ids: &str, out: &str) {
+        self.init(int64_tensor("/positions/pad", &[], &[1]));
+        self.init(int64_tensor("/positions/axis", &[], &[1]));
+        self.node("/positions/Equal", "Equal", &[ids, "/positions/pad"], &["/positions/is_pad"], vec![]);
+        self.node("/positions/Not", "Not", &["/positions/is_pad"], &["/positions/not_pad"], vec![]);
+        let to = |t: DataType| vec![int_attr("to", t as i64)];
+        self.node("/positions/Cast", "Cast", &["/positions/not_pad"], &["/positions/mask"], to(DataType::Int32));
+        self.node("/positions/CumSum", "CumSum", &["/positions/mask", "/positions/axis"], &["/positions/count"], vec![]);
+        self.node("/positions/Mul", "Mul", &["/positions/count", "/positions/mask"], &["/positions/masked"], vec![]);
+        self.node("/positions/Cast_1", "Cast", &["/positions/masked"], &["/positions/masked64"], to(DataType::Int64));
+        self.node("/positions/Add", "Add", &["/positions/masked64", "/positions/pad"], &[out], vec![]);
+    }
+
+    /// T5-like relative position buckets `[len, len]`: `min(|j - i|, max_bucket)` over the
+    /// positions of `ids`. Needs the encoder's constants.
+    fn relative_buckets(&mut self, ids: &str, out: &str, max_bucket: i64) {
+        self.init(int64_tensor("/rel/axes_1", &[1], &[1]));
+        self.init(int64_tensor("/rel/max_bucket", &[], &[max_bucket]));
+        self.node("/rel/Shape", "Shape", &[ids], &["/rel/shape"], vec![]);
+        let axis0 = vec![int_attr("axis", 0)];
+        self.node("/rel/Gather_len", "Gather", &["/rel/shape", "/embeddings/Constant_1"], &["/rel/len"], axis0);
+        let range = ["/embeddings/Constant_0", "/rel/len", "/embeddings/Constant_step"];
+        self.node("/rel/Range", "Range", &range, &["/rel/range"], vec![]);
+        self.node("/rel/Unsqueeze_0", "Unsqueeze", &["/rel/range", "/rel/axes_1"], &["/rel/context"], vec![]);
+        self.node("/rel/Unsqueeze_1", "Unsqueeze", &["/rel/range", "/embeddings/axes_0"], &["/rel/memory"], vec![]);
+        self.node("/rel/Sub", "Sub", &["/rel/memory", "/rel/context"], &["/rel/relative"], vec![]);
+        self.node("/rel/Abs", "Abs", &["/rel/relative"], &["/rel/distance"], vec![]);
+        self.node("/rel/Min", "Min", &["/rel/distance", "/rel/max_bucket"], &[out], vec![]);
+    }
+
     /// LayerNormalization over the last axis with random scale (near 1) and bias.
     fn layer_norm(&mut self, rng: &mut ChaCha8Rng, prefix: &str, x: &str, d: usize) -> String {
         let (scale, bias, out) = (format!("{prefix}.weight"), format!("{prefix}.bias"), format!("{prefix}/output_0"));
@@ -378,13 +522,27 @@ pub fn path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
 
+/// The small seeds of the fuzz targets, in `fuzz/seeds/`: tiny embedding-only models.
+pub fn fuzz_seeds() -> Vec<(&'static str, Model)> {
+    let table = clustered_table(0x7365_6564, 40, 8, 2, 2); // "seed"
+    vec![
+        ("tiny-f32-opset17.onnx", embedding_only(&table, FloatType::F32, 17, 8)),
+        ("tiny-f16-opset13.onnx", embedding_only(&table, FloatType::F16, 13, 7)),
+        ("tiny-bf16-opset21.onnx", embedding_only(&table, FloatType::Bf16, 21, 10)),
+    ]
+}
+
 #[test]
 fn fixtures_match_generator() {
     let bless = std::env::var("ONNX_EMBCOMP_BLESS").is_ok_and(|v| v == "1");
-    for (name, model) in [("encoder.onnx", encoder()), ("decoder.onnx", decoder())] {
+    let seeds_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("seeds");
+    let files = [(path("encoder.onnx"), encoder()), (path("decoder.onnx"), decoder())]
+        .into_iter()
+        .chain(fuzz_seeds().into_iter().map(|(name, model)| (seeds_dir.join(name), model)));
+    for (file, model) in files {
         let bytes = model.encode();
+        let name = file.display();
         assert!(bytes.len() < 1 << 20, "{name} is {} bytes, over 1 MB", bytes.len());
-        let file = path(name);
         if bless {
             std::fs::write(&file, &bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
             continue;

@@ -16,7 +16,7 @@ fn encoder() -> Model {
 }
 
 /// The index map of cluster `i` as row positions.
-fn index_map(model: &Model, i: usize) -> Vec<i64> {
+pub fn index_map(model: &Model, i: usize) -> Vec<i64> {
     let t = initializer(model, &format!("embcomp/cluster{i}/index_map")).expect("an index map");
     let raw = t.raw_data.as_ref().expect("raw data");
     match DataType::try_from(t.data_type()).unwrap() {
@@ -211,4 +211,73 @@ fn adaptive_dims_stay_within_the_ratio_budget() {
     let v = report.validation.expect("validated");
     assert!(v.embedding_rel_error.unwrap() <= 1e-5);
     assert_eq!(report.dims.len(), report.clusters);
+}
+
+/// Runs the encoder-shaped model file at `path` in tract (which reads external data itself)
+/// on fixed ids; returns its output.
+fn run_file_in_tract(path: &Path) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_path(path).expect("tract loads the file");
+    let ids: Vec<i64> = (0..8).map(|i| i * 97 % 1000).collect();
+    let inputs = [ids, vec![1; 8], vec![0; 8]];
+    for i in 0..inputs.len() {
+        m.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), tvec![1, 8])).unwrap();
+    }
+    let plan = m.into_optimized().unwrap().into_runnable().unwrap();
+    let values = inputs.iter().map(|v| Tensor::from_shape(&[1, 8], v).unwrap().into_tvalue()).collect();
+    let out = plan.run(values).expect("tract runs the file");
+    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+}
+
+#[test]
+fn large_tensors_go_to_external_data_over_the_limit() {
+    use onnx_embcomp::onnx::io::write_model_externalising_over;
+    use onnx_embcomp::onnx::proto::tensor_proto::DataLocation;
+    let dir = crate::tempdir();
+    let model = encoder();
+    let out = dir.path().join("big.onnx");
+    // A limit of 0 bytes: every model is "too large", as a real one over 2 GiB is.
+    let written = write_model_externalising_over(&model, &out, 0).expect("write");
+    let data = dir.path().join("big.onnx.data");
+    let data_len = std::fs::metadata(&data).expect("the data file is written").len();
+    assert_eq!(written.external_data, Some((data.clone(), data_len)));
+    assert_eq!(written.model_bytes, std::fs::metadata(&out).unwrap().len());
+    let mut names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["big.onnx", "big.onnx.data"], "nothing else, no temporary file");
+
+    // Tensors of 1 KiB or more are external, in order, back to back; the others stay inline.
+    let raw = Bytes::from(std::fs::read(&out).unwrap());
+    let e = Model::decode(raw.clone(), None, Path::new("big.onnx")).unwrap_err().to_string();
+    assert!(e.contains("was not read from a file"), "the model refers to external data: {e}");
+    let proto = <onnx_embcomp::onnx::proto::ModelProto as prost::Message>::decode(raw).unwrap();
+    let mut offset = 0u64;
+    let mut external = 0;
+    for (t, original) in proto.graph.unwrap().initializer.iter().zip(&model.graph().initializer) {
+        let len = original.raw_data.as_ref().map_or(0, |r| r.len());
+        if len >= 1024 {
+            assert_eq!(t.data_location(), DataLocation::External, "{}", t.name());
+            assert!(t.raw_data.is_none());
+            let entries: Vec<(&str, &str)> = t.external_data.iter().map(|e| (e.key(), e.value())).collect();
+            let (offset_s, len_s) = (offset.to_string(), len.to_string());
+            assert_eq!(entries, [("location", "big.onnx.data"), ("offset", &*offset_s), ("length", &*len_s)]);
+            offset += len as u64;
+            external += 1;
+        } else {
+            assert_eq!((t, t.data_location()), (original, DataLocation::Default));
+        }
+    }
+    assert_eq!(external, 4, "the word and position tables and the two MLP weights");
+    assert_eq!(offset, data_len);
+
+    if let Some(dir) = std::env::var_os("ONNX_EMBCOMP_COVERAGE_DIR") {
+        // for tests/ort_check.py: the fixture as it is, paired with its externalised copy
+        let dir = Path::new(&dir);
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(fixture("encoder.onnx"), dir.join("external_data.onnx")).unwrap();
+        write_model_externalising_over(&model, &dir.join("external_data.compressed.onnx"), 0).unwrap();
+    }
+    // It reads back to the same model, and tract runs it as it runs the original.
+    assert_eq!(read_model(&out).unwrap(), model);
+    assert_eq!(run_file_in_tract(&out), run_file_in_tract(&fixture("encoder.onnx")));
 }

@@ -3,8 +3,10 @@
 
 mod cli;
 mod corpus;
+mod coverage;
 mod fixtures;
 mod library;
+mod properties;
 mod real_models;
 
 use std::ffi::OsStr;
