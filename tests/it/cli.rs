@@ -570,7 +570,9 @@ fn compress_k1_is_a_plain_rank_j_factorisation() {
 fn decoder_is_refused_without_allow_shared() {
     let dir = tempdir();
     let json = dir.path().join("r.json");
+    let before = std::fs::read(fixture("decoder.onnx")).unwrap();
     let (r, out) = compress(&fixture("decoder.onnx"), dir.path(), &["--json", json.to_str().unwrap()]);
+    assert!(std::fs::read(fixture("decoder.onnx")).unwrap() == before, "the input changed");
     r.error(&[
         "--allow-shared",
         fixtures::DECODER_TABLE,
