@@ -135,7 +135,8 @@ fn run_case(name: &str, path: &Path, long: bool) -> Value {
     });
     if long {
         drop(out);
-        let options = Options { restarts: 8, max_iter: 20, sample_rows: usize::MAX, validate: None, ..options };
+        let options =
+            Options { restarts: 8, max_iter: 20, sample_rows: Some(usize::MAX), polish_iter: 0, validate: None, ..options };
         let t = Instant::now();
         let (_, long_report) = compress(&model, &options, &mut |_| {}).expect("long fit");
         v["long_cost"] = json!(long_report.fit.cost);

@@ -103,9 +103,13 @@ pub struct CompressArgs {
     /// Lloyd iterations per restart at most.
     #[arg(long, default_value_t = onnx_embcomp::Options::default().max_iter)]
     pub max_iter: usize,
-    /// Rows sampled for the restarts (the best is then polished on all rows).
-    #[arg(long, default_value_t = onnx_embcomp::Options::default().sample_rows)]
-    pub sample_rows: usize,
+    /// Rows sampled for the restarts (the best is then polished on all rows)
+    /// [default: 10 per subspace dimension (k x j), at least 8192]
+    #[arg(long)]
+    pub sample_rows: Option<usize>,
+    /// Lloyd iterations on all rows after the restarts, at most (0: none).
+    #[arg(long, default_value_t = onnx_embcomp::Options::default().polish_iter)]
+    pub polish_iter: usize,
     /// Threads for the fit (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

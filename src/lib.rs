@@ -75,8 +75,10 @@ pub struct Options {
     pub restarts: usize,
     /// Lloyd iterations per restart.
     pub max_iter: usize,
-    /// Rows the restarts run on.
-    pub sample_rows: usize,
+    /// Rows the restarts run on (`None`: `cluster::FitParams::auto_sample_rows`).
+    pub sample_rows: Option<usize>,
+    /// Lloyd iterations on all rows after the restarts, at most.
+    pub polish_iter: usize,
     /// Threads for the dense kernels (0: all).
     pub threads: usize,
     /// Validate with tract, with these settings.
@@ -102,6 +104,7 @@ impl Default for Options {
             restarts: fit.restarts,
             max_iter: fit.max_iter,
             sample_rows: fit.sample_rows,
+            polish_iter: fit.polish_iter,
             threads: 0,
             validate: Some(ValidateOptions::default()),
             held_out: None,
@@ -182,6 +185,7 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
             .restarts(options.restarts)
             .max_iter(options.max_iter)
             .sample_rows(options.sample_rows)
+            .polish_iter(options.polish_iter)
             .threads(options.threads);
         if options.adaptive {
             params = params.budget(budget::allowed_numbers(n, d, k, options.size));
@@ -435,7 +439,7 @@ fn svd_baseline(table: &Array2<f32>, weights: Option<&[f32]>, numbers: u64, thre
                 row *= w.sqrt();
             }
         }
-        cluster::linalg::add_gram(block.view(), &mut gram, &mut scratch, par);
+        cluster::linalg::add_gram_lower(block.view(), 1.0, &mut gram, &mut scratch, par);
     }
     let eig = cluster::linalg::eigenvalues_desc(&gram)?;
     let energy: f64 = eig.iter().map(|&e| e.max(0.0)).sum();

@@ -96,6 +96,7 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         restarts: args.restarts,
         max_iter: args.max_iter,
         sample_rows: args.sample_rows,
+        polish_iter: args.polish_iter,
         threads: args.threads,
         validate: (!args.no_validate).then_some(ValidateOptions { batch: args.batch, seq: args.seq, seed: args.seed }),
         held_out: None,

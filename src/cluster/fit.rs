@@ -6,7 +6,7 @@ use ndarray::{Array2, ArrayView2, Axis, s};
 use rand::Rng;
 use rayon::prelude::*;
 
-use super::linalg::{ROW_BLOCK, add_gram, gemm, par, top_eigen};
+use super::linalg::{ROW_BLOCK, add_gram_lower, eigen_desc, gemm, par};
 use super::params::CheckedParams;
 use crate::error::Result;
 
@@ -83,17 +83,18 @@ impl CheckedParams {
             p.budget.filter(|_| p.k > 1).map(|numbers| Budget { numbers, n: self.n, scale: self.n as f64 / rows as f64 })
         };
         let full = Rows::new(table.view(), p.k, p.j, par(p.threads), budget(self.n));
-        let sampled = self.n > p.sample_rows;
+        let sample_rows = p.sample_size();
+        let sampled = self.n > sample_rows;
         let sample_store;
         let work = if sampled {
-            let mut idx = rand::seq::index::sample(rng, self.n, p.sample_rows).into_vec();
+            let mut idx = rand::seq::index::sample(rng, self.n, sample_rows).into_vec();
             idx.sort_unstable();
             sample_store = table.select(Axis(0), &idx);
-            Rows::new(sample_store.view(), p.k, p.j, par(p.threads), budget(p.sample_rows))
+            Rows::new(sample_store.view(), p.k, p.j, par(p.threads), budget(sample_rows))
         } else {
             full.clone()
         };
-        let total = p.restarts * p.max_iter + if sampled { p.polish_iter } else { 0 };
+        let total = p.restarts * p.max_iter + p.polish_iter;
         let mut step = 0;
         let mut iterations = 0;
         let mut best: Option<Lloyd> = None;
@@ -111,8 +112,8 @@ impl CheckedParams {
             }
         }
         let mut best = best.expect("at least one restart");
-        if sampled {
-            let polish = full.lloyd((best.bases, best.gains), p.polish_iter, p.tol, &mut |it, cost| {
+        if p.polish_iter > 0 {
+            let polish = full.lloyd(best.subspaces, p.polish_iter, p.tol, &mut |it, cost| {
                 progress(FitEvent { step: step + it + 1, total, restart: None, cost })
             })?;
             iterations += polish.iterations;
@@ -123,7 +124,7 @@ impl CheckedParams {
         }
         progress(FitEvent { step: total, total, restart: None, cost: best.cost });
         Ok(Clustering {
-            bases: best.bases,
+            bases: best.subspaces.iter().map(|s| s.basis().to_owned()).collect(),
             assignment: best.assignment,
             cost: best.cost,
             energy: full.norms.iter().sum(),
@@ -133,14 +134,45 @@ impl CheckedParams {
     }
 }
 
-/// The outcome of one Lloyd run: bases, the assignment they induce, its cost.
+/// The outcome of one Lloyd run: subspaces, the assignment they induce, its cost.
 struct Lloyd {
-    bases: Vec<Array2<f32>>,
-    /// Energy each basis column captures of its cluster's rows (when it was refitted).
-    gains: Vec<Vec<f64>>,
+    subspaces: Vec<Subspace>,
     assignment: Vec<u32>,
     cost: f64,
     iterations: usize,
+}
+
+/// A cluster's fitted subspace: the eigenvectors of its rows' Gram matrix by decreasing
+/// eigenvalue; the first `dim` span the subspace, the others its orthogonal complement.
+#[derive(Clone)]
+struct Subspace {
+    /// `[d, d]`, orthonormal columns.
+    vectors: Array2<f32>,
+    /// `[d]`, decreasing: the energy each vector captures of the cluster's rows.
+    values: Vec<f64>,
+    dim: usize,
+}
+
+impl Subspace {
+    /// The basis `[d, dim]`.
+    fn basis(&self) -> ArrayView2<'_, f32> {
+        self.vectors.slice(s![.., ..self.dim])
+    }
+
+    /// The narrower of the basis and its complement, and whether it is the complement: a row's
+    /// energy in the subspace is its projection's on the basis, or its norm less its
+    /// projection's on the complement.
+    fn narrow_side(&self) -> (ArrayView2<'_, f32>, bool) {
+        let d = self.vectors.nrows();
+        if d - self.dim < self.dim { (self.vectors.slice(s![.., self.dim..]), true) } else { (self.basis(), false) }
+    }
+}
+
+/// Per-cluster Gram matrices (lower triangles, `[d, d]` each) of the rows of `assignment`.
+/// The next assignment updates them by the rows that moved.
+struct Grams {
+    assignment: Vec<u32>,
+    grams: Vec<Array2<f64>>,
 }
 
 /// The rows a Lloyd run works on, with their squared norms.
@@ -182,7 +214,7 @@ impl<'a> Rows<'a> {
     /// worst-fitting rows. Returns the cheapest state seen.
     fn lloyd(
         &self,
-        (mut bases, mut gains): (Vec<Array2<f32>>, Vec<Vec<f64>>),
+        mut subspaces: Vec<Subspace>,
         max_iter: usize,
         tol: f64,
         on_iter: &mut dyn FnMut(usize, f64),
@@ -191,15 +223,15 @@ impl<'a> Rows<'a> {
         let mut best: Option<Lloyd> = None;
         let mut reseeded = false;
         let mut reseeds_left = 3;
+        let mut grams = None;
         for it in 0..max_iter {
-            let (mut assignment, costs, cost) = self.assign(&bases);
+            let (mut assignment, costs, cost) = self.assign(&subspaces);
             on_iter(it, cost);
             let improved = best.as_ref().is_none_or(|b| cost < b.cost);
             let converged = !reseeded && best.as_ref().is_some_and(|b| b.cost - cost <= tol * b.cost);
             if improved {
                 best = Some(Lloyd {
-                    bases: bases.clone(),
-                    gains: gains.clone(),
+                    subspaces: subspaces.clone(),
                     assignment: assignment.clone(),
                     cost,
                     iterations: it + 1,
@@ -215,7 +247,7 @@ impl<'a> Rows<'a> {
             if reseeded {
                 reseeds_left -= 1;
             }
-            (bases, gains) = self.refit(&assignment)?;
+            subspaces = self.refit(&assignment, &mut grams)?;
         }
         Ok(best.expect("max_iter >= 1"))
     }
@@ -230,7 +262,7 @@ impl<'a> Rows<'a> {
             for &c in &state.assignment {
                 counts[c as usize] += 1;
             }
-            let dims: Vec<usize> = state.bases.iter().map(|b| b.ncols()).collect();
+            let dims: Vec<usize> = state.subspaces.iter().map(|s| s.dim).collect();
             if layout_numbers(budget.n, self.x.ncols(), &counts, &dims) <= budget.numbers {
                 return Ok(state);
             }
@@ -238,29 +270,29 @@ impl<'a> Rows<'a> {
             let drop = (0..self.k)
                 .filter(|&c| dims[c] > 1)
                 .min_by(|&a, &b| {
-                    let value = |c: usize| state.gains[c][dims[c] - 1] / (counts[c] as f64 + 1.0 + d);
+                    let value = |c: usize| state.subspaces[c].values[dims[c] - 1] / (counts[c] as f64 + 1.0 + d);
                     value(a).total_cmp(&value(b))
                 })
                 .ok_or_else(|| crate::error::Error::Numerical("no dimension left to drop within the budget".into()))?;
-            let keep = dims[drop] - 1;
-            state.bases[drop] = state.bases[drop].slice(s![.., ..keep]).to_owned();
-            state.gains[drop].truncate(keep);
-            let (assignment, _, cost) = self.assign(&state.bases);
+            state.subspaces[drop].dim -= 1;
+            let (assignment, _, cost) = self.assign(&state.subspaces);
             (state.assignment, state.cost) = (assignment, cost);
         }
     }
 
     /// Each row's nearest subspace (largest projection norm; ties to the lowest index), each
-    /// row's squared distance to it, and their sum.
-    fn assign(&self, bases: &[Array2<f32>]) -> (Vec<u32>, Vec<f64>, f64) {
+    /// row's squared distance to it, and their sum. One GEMM per row block against the
+    /// narrower side of each subspace ([`Subspace::narrow_side`]).
+    fn assign(&self, subspaces: &[Subspace]) -> (Vec<u32>, Vec<f64>, f64) {
         let d = self.x.ncols();
+        let sides: Vec<(ArrayView2<f32>, bool)> = subspaces.iter().map(Subspace::narrow_side).collect();
         let mut offsets = vec![0usize];
-        for b in bases {
-            offsets.push(offsets.last().expect("starts at 0") + b.ncols());
+        for (cols, _) in &sides {
+            offsets.push(offsets.last().expect("starts at 0") + cols.ncols());
         }
-        let mut stacked = Array2::<f32>::zeros((d, offsets[bases.len()]));
-        for (c, b) in bases.iter().enumerate() {
-            stacked.slice_mut(s![.., offsets[c]..offsets[c + 1]]).assign(b);
+        let mut stacked = Array2::<f32>::zeros((d, offsets[sides.len()]));
+        for (c, (cols, _)) in sides.iter().enumerate() {
+            stacked.slice_mut(s![.., offsets[c]..offsets[c + 1]]).assign(cols);
         }
         let n = self.len();
         let mut assignment = Vec::with_capacity(n);
@@ -270,64 +302,94 @@ impl<'a> Rows<'a> {
             let proj = gemm(self.x.slice(s![start..end, ..]), stacked.view(), self.par);
             for (r, row) in proj.rows().into_iter().enumerate() {
                 let row = row.as_slice().expect("contiguous");
+                let norm = self.norms[start + r];
                 let (mut best_c, mut best) = (0u32, f64::NEG_INFINITY);
-                for c in 0..bases.len() {
-                    let block = &row[offsets[c]..offsets[c + 1]];
-                    let e: f64 = block.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                for (c, &(_, complement)) in sides.iter().enumerate() {
+                    let e: f64 = row[offsets[c]..offsets[c + 1]].iter().map(|&v| (v as f64) * (v as f64)).sum();
+                    let e = if complement { norm - e } else { e };
                     if e > best {
                         (best_c, best) = (c as u32, e);
                     }
                 }
                 assignment.push(best_c);
-                costs.push((self.norms[start + r] - best).max(0.0));
+                costs.push((norm - best).max(0.0));
             }
         }
         let total = costs.iter().sum();
         (assignment, costs, total)
     }
 
-    /// Each cluster's basis: the top eigenvectors of its Gram matrix, j of them, or with a
-    /// budget as many as [`allocate_dims`] gives it. Also returns the eigenvalues kept.
-    fn refit(&self, assignment: &[u32]) -> Result<(Vec<Array2<f32>>, Vec<Vec<f64>>)> {
-        let mut members = vec![Vec::new(); self.k];
-        for (row, &c) in assignment.iter().enumerate() {
-            members[c as usize].push(row);
-        }
-        let d = self.x.ncols();
-        let want = if self.budget.is_some() { d } else { self.j };
+    /// Each cluster's subspace: the eigenvectors of its Gram matrix, the top j of them
+    /// spanning it, or with a budget as many as [`allocate_dims`] gives it. `grams` holds the
+    /// Gram matrices of the previous refit, if any, and is brought up to `assignment`.
+    fn refit(&self, assignment: &[u32], grams: &mut Option<Grams>) -> Result<Vec<Subspace>> {
+        let members = self.members(assignment);
+        self.update_grams(grams, assignment, &members);
+        let grams = &grams.as_ref().expect("just updated").grams;
         // Clusters in parallel; each one's arithmetic is the same whatever the thread count.
         let eig: Vec<(Array2<f32>, Vec<f64>)> = match self.par {
-            Par::Seq => members.iter().map(|rows| self.basis_of(rows, want)).collect::<Result<_>>()?,
-            _ => members.par_iter().map(|rows| self.basis_of(rows, want)).collect::<Result<_>>()?,
+            Par::Seq => grams.iter().map(eigen_desc).collect::<Result<_>>()?,
+            _ => grams.par_iter().map(eigen_desc).collect::<Result<_>>()?,
         };
         let dims = match self.budget {
             None => vec![self.j; self.k],
             Some(b) => {
                 let counts: Vec<f64> = members.iter().map(|m| m.len() as f64 * b.scale).collect();
                 let gains: Vec<&[f64]> = eig.iter().map(|(_, g)| g.as_slice()).collect();
+                let d = self.x.ncols();
                 allocate_dims(&gains, &counts, d, b.numbers.saturating_sub((self.k * b.n) as u64) as f64)
             }
         };
-        Ok(eig
-            .into_iter()
-            .zip(dims)
-            .map(|((basis, mut gains), j)| {
-                gains.truncate(j);
-                (basis.slice(s![.., ..j]).to_owned(), gains)
-            })
-            .unzip())
+        Ok(eig.into_iter().zip(dims).map(|((vectors, values), dim)| Subspace { vectors, values, dim }).collect())
     }
 
-    /// The top `j` eigenpairs of the Gram matrix of `rows`: basis `[d, j]`, eigenvalues.
-    fn basis_of(&self, rows: &[usize], j: usize) -> Result<(Array2<f32>, Vec<f64>)> {
+    /// The rows of each cluster of `assignment`, in increasing order.
+    fn members(&self, assignment: &[u32]) -> Vec<Vec<usize>> {
+        let mut members = vec![Vec::new(); self.k];
+        for (row, &c) in assignment.iter().enumerate() {
+            members[c as usize].push(row);
+        }
+        members
+    }
+
+    /// Brings `grams` to `assignment` (whose clusters hold `members`): a cluster's Gram matrix
+    /// gains the rows that joined it and loses those that left, or is recomputed when that
+    /// touches as many rows as it holds (so a cluster that shrank a lot never keeps the
+    /// rounding of rows long gone).
+    fn update_grams(&self, grams: &mut Option<Grams>, assignment: &[u32], members: &[Vec<usize>]) {
         let d = self.x.ncols();
-        let mut gram = Array2::<f64>::zeros((d, d));
-        let mut scratch = Array2::<f32>::zeros((d, d));
+        let state = grams.get_or_insert_with(|| Grams {
+            assignment: vec![u32::MAX; self.len()], // no row counted yet
+            grams: vec![Array2::zeros((d, d)); self.k],
+        });
+        let prev = &state.assignment;
+        let update = |(c, gram): (usize, &mut Array2<f64>)| {
+            let c32 = c as u32;
+            let joined: Vec<usize> = members[c].iter().copied().filter(|&r| prev[r] != c32).collect();
+            let left: Vec<usize> =
+                (0..assignment.len()).filter(|&r| prev[r] == c32 && assignment[r] != c32).collect();
+            let mut scratch = Array2::<f32>::zeros((d, d));
+            if joined.len() + left.len() >= members[c].len() {
+                gram.fill(0.0);
+                self.add_rows(&members[c], 1.0, gram, &mut scratch);
+            } else {
+                self.add_rows(&joined, 1.0, gram, &mut scratch);
+                self.add_rows(&left, -1.0, gram, &mut scratch);
+            }
+        };
+        match self.par {
+            Par::Seq => state.grams.iter_mut().enumerate().for_each(update),
+            _ => state.grams.par_iter_mut().enumerate().for_each(update),
+        }
+        state.assignment.copy_from_slice(assignment);
+    }
+
+    /// `gram += sign · Σ x_r x_rᵀ` over `rows` (lower triangle), in row blocks.
+    fn add_rows(&self, rows: &[usize], sign: f64, gram: &mut Array2<f64>, scratch: &mut Array2<f32>) {
         for chunk in rows.chunks(ROW_BLOCK) {
             let block = self.x.select(Axis(0), chunk);
-            add_gram(block.view(), &mut gram, &mut scratch, self.par);
+            add_gram_lower(block.view(), sign, gram, scratch, self.par);
         }
-        top_eigen(&gram, j)
     }
 
     /// Moves the worst-fitting rows into clusters holding fewer than `min_size` rows.
@@ -357,11 +419,10 @@ impl<'a> Rows<'a> {
     /// k-means++-like seeding of k subspaces: a seed row drawn with probability proportional
     /// to its squared distance to the subspaces chosen so far; the subspace fits the rows most
     /// aligned with it (|cosine|), at least `2j` and about `n/k` of them.
-    fn seed(&self, rng: &mut impl Rng) -> Result<(Vec<Array2<f32>>, Vec<Vec<f64>>)> {
+    fn seed(&self, rng: &mut impl Rng) -> Result<Vec<Subspace>> {
         let n = self.len();
         let mut residual = self.norms.clone();
-        let mut bases = Vec::with_capacity(self.k);
-        let mut gains = Vec::with_capacity(self.k);
+        let mut subspaces = Vec::with_capacity(self.k);
         let take = (n / self.k).max(2 * self.j).min(n);
         for _ in 0..self.k {
             let total: f64 = residual.iter().sum();
@@ -388,16 +449,18 @@ impl<'a> Rows<'a> {
             order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let mut rows: Vec<usize> = order[..take].iter().map(|&(_, r)| r).collect();
             rows.sort_unstable();
-            let (basis, values) = self.basis_of(&rows, self.j)?;
-            let proj = gemm(self.x, basis.view(), self.par);
-            for (r, p) in proj.rows().into_iter().enumerate() {
-                let e: f64 = p.iter().map(|&v| (v as f64) * (v as f64)).sum();
-                residual[r] = residual[r].min((self.norms[r] - e).max(0.0));
+            let d = self.x.ncols();
+            let mut gram = Array2::zeros((d, d));
+            self.add_rows(&rows, 1.0, &mut gram, &mut Array2::zeros((d, d)));
+            let (vectors, values) = eigen_desc(&gram)?;
+            let subspace = Subspace { vectors, values, dim: self.j };
+            let (_, distances, _) = self.assign(std::slice::from_ref(&subspace));
+            for (r, dist) in residual.iter_mut().zip(distances) {
+                *r = r.min(dist);
             }
-            bases.push(basis);
-            gains.push(values);
+            subspaces.push(subspace);
         }
-        Ok((bases, gains))
+        Ok(subspaces)
     }
 }
 
@@ -493,7 +556,7 @@ mod tests {
         let (table, _) = union_of_subspaces(3, 4, 20, 50, 0.05, 11);
         let c = fit(&table, FitParams::new(1, 5), 0);
         let mut g = Array2::zeros((20, 20));
-        add_gram(table.view(), &mut g, &mut Array2::zeros((20, 20)), Par::Seq);
+        super::super::linalg::add_gram_lower(table.view(), 1.0, &mut g, &mut Array2::zeros((20, 20)), Par::Seq);
         let eig = super::super::linalg::eigenvalues_desc(&g).unwrap();
         let svd_cost: f64 = eig[5..].iter().sum();
         assert!((c.cost - svd_cost).abs() <= 1e-4 * c.energy, "{} vs {}", c.cost, svd_cost);
@@ -555,6 +618,27 @@ mod tests {
         assert_eq!(allocate_dims(&gains, &[1.0, 10.0], 2, 4.0 + 13.0 + 13.0), vec![1, 2]);
         // 4 more: cluster 1's third (12/13) no longer fits, cluster 0's second does.
         assert_eq!(allocate_dims(&gains, &[1.0, 10.0], 2, 4.0 + 13.0 + 13.0 + 4.0), vec![2, 2]);
+    }
+
+    #[test]
+    fn gram_updates_by_moved_rows_match_recomputed_grams() {
+        let (table, _) = union_of_subspaces(3, 4, 16, 200, 0.1, 8);
+        let rows = Rows::new(table.view(), 3, 4, Par::Seq, None);
+        let first: Vec<u32> = (0..600).map(|r| (r % 3) as u32).collect();
+        let mut second = first.clone();
+        for r in (0..600).step_by(7) {
+            second[r] = ((second[r] + 1) % 3) as u32; // a few rows move
+        }
+        second[..150].iter_mut().for_each(|c| *c = 2); // and cluster 2 takes many: recomputed
+        let mut updated = None;
+        rows.update_grams(&mut updated, &first, &rows.members(&first));
+        rows.update_grams(&mut updated, &second, &rows.members(&second));
+        let mut fresh = None;
+        rows.update_grams(&mut fresh, &second, &rows.members(&second));
+        for (a, b) in updated.unwrap().grams.iter().zip(&fresh.unwrap().grams) {
+            let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6 * scale));
+        }
     }
 
     #[test]

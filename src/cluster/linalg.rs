@@ -4,6 +4,7 @@
 //! count; the tests check this.
 
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par, Side};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
@@ -39,27 +40,44 @@ pub fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, par: Par) -> Array2<f32> {
     out
 }
 
-/// `acc += xᵀ · x` for a row block x `[m, d]`; acc `[d, d]` accumulates in f64.
-/// `scratch` is a `[d, d]` f32 buffer reused between calls.
-pub fn add_gram(x: ArrayView2<f32>, acc: &mut Array2<f64>, scratch: &mut Array2<f32>, par: Par) {
+/// `acc += sign · xᵀ · x` for a row block x `[m, d]`, on the lower triangle of acc `[d, d]` only
+/// (f64 accumulation; the upper triangle is left as it was). `scratch` is a `[d, d]` f32 buffer
+/// reused between calls. `sign` is +1 to add rows, -1 to take them out.
+pub fn add_gram_lower(x: ArrayView2<f32>, sign: f64, acc: &mut Array2<f64>, scratch: &mut Array2<f32>, par: Par) {
     if x.nrows() == 0 {
         return;
     }
     let xv = view(&x);
     let mut sv = scratch.view_mut();
-    matmul(view_mut(&mut sv), Accum::Replace, xv.transpose(), xv, 1.0f32, par);
-    acc.zip_mut_with(scratch, |a, &s| *a += s as f64);
+    triangular::matmul(
+        view_mut(&mut sv),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        xv.transpose(),
+        BlockStructure::Rectangular,
+        xv,
+        BlockStructure::Rectangular,
+        1.0f32,
+        par,
+    );
+    let d = acc.nrows();
+    for r in 0..d {
+        let (a, s) = (&mut acc.row_mut(r), scratch.row(r));
+        for c in 0..=r {
+            a[c] += sign * s[c] as f64;
+        }
+    }
 }
 
-/// The top `j` eigenpairs of a symmetric matrix g `[d, d]`: eigenvectors as columns of a
-/// `[d, j]` f32 matrix (orthonormal), eigenvalues in decreasing order.
+/// All eigenpairs of a symmetric matrix g `[d, d]` given by its lower triangle: eigenvectors
+/// as the columns of a `[d, d]` f32 matrix (orthonormal), eigenvalues in decreasing order.
 ///
 /// The decomposition runs in f32 (twice as fast as f64; the Gram matrix is accumulated in f64)
 /// and sequentially, so its bits never depend on the thread count; callers parallelise across
 /// clusters instead.
-pub fn top_eigen(g: &Array2<f64>, j: usize) -> Result<(Array2<f32>, Vec<f64>)> {
+pub fn eigen_desc(g: &Array2<f64>) -> Result<(Array2<f32>, Vec<f64>)> {
     let d = g.nrows();
-    let m = faer::Mat::<f32>::from_fn(d, d, |r, c| g[[r, c]] as f32);
+    let m = faer::Mat::<f32>::from_fn(d, d, |r, c| g[[r.max(c), r.min(c)]] as f32);
     let mut s = faer::diag::Diag::<f32>::zeros(d);
     let mut u = faer::Mat::<f32>::zeros(d, d);
     let par = Par::Seq;
@@ -78,20 +96,14 @@ pub fn top_eigen(g: &Array2<f64>, j: usize) -> Result<(Array2<f32>, Vec<f64>)> {
         Default::default(),
     )
     .map_err(|e| Error::Numerical(format!("symmetric eigendecomposition of a {d}x{d} Gram matrix: {e:?}")))?;
-    // Ascending order: the top j are the last j columns.
-    let mut basis = Array2::zeros((d, j));
-    let mut values = Vec::with_capacity(j);
-    for c in 0..j {
-        let src = d - 1 - c;
-        values.push(s[src] as f64);
-        for r in 0..d {
-            basis[[r, c]] = u[(r, src)];
-        }
-    }
-    Ok((basis, values))
+    // faer's order is ascending: reverse it.
+    let vectors = Array2::from_shape_fn((d, d), |(r, c)| u[(r, d - 1 - c)]);
+    let values = (0..d).map(|c| s[d - 1 - c] as f64).collect();
+    Ok((vectors, values))
 }
 
 /// All eigenvalues of a symmetric matrix `[d, d]`, in decreasing order.
+/// Reads the lower triangle of g only.
 pub fn eigenvalues_desc(g: &Array2<f64>) -> Result<Vec<f64>> {
     let d = g.nrows();
     let m = MatRef::from_row_major_slice(g.as_slice().expect("contiguous gram"), d, d);
@@ -115,13 +127,27 @@ mod tests {
     }
 
     #[test]
-    fn gram_and_top_eigen() {
+    fn gram_and_eigen() {
         let x = array![[3.0f32, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]];
         let mut g = Array2::zeros((3, 3));
-        add_gram(x.view(), &mut g, &mut Array2::zeros((3, 3)), Par::Seq);
-        let (v, e) = top_eigen(&g, 2).unwrap();
-        assert!((e[0] - 9.0).abs() < 1e-5 && (e[1] - 4.0).abs() < 1e-5, "{e:?}");
-        assert!((v[[0, 0]].abs() - 1.0).abs() < 1e-6 && (v[[1, 1]].abs() - 1.0).abs() < 1e-6);
-        assert_eq!(eigenvalues_desc(&g).unwrap().len(), 3);
+        add_gram_lower(x.view(), 1.0, &mut g, &mut Array2::zeros((3, 3)), Par::Seq);
+        let (v, e) = eigen_desc(&g).unwrap();
+        assert!((e[0] - 9.0).abs() < 1e-5 && (e[1] - 4.0).abs() < 1e-5 && (e[2] - 1.0).abs() < 1e-5, "{e:?}");
+        for c in 0..3 {
+            assert!((v[[c, c]].abs() - 1.0).abs() < 1e-6, "{v:?}");
+        }
+        let exact = eigenvalues_desc(&g).unwrap();
+        assert!(exact.iter().zip(&e).all(|(a, b)| (a - b).abs() < 1e-5), "{exact:?} vs {e:?}");
+    }
+
+    #[test]
+    fn gram_rows_taken_out_leave_the_gram_of_the_rest() {
+        let x = array![[1.0f32, 2.0], [3.0, -1.0], [0.5, 4.0]];
+        let mut g = Array2::zeros((2, 2));
+        let mut scratch = Array2::zeros((2, 2));
+        add_gram_lower(x.view(), 1.0, &mut g, &mut scratch, Par::Seq);
+        add_gram_lower(x.slice(ndarray::s![1.., ..]), -1.0, &mut g, &mut scratch, Par::Seq);
+        // Only row 0 is left: [[1, 2], [2, 4]], lower triangle.
+        assert_eq!((g[[0, 0]], g[[1, 0]], g[[1, 1]]), (1.0, 2.0, 4.0));
     }
 }

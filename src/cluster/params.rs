@@ -11,14 +11,15 @@ pub struct FitParams {
     pub j: usize,
     /// Independent seedings; the cheapest result is kept.
     pub restarts: usize,
-    /// Lloyd iterations per restart at most.
+    /// Lloyd iterations per restart at most. Restarts explore: a few iterations rank the seeds
+    /// about as well as many, and converging on a sample overfits it.
     pub max_iter: usize,
     /// Stop when an iteration lowers the cost by less than this fraction.
     pub tol: f64,
     /// Restarts run on a seeded sample of this many rows (all rows when the table is smaller),
-    /// then the best one is polished on all rows.
-    pub sample_rows: usize,
-    /// Lloyd iterations on all rows after the sampled restarts, at most.
+    /// then the best one is polished on all rows. `None`: [`FitParams::auto_sample_rows`].
+    pub sample_rows: Option<usize>,
+    /// Lloyd iterations on all rows after the restarts, at most (0: none).
     pub polish_iter: usize,
     /// Worker threads for the dense kernels (0: all available). Results do not depend on it.
     pub threads: usize,
@@ -35,10 +36,10 @@ impl FitParams {
             k,
             j,
             restarts: 4,
-            max_iter: 12,
+            max_iter: 3,
             tol: 1e-4,
-            sample_rows: 8192,
-            polish_iter: 8,
+            sample_rows: None,
+            polish_iter: 30,
             threads: 0,
             budget: None,
         }
@@ -62,10 +63,22 @@ impl FitParams {
         self
     }
 
-    /// Sets the sample size of the restarts.
-    pub fn sample_rows(mut self, sample_rows: usize) -> Self {
-        self.sample_rows = sample_rows;
+    /// Sets the sample size of the restarts (`None`: [`FitParams::auto_sample_rows`]).
+    pub fn sample_rows(mut self, sample_rows: impl Into<Option<usize>>) -> Self {
+        self.sample_rows = sample_rows.into();
         self
+    }
+
+    /// The default sample: 10 rows per subspace dimension fitted (k·j), at least 8192. Fewer rows
+    /// per dimension let each subspace fit the sample's noise, and the restarts' ranking then
+    /// says little about the whole table.
+    pub fn auto_sample_rows(&self) -> usize {
+        (10 * self.k * self.j).max(8192)
+    }
+
+    /// The sample size the restarts use.
+    pub fn sample_size(&self) -> usize {
+        self.sample_rows.unwrap_or_else(|| self.auto_sample_rows())
     }
 
     /// Sets the polishing iterations.
@@ -105,8 +118,8 @@ impl FitParams {
         if !(self.tol >= 0.0 && self.tol.is_finite()) {
             return bad("--tol", format!("{} is not a non-negative number", self.tol));
         }
-        if self.sample_rows < self.k {
-            return bad("--sample-rows", format!("{} rows cannot seed {} subspaces", self.sample_rows, self.k));
+        if self.sample_size() < self.k {
+            return bad("--sample-rows", format!("{} rows cannot seed {} subspaces", self.sample_size(), self.k));
         }
         if let Some(b) = self.budget {
             let least = super::fit::layout_numbers(n, d, &vec![n / self.k; self.k], &vec![1; self.k]);
