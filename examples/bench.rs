@@ -101,6 +101,7 @@ fn main() {
 
 /// Runs one case in this (child) process and returns its figures as JSON.
 fn run_case(name: &str, path: &Path, long: bool) -> Value {
+    onnx_embcomp::return_large_frees_to_os();
     let start = Instant::now();
     let model = read_model(path).expect("model loads");
     let load = start.elapsed().as_secs_f64();

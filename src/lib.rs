@@ -52,6 +52,18 @@ pub enum Subspaces {
 }
 
 /// The values of k that `-k auto` tries.
+/// Makes glibc return large freed blocks to the system at once. By default its threshold for
+/// that grows to the largest block freed so far, so the fit's and the validation's big
+/// temporaries (tens to hundreds of MB) stay resident for the rest of the run. Call it first
+/// thing in a program; a no-op off glibc.
+pub fn return_large_frees_to_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 pub const AUTO_K: [usize; 4] = [1, 2, 4, 8];
 
 /// What [`compress`] does.
@@ -226,6 +238,7 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
     let numbers_stored = factors.stored_numbers();
     let svd = svd_baseline(&table, weights, numbers_stored, options.threads)?;
     lap("svd baseline", &mut seconds);
+    drop((scaled, table)); // the factors hold all the fit's results now
 
     let mut rewritten = model.clone();
     let patch = rewrite::patch::apply(&mut rewritten, &candidate, &factors, options.allow_shared)?;

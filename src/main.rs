@@ -22,6 +22,7 @@ use onnx_embcomp::{Model, Options, Progress, Size, ValidateOptions, compress, co
 use cli::{Cli, Command, CompressArgs, InspectArgs};
 
 fn main() -> ExitCode {
+    onnx_embcomp::return_large_frees_to_os();
     let cli = Cli::parse();
     // Ctrl-C or SIGTERM: remove the temporary file of a write in progress, so an output is
     // either complete or absent. (SIGKILL cannot be caught: a `.onnx-embcomp-*.tmp` may stay.)

@@ -6,7 +6,7 @@ use ndarray::{Array2, ArrayView2, Axis, s};
 use rand::Rng;
 use rayon::prelude::*;
 
-use super::linalg::{ROW_BLOCK, add_gram_lower, eigen_desc, gemm, par};
+use super::linalg::{ROW_BLOCK, add_gram_lower, eigen_desc, gemm, gemm_into, par};
 use super::params::CheckedParams;
 use crate::error::Result;
 
@@ -297,9 +297,11 @@ impl<'a> Rows<'a> {
         let n = self.len();
         let mut assignment = Vec::with_capacity(n);
         let mut costs = Vec::with_capacity(n);
+        let mut proj = Array2::<f32>::zeros((ROW_BLOCK.min(n), stacked.ncols())); // reused
         for start in (0..n).step_by(ROW_BLOCK) {
             let end = (start + ROW_BLOCK).min(n);
-            let proj = gemm(self.x.slice(s![start..end, ..]), stacked.view(), self.par);
+            let mut proj = proj.slice_mut(s![..end - start, ..]);
+            gemm_into(self.x.slice(s![start..end, ..]), stacked.view(), proj.view_mut(), self.par);
             for (r, row) in proj.rows().into_iter().enumerate() {
                 let row = row.as_slice().expect("contiguous");
                 let norm = self.norms[start + r];
@@ -386,8 +388,12 @@ impl<'a> Rows<'a> {
 
     /// `gram += sign · Σ x_r x_rᵀ` over `rows` (lower triangle), in row blocks.
     fn add_rows(&self, rows: &[usize], sign: f64, gram: &mut Array2<f64>, scratch: &mut Array2<f32>) {
+        let mut block = Array2::<f32>::zeros((ROW_BLOCK.min(rows.len()), self.x.ncols())); // reused
         for chunk in rows.chunks(ROW_BLOCK) {
-            let block = self.x.select(Axis(0), chunk);
+            let mut block = block.slice_mut(s![..chunk.len(), ..]);
+            for (mut dst, &r) in block.rows_mut().into_iter().zip(chunk) {
+                dst.assign(&self.x.row(r));
+            }
             add_gram_lower(block.view(), sign, gram, scratch, self.par);
         }
     }
