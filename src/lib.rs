@@ -160,8 +160,12 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
         });
     }
     let table_proto = view.initializer(&candidate.table).expect("candidates are initializers");
-    let table = onnx::tensor::float_matrix(table_proto)?;
-    check_finite(&candidate.table, &table)?;
+    let decode = || -> Result<Array2<f32>> {
+        let table = onnx::tensor::float_matrix(table_proto)?;
+        check_finite(&candidate.table, &table)?;
+        Ok(table)
+    };
+    let mut table = decode()?;
     let (n, d) = table.dim();
     let weights = checked_weights(options.weights.as_deref(), n)?;
     let ks: Vec<usize> = match options.k {
@@ -178,6 +182,20 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
             }
             AUTO_K.into_iter().filter(|&k| k <= n && budget::choose_j(n, d, k, options.size).is_ok()).collect()
         }
+    };
+    // The original runs before the fit: a model tract cannot run fails early, and tract's
+    // copy of its weights is gone before the fit's and the rewritten model's memory is taken.
+    // The table, checked above, is decoded again after it so the two are never held together.
+    let reference = match &options.validate {
+        Some(v) => {
+            drop(table);
+            progress(Progress::Phase("run original".into()));
+            let reference = validate::run_original(model, &candidate, n, v)?;
+            lap("run original", &mut seconds);
+            table = decode()?;
+            Some(reference)
+        }
+        None => None,
     };
     // The fit sees rows scaled by sqrt(weight): squared distances are then weighted.
     let scaled = weights.map(|w| {
@@ -244,10 +262,10 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
     let patch = rewrite::patch::apply(&mut rewritten, &candidate, &factors, options.allow_shared)?;
     lap("rewrite", &mut seconds);
 
-    let validation = match &options.validate {
-        Some(v) => Some({
+    let validation = match reference {
+        Some(reference) => Some({
             progress(Progress::Phase("validate".into()));
-            validate::validate(model, &rewritten, &candidate, &factors, v)?
+            validate::validate(reference, model, &rewritten, &candidate, &factors)?
         }),
         None => None,
     };
@@ -423,13 +441,18 @@ fn check_finite(name: &str, table: &Array2<f32>) -> Result<()> {
 /// `weights` when given.
 fn stored_error(table: &Array2<f32>, factors: &rewrite::Factors, weights: Option<&[f32]>) -> f64 {
     let (mut diff, mut norm) = (0f64, 0f64);
+    let (block, par) = (cluster::linalg::ROW_BLOCK, cluster::linalg::par(0));
     for c in &factors.clusters {
-        let approx = c.coefficients.dot(&c.basis.t());
-        for (pos, &t) in c.members.iter().enumerate() {
-            let w = weights.map_or(1.0, |w| w[t] as f64);
-            for (a, b) in table.row(t).iter().zip(approx.row(pos)) {
-                diff += w * ((a - b) as f64).powi(2);
-                norm += w * (*a as f64).powi(2);
+        let basis_t = c.basis.t().as_standard_layout().into_owned();
+        let members = c.members.chunks(block);
+        for (rows, coefficients) in members.zip(c.coefficients.axis_chunks_iter(ndarray::Axis(0), block)) {
+            let approx = cluster::linalg::gemm(coefficients, basis_t.view(), par);
+            for (&t, approx) in rows.iter().zip(approx.rows()) {
+                let w = weights.map_or(1.0, |w| w[t] as f64);
+                for (a, b) in table.row(t).iter().zip(approx) {
+                    diff += w * ((a - b) as f64).powi(2);
+                    norm += w * (*a as f64).powi(2);
+                }
             }
         }
     }

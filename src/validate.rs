@@ -80,15 +80,22 @@ fn exactness_tolerance(dtype: FloatType) -> f64 {
     }
 }
 
-/// Runs both models in tract on seeded inputs and compares them. An error when tract cannot
-/// load or run either model, or when the rewritten lookup does not match `factors`.
-pub fn validate(
-    original: &Model,
-    rewritten: &Model,
-    candidate: &Candidate,
-    factors: &Factors,
-    options: &ValidateOptions,
-) -> Result<Validation> {
+/// The original model's outputs on seeded inputs: the first half of a validation, run before
+/// the fit so a model tract cannot run fails early, and so the original's weights are not
+/// held by tract while the rewritten model is.
+pub struct Reference {
+    /// The inputs fed, by name.
+    fed: Vec<(String, Tensor)>,
+    /// The token ids drawn for each graph input that a lookup reads.
+    ids: Vec<(String, Vec<usize>)>,
+    /// The original's outputs, in graph order.
+    outputs: TVec<TValue>,
+    seconds: f64,
+}
+
+/// Runs the original model in tract on seeded inputs (token ids below `n`, the table's rows,
+/// for the inputs a lookup of `candidate` reads). An error when tract cannot load or run it.
+pub fn run_original(original: &Model, candidate: &Candidate, n: usize, options: &ValidateOptions) -> Result<Reference> {
     let start = Instant::now();
     let view = GraphView::new(original.graph());
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
@@ -110,7 +117,7 @@ pub fn validate(
         let reads_ids = candidate.lookups.iter().any(|l| l.ids_input.as_deref() == Some(name.as_str()));
         let mut token_ids = Vec::new();
         if reads_ids {
-            let drawn: Vec<usize> = (0..count).map(|_| rng.random_range(0..factors.n)).collect();
+            let drawn: Vec<usize> = (0..count).map(|_| rng.random_range(0..n)).collect();
             token_ids = drawn.iter().map(|&t| t as i64).collect();
             ids.push((name.clone(), drawn));
         }
@@ -118,6 +125,22 @@ pub fn validate(
         let values = input_values(&name, ids_input, &shape, &token_ids, &vec![1; count]);
         fed.push((name, make_tensor(input, &shape, &values)?));
     }
+    let outputs = Runner::load(original, "original", &fed, &[])?.run(&fed)?;
+    Ok(Reference { fed, ids, outputs, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Runs the rewritten model on the inputs of `reference` and compares its outputs with the
+/// original's. An error when tract cannot load or run it, or when a rewritten lookup does not
+/// match `factors`.
+pub fn validate(
+    reference: Reference,
+    original: &Model,
+    rewritten: &Model,
+    candidate: &Candidate,
+    factors: &Factors,
+) -> Result<Validation> {
+    let start = Instant::now();
+    let Reference { fed, ids, outputs: before, seconds } = reference;
     // Every lookup whose ids come from a fed input is checked against the reconstruction.
     let checked: Vec<(&str, &[usize])> = candidate
         .lookups
@@ -128,7 +151,6 @@ pub fn validate(
         })
         .collect();
     let lookup_outputs: Vec<&str> = checked.iter().map(|(output, _)| *output).collect();
-    let before = Runner::load(original, "original", &fed, &[])?.run(&fed)?;
     let after = Runner::load(rewritten, "rewritten", &fed, &lookup_outputs)?.run(&fed)?;
 
     let mut embedding_rel_error: Option<f64> = None;
@@ -169,7 +191,7 @@ pub fn validate(
         inputs: fed.into_iter().map(|(name, t)| FedInput { name, shape: t.shape().to_vec() }).collect(),
         embedding_rel_error,
         outputs,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: seconds + start.elapsed().as_secs_f64(),
     })
 }
 
@@ -279,8 +301,14 @@ impl Runner {
     /// added as last outputs. `which` names the model in errors.
     pub(crate) fn load(model: &Model, which: &'static str, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {
         let load = || -> TractResult<Runner> {
-            let bytes = model.encode();
-            let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice())?;
+            // Decoded by hand so the encoded bytes are freed before tract copies the weights
+            // into its tensors (`model_for_read` would hold a third copy).
+            let proto = {
+                let bytes = bytes::Bytes::from(model.encode());
+                <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes)?
+            };
+            let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_proto_model(&proto)?;
+            drop(proto);
             let mut order = Vec::new();
             for i in 0..m.input_outlets()?.len() {
                 let name = m.node(m.input_outlets()?[i].node).name.clone();

@@ -3,7 +3,8 @@
 
 use faer::Par;
 use ndarray::{Array2, ArrayView2, Axis, s};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::linalg::{ROW_BLOCK, add_gram_lower, eigen_desc, gemm, gemm_into, par};
@@ -62,7 +63,13 @@ impl Clustering {
         self.members()
             .iter()
             .zip(&self.bases)
-            .map(|(rows, basis)| gemm(table.select(Axis(0), rows).view(), basis.view(), par(threads)))
+            .map(|(rows, basis)| {
+                let mut out = Array2::zeros((rows.len(), basis.ncols()));
+                for (chunk, dst) in rows.chunks(ROW_BLOCK).zip(out.axis_chunks_iter_mut(Axis(0), ROW_BLOCK)) {
+                    gemm_into(table.select(Axis(0), chunk).view(), basis.view(), dst, par(threads));
+                }
+                out
+            })
             .collect()
     }
 }
@@ -99,16 +106,27 @@ impl CheckedParams {
         let mut iterations = 0;
         let mut best: Option<Lloyd> = None;
         let mut restart_costs = Vec::with_capacity(p.restarts);
-        for restart in 0..p.restarts {
-            let seed = work.seed(rng)?;
-            let run = work.lloyd(seed, p.max_iter, p.tol, &mut |it, cost| {
-                progress(FitEvent { step: step + it + 1, total, restart: Some(restart), cost })
-            })?;
-            step += p.max_iter;
-            iterations += run.iterations;
-            restart_costs.push(run.cost);
-            if best.as_ref().is_none_or(|b| run.cost < b.cost) {
-                best = Some(run);
+        // Restarts run two at a time, each from its own seeded stream: the seeding's
+        // eigendecompositions are sequential, so one restart alone leaves a core idle.
+        let streams: Vec<u64> = (0..p.restarts).map(|_| rng.random()).collect();
+        let restart = |stream: &u64| -> Result<Lloyd> {
+            let seed = work.seed(&mut ChaCha8Rng::seed_from_u64(*stream))?;
+            work.lloyd(seed, p.max_iter, p.tol, &mut |_, _| {})
+        };
+        for (pair, streams) in streams.chunks(2).enumerate() {
+            let runs: Vec<Result<Lloyd>> = match work.par {
+                Par::Seq => streams.iter().map(restart).collect(),
+                _ => streams.par_iter().map(restart).collect(),
+            };
+            for (i, run) in runs.into_iter().enumerate() {
+                let run = run?;
+                step += p.max_iter;
+                progress(FitEvent { step, total, restart: Some(2 * pair + i), cost: run.cost });
+                iterations += run.iterations;
+                restart_costs.push(run.cost);
+                if best.as_ref().is_none_or(|b| run.cost < b.cost) {
+                    best = Some(run);
+                }
             }
         }
         let mut best = best.expect("at least one restart");

@@ -11,7 +11,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use crate::error::{Error, Result};
 
 /// Rows per block in row-blocked passes: bounds temporaries to `ROW_BLOCK x width` numbers.
-pub const ROW_BLOCK: usize = 4096;
+pub const ROW_BLOCK: usize = 1024;
 
 /// faer's parallelism for `threads` (0 = all of rayon's threads).
 pub fn par(threads: usize) -> Par {
