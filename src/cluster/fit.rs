@@ -28,7 +28,7 @@ pub struct Clustering {
     pub restart_costs: Vec<f64>,
 }
 
-/// Progress of a fit, reported after each Lloyd iteration.
+/// Progress of a fit, reported after each restart and each polishing iteration.
 #[derive(Debug, Clone, Copy)]
 pub struct FitEvent {
     /// Steps done so far (one step per planned iteration; early stops skip ahead).
@@ -86,10 +86,7 @@ impl CheckedParams {
         assert_eq!(table.dim(), (self.n, self.d), "table shape differs from the checked one");
         let p = &self.p;
         let table = table.as_standard_layout();
-        let budget = |rows: usize| {
-            p.budget.filter(|_| p.k > 1).map(|numbers| Budget { numbers, n: self.n, scale: self.n as f64 / rows as f64 })
-        };
-        let full = Rows::new(table.view(), p.k, p.j, par(p.threads), budget(self.n));
+        let full = Rows::new(table.view(), p.k, p.j, par(p.threads));
         let sample_rows = p.sample_size();
         let sampled = self.n > sample_rows;
         let sample_store;
@@ -97,11 +94,13 @@ impl CheckedParams {
             let mut idx = rand::seq::index::sample(rng, self.n, sample_rows).into_vec();
             idx.sort_unstable();
             sample_store = table.select(Axis(0), &idx);
-            Rows::new(sample_store.view(), p.k, p.j, par(p.threads), budget(sample_rows))
+            Rows::new(sample_store.view(), p.k, p.j, par(p.threads))
         } else {
             full.clone()
         };
-        let total = p.restarts * p.max_iter + p.polish_iter;
+        // A sampled fit assigns all rows at least once, even without polishing.
+        let polish_iter = if sampled { p.polish_iter.max(1) } else { p.polish_iter };
+        let total = p.restarts * p.max_iter + polish_iter;
         let mut step = 0;
         let mut iterations = 0;
         let mut best: Option<Lloyd> = None;
@@ -130,15 +129,15 @@ impl CheckedParams {
             }
         }
         let mut best = best.expect("at least one restart");
-        if p.polish_iter > 0 {
-            let polish = full.lloyd(best.subspaces, p.polish_iter, p.tol, &mut |it, cost| {
+        if polish_iter > 0 {
+            let polish = full.lloyd(best.subspaces, polish_iter, p.tol, &mut |it, cost| {
                 progress(FitEvent { step: step + it + 1, total, restart: None, cost })
             })?;
             iterations += polish.iterations;
             best = polish;
         }
-        if full.budget.is_some() {
-            best = full.fit_budget(best)?;
+        if let Some(numbers) = p.budget.filter(|_| p.k > 1) {
+            best = full.adapt_dims(best, numbers, p.tol)?;
         }
         progress(FitEvent { step: total, total, restart: None, cost: best.cost });
         Ok(Clustering {
@@ -199,28 +198,15 @@ struct Rows<'a> {
     x: ArrayView2<'a, f32>,
     norms: Vec<f64>,
     k: usize,
-    /// Dimension of seeded subspaces (and of all of them without a budget).
+    /// Dimension of the subspaces.
     j: usize,
     par: Par,
-    /// With a budget, each refit shares dimensions among clusters (see [`allocate_dims`]).
-    budget: Option<Budget>,
-}
-
-/// A stored-number budget for adaptive dimensions, and how sample counts scale to the table.
-#[derive(Clone, Copy)]
-struct Budget {
-    /// Numbers the lookup may store (index maps included).
-    numbers: u64,
-    /// Rows of the whole table.
-    n: usize,
-    /// Rows of the whole table per row worked on (1 on the whole table).
-    scale: f64,
 }
 
 impl<'a> Rows<'a> {
-    fn new(x: ArrayView2<'a, f32>, k: usize, j: usize, par: Par, budget: Option<Budget>) -> Rows<'a> {
+    fn new(x: ArrayView2<'a, f32>, k: usize, j: usize, par: Par) -> Rows<'a> {
         let norms = x.rows().into_iter().map(|r| r.iter().map(|&v| (v as f64) * (v as f64)).sum()).collect();
-        Rows { x, norms, k, j, par, budget }
+        Rows { x, norms, k, j, par }
     }
 
     fn len(&self) -> usize {
@@ -265,34 +251,69 @@ impl<'a> Rows<'a> {
             if reseeded {
                 reseeds_left -= 1;
             }
-            subspaces = self.refit(&assignment, &mut grams)?;
+            let dims: Vec<usize> = subspaces.iter().map(|s| s.dim).collect();
+            subspaces = self.refit(&assignment, &mut grams, &dims)?;
         }
         Ok(best.expect("max_iter >= 1"))
     }
 
-    /// Brings a budgeted fit within its budget for the final assignment: the rows counted when
-    /// dimensions were shared out may have moved since. Drops the least valuable dimension and
-    /// reassigns until the stored numbers fit.
-    fn fit_budget(&self, mut state: Lloyd) -> Result<Lloyd> {
-        let budget = self.budget.expect("called with a budget");
+    /// Adaptive j after a uniform fit, in rounds: share the `numbers` budget's dimensions among
+    /// the current clusters by eigenvalue gain per stored number ([`allocate_dims`]), run a few
+    /// Lloyd iterations with those dimensions fixed, drop dimensions until the layout fits the
+    /// budget again (rows move); keep the round if it is cheaper, else stop. Never worse than
+    /// the uniform fit it starts from.
+    ///
+    /// (Sharing dimensions inside every Lloyd iteration was tried: a cluster given many cheap
+    /// dimensions for its few rows takes most rows at the next assignment, far over budget, and
+    /// the iteration oscillates.)
+    fn adapt_dims(&self, uniform: Lloyd, numbers: u64, tol: f64) -> Result<Lloyd> {
+        const ROUNDS: usize = 4;
+        const ITERATIONS: usize = 3;
+        let (n, d) = self.x.dim();
+        let mut best = uniform;
+        for _ in 0..ROUNDS {
+            let dims: Vec<usize> = best.subspaces.iter().map(|s| s.dim).collect();
+            let mut subspaces = self.refit(&best.assignment, &mut None, &dims)?;
+            let counts: Vec<f64> = self.members(&best.assignment).iter().map(|m| m.len() as f64).collect();
+            let gains: Vec<&[f64]> = subspaces.iter().map(|s| s.values.as_slice()).collect();
+            let dims = allocate_dims(&gains, &counts, d, numbers.saturating_sub((self.k * n) as u64) as f64);
+            for (s, dim) in subspaces.iter_mut().zip(dims) {
+                s.dim = dim;
+            }
+            let round = self.fit_budget(self.lloyd(subspaces, ITERATIONS, tol, &mut |_, _| {})?, numbers)?;
+            if !(round.cost < best.cost) {
+                break;
+            }
+            best = round;
+        }
+        Ok(best)
+    }
+
+    /// Brings a fit with per-cluster dimensions within `numbers` stored numbers for its
+    /// assignment: drops the least valuable dimensions until the layout fits the current
+    /// cluster sizes, reassigns (sizes change), and repeats until it fits.
+    fn fit_budget(&self, mut state: Lloyd, numbers: u64) -> Result<Lloyd> {
+        let (n, d) = self.x.dim();
         loop {
             let mut counts = vec![0usize; self.k];
             for &c in &state.assignment {
                 counts[c as usize] += 1;
             }
-            let dims: Vec<usize> = state.subspaces.iter().map(|s| s.dim).collect();
-            if layout_numbers(budget.n, self.x.ncols(), &counts, &dims) <= budget.numbers {
+            let mut dims: Vec<usize> = state.subspaces.iter().map(|s| s.dim).collect();
+            if layout_numbers(n, d, &counts, &dims) <= numbers {
                 return Ok(state);
             }
-            let d = self.x.ncols() as f64;
-            let drop = (0..self.k)
-                .filter(|&c| dims[c] > 1)
-                .min_by(|&a, &b| {
-                    let value = |c: usize| state.subspaces[c].values[dims[c] - 1] / (counts[c] as f64 + 1.0 + d);
-                    value(a).total_cmp(&value(b))
-                })
-                .ok_or_else(|| crate::error::Error::Numerical("no dimension left to drop within the budget".into()))?;
-            state.subspaces[drop].dim -= 1;
+            while layout_numbers(n, d, &counts, &dims) > numbers {
+                let value = |c: usize| state.subspaces[c].values[dims[c] - 1] / (counts[c] + 1 + d) as f64;
+                let drop = (0..self.k)
+                    .filter(|&c| dims[c] > 1)
+                    .min_by(|&a, &b| value(a).total_cmp(&value(b)))
+                    .ok_or_else(|| crate::error::Error::Numerical("no dimension left to drop within the budget".into()))?;
+                dims[drop] -= 1;
+            }
+            for (s, dim) in state.subspaces.iter_mut().zip(dims) {
+                s.dim = dim;
+            }
             let (assignment, _, cost) = self.assign(&state.subspaces);
             (state.assignment, state.cost) = (assignment, cost);
         }
@@ -339,10 +360,10 @@ impl<'a> Rows<'a> {
         (assignment, costs, total)
     }
 
-    /// Each cluster's subspace: the eigenvectors of its Gram matrix, the top j of them
-    /// spanning it, or with a budget as many as [`allocate_dims`] gives it. `grams` holds the
-    /// Gram matrices of the previous refit, if any, and is brought up to `assignment`.
-    fn refit(&self, assignment: &[u32], grams: &mut Option<Grams>) -> Result<Vec<Subspace>> {
+    /// Each cluster's subspace: the eigenvectors of its Gram matrix, the top `dims[c]` of them
+    /// spanning it. `grams` holds the Gram matrices of the previous refit, if any, and is
+    /// brought up to `assignment`.
+    fn refit(&self, assignment: &[u32], grams: &mut Option<Grams>, dims: &[usize]) -> Result<Vec<Subspace>> {
         let members = self.members(assignment);
         self.update_grams(grams, assignment, &members);
         let grams = &grams.as_ref().expect("just updated").grams;
@@ -351,16 +372,7 @@ impl<'a> Rows<'a> {
             Par::Seq => grams.iter().map(eigen_desc).collect::<Result<_>>()?,
             _ => grams.par_iter().map(eigen_desc).collect::<Result<_>>()?,
         };
-        let dims = match self.budget {
-            None => vec![self.j; self.k],
-            Some(b) => {
-                let counts: Vec<f64> = members.iter().map(|m| m.len() as f64 * b.scale).collect();
-                let gains: Vec<&[f64]> = eig.iter().map(|(_, g)| g.as_slice()).collect();
-                let d = self.x.ncols();
-                allocate_dims(&gains, &counts, d, b.numbers.saturating_sub((self.k * b.n) as u64) as f64)
-            }
-        };
-        Ok(eig.into_iter().zip(dims).map(|((vectors, values), dim)| Subspace { vectors, values, dim }).collect())
+        Ok(eig.into_iter().zip(dims).map(|((vectors, values), &dim)| Subspace { vectors, values, dim }).collect())
     }
 
     /// The rows of each cluster of `assignment`, in increasing order.
@@ -598,6 +610,14 @@ mod tests {
     }
 
     #[test]
+    fn a_sampled_fit_without_polishing_still_assigns_every_row() {
+        let (table, _) = union_of_subspaces(3, 4, 32, 400, 0.01, 3);
+        let c = fit(&table, FitParams::new(3, 4).sample_rows(300).polish_iter(0), 5);
+        assert_eq!(c.assignment.len(), table.nrows());
+        assert!(c.relative_error() < 0.05, "error {}", c.relative_error());
+    }
+
+    #[test]
     fn same_seed_same_bits_across_thread_counts() {
         let (table, _) = union_of_subspaces(3, 5, 40, 300, 0.1, 4);
         let p = FitParams::new(3, 5).sample_rows(500);
@@ -647,7 +667,7 @@ mod tests {
     #[test]
     fn gram_updates_by_moved_rows_match_recomputed_grams() {
         let (table, _) = union_of_subspaces(3, 4, 16, 200, 0.1, 8);
-        let rows = Rows::new(table.view(), 3, 4, Par::Seq, None);
+        let rows = Rows::new(table.view(), 3, 4, Par::Seq);
         let first: Vec<u32> = (0..600).map(|r| (r % 3) as u32).collect();
         let mut second = first.clone();
         for r in (0..600).step_by(7) {
