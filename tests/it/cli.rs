@@ -691,23 +691,22 @@ fn error_corpus_without_tokenizer() {
     assert!(r.stderr.contains("--tokenizer"), "{}", r.stderr);
 }
 
+/// Runs the tool on the encoder fixture with `-k 1 --target-cos target --probes probes`.
+fn run_target_cos(out: &Path, target: &str, probes: &str, extra: &[&std::ffi::OsStr]) -> Run {
+    let fixture = fixture("encoder.onnx");
+    let mut args: Vec<&std::ffi::OsStr> = vec![fixture.as_os_str(), out.as_os_str()];
+    for a in ["-k", "1", "--target-cos", target, "--probes", probes] {
+        args.push(a.as_ref());
+    }
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn target_cos_keeps_the_highest_ratio_that_meets_it() {
     let dir = tempdir();
     let (out, json) = (dir.path().join("out.onnx"), dir.path().join("r.json"));
-    let r = run(&[
-        fixture("encoder.onnx").as_os_str(),
-        out.as_os_str(),
-        "-k".as_ref(),
-        "1".as_ref(),
-        "--target-cos".as_ref(),
-        "0.99".as_ref(),
-        "--probes".as_ref(),
-        "5".as_ref(),
-        "--json".as_ref(),
-        json.as_os_str(),
-        "-q".as_ref(),
-    ]);
+    let r = run_target_cos(&out, "0.99", "5", &["--json".as_ref(), json.as_os_str(), "-q".as_ref()]);
     r.ok();
     let report = read_json(&json);
     let probes = report["probes"].as_array().unwrap();
@@ -730,16 +729,7 @@ fn target_cos_keeps_the_highest_ratio_that_meets_it() {
 fn target_cos_out_of_reach_writes_nothing_and_exits_1() {
     let dir = tempdir();
     let out = dir.path().join("out.onnx");
-    let r = run(&[
-        fixture("encoder.onnx").as_os_str(),
-        out.as_os_str(),
-        "-k".as_ref(),
-        "1".as_ref(),
-        "--target-cos".as_ref(),
-        "1.0".as_ref(),
-        "--probes".as_ref(),
-        "2".as_ref(),
-    ]);
+    let r = run_target_cos(&out, "1.0", "2", &[]);
     assert_eq!(r.code, Some(1), "{r:#?}");
     assert!(r.stderr.contains("quality floor not met"), "{}", r.stderr);
     assert!(!out.exists());
