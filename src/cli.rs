@@ -107,7 +107,8 @@ pub struct CompressArgs {
     /// [default: 10 per subspace dimension (k x j), at least 8192]
     #[arg(long)]
     pub sample_rows: Option<usize>,
-    /// Lloyd iterations on all rows after the restarts, at most (0: none).
+    /// Lloyd iterations on all rows after the restarts, at most (0: none, but a fit on a
+    /// sample still assigns all rows once).
     #[arg(long, default_value_t = onnx_embcomp::Options::default().polish_iter)]
     pub polish_iter: usize,
     /// Threads for the fit (0: all cores).

@@ -19,7 +19,8 @@ pub struct FitParams {
     /// Restarts run on a seeded sample of this many rows (all rows when the table is smaller),
     /// then the best one is polished on all rows. `None`: [`FitParams::auto_sample_rows`].
     pub sample_rows: Option<usize>,
-    /// Lloyd iterations on all rows after the restarts, at most (0: none).
+    /// Lloyd iterations on all rows after the restarts, at most (0: none, but a fit on a
+    /// sample still assigns all rows once).
     pub polish_iter: usize,
     /// Worker threads for the dense kernels (0: all available). Results do not depend on it.
     pub threads: usize,
