@@ -53,19 +53,19 @@ pub enum Subspaces {
     Auto,
 }
 
-/// The values of k that `-k auto` tries.
 /// Makes glibc return large freed blocks to the system at once. By default its threshold for
 /// that grows to the largest block freed so far, so the fit's and the validation's big
 /// temporaries (tens to hundreds of MB) stay resident for the rest of the run. Call it first
 /// thing in a program; a no-op off glibc.
 pub fn return_large_frees_to_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any threads start.
+    // SAFETY: mallopt only changes an allocator setting, under glibc's own locks.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
+/// The values of k that `-k auto` tries.
 pub const AUTO_K: [usize; 4] = [1, 2, 4, 8];
 
 /// What [`compress`] does.
@@ -232,8 +232,8 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
         let fitted = Fitted {
             k,
             j,
-            relative_error: stored_error(&table, &factors, None),
-            weighted_relative_error: weights.map(|w| stored_error(&table, &factors, Some(w))),
+            relative_error: stored_error(&table, &factors, None, options.threads),
+            weighted_relative_error: weights.map(|w| stored_error(&table, &factors, Some(w), options.threads)),
             clustering,
             factors,
         };
@@ -353,9 +353,9 @@ fn check_finite(name: &str, table: &Array2<f32>) -> Result<()> {
 
 /// Relative Frobenius error of the stored factors against the table, rows weighted by
 /// `weights` when given.
-fn stored_error(table: &Array2<f32>, factors: &rewrite::Factors, weights: Option<&[f32]>) -> f64 {
+fn stored_error(table: &Array2<f32>, factors: &rewrite::Factors, weights: Option<&[f32]>, threads: usize) -> f64 {
     let (mut diff, mut norm) = (0f64, 0f64);
-    let (block, par) = (cluster::linalg::ROW_BLOCK, cluster::linalg::par(0));
+    let (block, par) = (cluster::linalg::ROW_BLOCK, cluster::linalg::par(threads));
     for c in &factors.clusters {
         let basis_t = c.basis.t().as_standard_layout().into_owned();
         let members = c.members.chunks(block);

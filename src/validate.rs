@@ -90,6 +90,7 @@ pub struct Reference {
     ids: Vec<(String, Vec<usize>)>,
     /// The original's outputs, in graph order.
     outputs: TVec<TValue>,
+    /// Seconds spent loading and running the original.
     seconds: f64,
 }
 

@@ -49,11 +49,7 @@ impl Clustering {
 
     /// The rows of each cluster, in increasing order.
     pub fn members(&self) -> Vec<Vec<usize>> {
-        let mut members = vec![Vec::new(); self.bases.len()];
-        for (row, &c) in self.assignment.iter().enumerate() {
-            members[c as usize].push(row);
-        }
-        members
+        members_of(&self.assignment, self.bases.len())
     }
 
     /// The coefficients of each cluster's rows in its basis: `[n_i, j]` per cluster, rows in the
@@ -377,11 +373,7 @@ impl<'a> Rows<'a> {
 
     /// The rows of each cluster of `assignment`, in increasing order.
     fn members(&self, assignment: &[u32]) -> Vec<Vec<usize>> {
-        let mut members = vec![Vec::new(); self.k];
-        for (row, &c) in assignment.iter().enumerate() {
-            members[c as usize].push(row);
-        }
-        members
+        members_of(assignment, self.k)
     }
 
     /// Brings `grams` to `assignment` (whose clusters hold `members`): a cluster's Gram matrix
@@ -498,6 +490,15 @@ impl<'a> Rows<'a> {
         }
         Ok(subspaces)
     }
+}
+
+/// The rows of each of `k` clusters under `assignment`, in increasing order.
+fn members_of(assignment: &[u32], k: usize) -> Vec<Vec<usize>> {
+    let mut members = vec![Vec::new(); k];
+    for (row, &c) in assignment.iter().enumerate() {
+        members[c as usize].push(row);
+    }
+    members
 }
 
 /// Numbers stored by the lookup layout for clusters of `counts` rows and `dims` dimensions over
