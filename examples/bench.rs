@@ -227,10 +227,11 @@ fn markdown(rows: &[Value], long: bool) -> String {
         // Validation runs the original before the fit and the rewritten model after it.
         let validate = ["run original", "validate"].iter().filter_map(|p| r["seconds"][p].as_f64()).reduce(|a, b| a + b);
         let validate = validate.map_or("-".into(), |v| format!("{v:.2}"));
+        let target = (r["file_bytes"].as_f64().unwrap_or(0.0) + 3.0 * r["table_bytes"].as_f64().unwrap_or(0.0)) / 1048576.0;
         let mb = |k: &str| format!("{:.0}", r[k].as_f64().unwrap_or(0.0) / 1048576.0);
         let cos = r["min_output_cosine"].as_f64().map_or("-".into(), |c| format!("{c:.4}"));
         s.push_str(&format!(
-            "| {} | {} | {} | {:.1}% | {} | {} | {} | {} | {} | {} ({} restarts) | {:.4} | {:.4} | {cos} | {} | {} |",
+            "| {} | {} | {} | {:.1}% | {} | {} | {} | {} | {} | {} ({} restarts) | {:.4} | {:.4} | {cos} | {} | {target:.0} |",
             r["case"].as_str().unwrap_or("?"),
             r["k"],
             r["j"],
@@ -245,7 +246,6 @@ fn markdown(rows: &[Value], long: bool) -> String {
             r["relative_error"].as_f64().unwrap_or(0.0),
             r["svd_relative_error"].as_f64().unwrap_or(0.0),
             mb("peak_rss_bytes"),
-            format!("{:.0}", (r["file_bytes"].as_f64().unwrap_or(0.0) + 3.0 * r["table_bytes"].as_f64().unwrap_or(0.0)) / 1048576.0),
         ));
         if long {
             let (c, l) = (r["cost"].as_f64().unwrap_or(0.0), r["long_cost"].as_f64().unwrap_or(f64::NAN));

@@ -111,7 +111,7 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     let mut options = options;
     let corpus = weigh_tokens(&model, &args, &mut options)?;
 
-    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::new_spinner());
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
     let mut progress = |p: Progress| {
         let Some(bar) = &bar else { return };
         if let Progress::Phase(_) = p {

@@ -173,7 +173,7 @@ pub fn validate(
             norm += (*e as f64).powi(2);
         }
         let rel = if norm > 0.0 { (diff / norm).sqrt() } else { diff.sqrt() };
-        if !(rel <= exactness_tolerance(candidate.dtype)) {
+        if rel.is_nan() || rel > exactness_tolerance(candidate.dtype) {
             return Err(Error::ValidationMismatch(format!(
                 "the rewritten lookup '{output}' differs from the fitted reconstruction by {rel:.3e} (relative)"
             )));

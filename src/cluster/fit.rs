@@ -277,7 +277,7 @@ impl<'a> Rows<'a> {
                 s.dim = dim;
             }
             let round = self.fit_budget(self.lloyd(subspaces, ITERATIONS, tol, &mut |_, _| {})?, numbers)?;
-            if !(round.cost < best.cost) {
+            if round.cost.total_cmp(&best.cost).is_ge() {
                 break;
             }
             best = round;
@@ -672,7 +672,7 @@ mod tests {
         let first: Vec<u32> = (0..600).map(|r| (r % 3) as u32).collect();
         let mut second = first.clone();
         for r in (0..600).step_by(7) {
-            second[r] = ((second[r] + 1) % 3) as u32; // a few rows move
+            second[r] = (second[r] + 1) % 3; // a few rows move
         }
         second[..150].iter_mut().for_each(|c| *c = 2); // and cluster 2 takes many: recomputed
         let mut updated = None;

@@ -26,7 +26,7 @@ fn counts_are_exact_on_a_tiny_corpus() {
     std::fs::write(docs.join("image.bin"), [0u8, 1, 2, 0]).unwrap();
     let none = Holdout { fraction: 0.0, ..Holdout::default() };
     // A table of 9 rows: "dog" (id 9) falls outside it.
-    let c = count_corpus(&tok, &[docs.clone()], 9, &none, &mut |_, _, _| {}).unwrap();
+    let c = count_corpus(&tok, std::slice::from_ref(&docs), 9, &none, &mut |_, _, _| {}).unwrap();
     // 3 lines, each wrapped in [CLS] ... [SEP]; "bird" is [UNK]
     assert_eq!(c.counts, vec![0, 3, 3, 1, 2, 1, 1, 0, 1]);
     assert_eq!((c.tokens, c.out_of_table, c.lines, c.files), (14, 2, 3, 2));
