@@ -14,12 +14,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use ndarray::Array2;
-use onnx_embcomp::onnx::build::{Dim, node, value_info};
+use onnx_embcomp::onnx::build::lookup_model;
 use onnx_embcomp::onnx::io::{read_model, write_model};
-use onnx_embcomp::onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto, tensor_proto::DataType};
-use onnx_embcomp::onnx::tensor::{FloatType, float_tensor};
 use onnx_embcomp::report::Phase;
-use onnx_embcomp::{Model, Options, compress};
+use onnx_embcomp::{Options, compress};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -185,27 +183,7 @@ fn synthetic_model(dir: &Path, n: usize, d: usize) -> PathBuf {
             *v = *v * scale + 0.2 * rng.random_range(-1.0f32..1.0) / (d as f32).sqrt() * 3f32.sqrt() * z.exp();
         }
     }
-    let graph = GraphProto {
-        name: Some("synthetic".into()),
-        node: vec![node("/embed/Gather", "Gather", &["table", "input_ids"], &["embeddings"], vec![])],
-        initializer: vec![float_tensor("table", &[n, d], table.as_slice().expect("contiguous"), FloatType::F32)],
-        input: vec![value_info("input_ids", DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")])],
-        output: vec![value_info(
-            "embeddings",
-            DataType::Float,
-            &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(d as i64)],
-        )],
-        ..Default::default()
-    };
-    let model = Model {
-        proto: ModelProto {
-            ir_version: Some(8),
-            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
-            producer_name: Some("onnx-embcomp-bench".into()),
-            graph: Some(graph),
-            ..Default::default()
-        },
-    };
+    let model = lookup_model(n, d, table.as_slice().expect("contiguous"), "onnx-embcomp-bench");
     write_model(&model, &path).expect("write synthetic model");
     path
 }

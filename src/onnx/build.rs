@@ -1,10 +1,39 @@
 //! Constructors for graph pieces: nodes, attributes, value infos. Used by the rewrite, the
 //! fixture generator and the benchmark's synthetic models.
 
+use super::Model;
 use super::proto::{
-    AttributeProto, NodeProto, TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
-    tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+    ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
 };
+use super::tensor::{FloatType, float_tensor};
+
+/// The smallest embedding model, for tests and benchmarks: one `Gather` of the f32 table
+/// `table [n, d]` (`data`, row-major) by int64 `input_ids [batch, sequence]`, giving
+/// `embeddings [batch, sequence, d]`. IR 8, opset 17.
+pub fn lookup_model(n: usize, d: usize, data: &[f32], producer: &str) -> Model {
+    let graph = GraphProto {
+        name: Some("lookup".into()),
+        node: vec![node("/embed/Gather", "Gather", &["table", "input_ids"], &["embeddings"], vec![])],
+        initializer: vec![float_tensor("table", &[n, d], data, FloatType::F32)],
+        input: vec![value_info("input_ids", DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")])],
+        output: vec![value_info(
+            "embeddings",
+            DataType::Float,
+            &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(d as i64)],
+        )],
+        ..Default::default()
+    };
+    Model {
+        proto: ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            producer_name: Some(producer.into()),
+            graph: Some(graph),
+            ..Default::default()
+        },
+    }
+}
 
 /// A node of the default ONNX domain.
 pub fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {

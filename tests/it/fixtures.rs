@@ -596,24 +596,6 @@ fn generator_is_deterministic_and_tables_follow_their_subspaces() {
     }
 }
 
-/// The smallest embedding model: `input_ids [batch, sequence] -> Gather(table) -> embeddings`,
-/// with `table` `[n, d]` row-major in `data`.
-pub fn lookup_model(n: usize, d: usize, data: &[f32]) -> Model {
-    let dims = [Dim::Sym("batch"), Dim::Sym("sequence")];
-    model(GraphProto {
-        name: Some("lookup".into()),
-        node: vec![node("/embed/Gather", "Gather", &["table", "input_ids"], &["embeddings"], vec![])],
-        initializer: vec![float_tensor("table", &[n, d], data, FloatType::F32)],
-        input: vec![value_info("input_ids", DataType::Int64, &dims)],
-        output: vec![value_info(
-            "embeddings",
-            DataType::Float,
-            &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(d as i64)],
-        )],
-        ..Default::default()
-    })
-}
-
 /// A Hugging Face word-level tokenizer.json over `words` (ids 4.. in order; 0-3 are [PAD],
 /// [CLS], [SEP], [UNK]) that wraps each text in [CLS] ... [SEP].
 pub fn word_level_tokenizer(words: &[&str]) -> String {

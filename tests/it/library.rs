@@ -169,7 +169,7 @@ fn weights_decide_which_subspace_wins() {
     for r in 0..n {
         data[r * d + if r < 90 { 0 } else { 1 }] = 1.0 + (r % 7) as f32 * 0.01;
     }
-    let model = fixtures::lookup_model(n, d, &data);
+    let model = onnx_embcomp::onnx::build::lookup_model(n, d, &data, "onnx-embcomp-tests");
     let weights: Vec<f32> = (0..n).map(|r| if r < 90 { 1.0 } else { 100.0 }).collect();
     let base = Options { k: Subspaces::Fixed(1), size: Size::Dim(1), validate: None, ..Options::default() };
     let direction = |options: &Options| {
