@@ -229,14 +229,8 @@ pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progr
         let clustering = params.fit(fit_rows.view(), &mut rng, &mut |e| progress(Progress::Fit(e)))?;
         let mut factors = rewrite::Factors::new(&clustering, table.view(), options.threads);
         factors.round_to(candidate.dtype);
-        let fitted = Fitted {
-            k,
-            j,
-            relative_error: stored_error(&table, &factors, None, options.threads),
-            weighted_relative_error: weights.map(|w| stored_error(&table, &factors, Some(w), options.threads)),
-            clustering,
-            factors,
-        };
+        let (relative_error, weighted_relative_error) = stored_errors(&table, &factors, weights, options.threads);
+        let fitted = Fitted { k, j, relative_error, weighted_relative_error, clustering, factors };
         let score = |f: &Fitted| f.weighted_relative_error.unwrap_or(f.relative_error);
         tried.push(report::Tried {
             k,
@@ -351,10 +345,16 @@ fn check_finite(name: &str, table: &Array2<f32>) -> Result<()> {
     }
 }
 
-/// Relative Frobenius error of the stored factors against the table, rows weighted by
-/// `weights` when given.
-fn stored_error(table: &Array2<f32>, factors: &rewrite::Factors, weights: Option<&[f32]>, threads: usize) -> f64 {
+/// Relative Frobenius error of the stored factors against the table, and the same with rows
+/// weighted by `weights` when given: one reconstruction pass for both.
+fn stored_errors(
+    table: &Array2<f32>,
+    factors: &rewrite::Factors,
+    weights: Option<&[f32]>,
+    threads: usize,
+) -> (f64, Option<f64>) {
     let (mut diff, mut norm) = (0f64, 0f64);
+    let (mut weighted_diff, mut weighted_norm) = (0f64, 0f64);
     let (block, par) = (cluster::linalg::ROW_BLOCK, cluster::linalg::par(threads));
     for c in &factors.clusters {
         let basis_t = c.basis.t().as_standard_layout().into_owned();
@@ -362,15 +362,21 @@ fn stored_error(table: &Array2<f32>, factors: &rewrite::Factors, weights: Option
         for (rows, coefficients) in members.zip(c.coefficients.axis_chunks_iter(ndarray::Axis(0), block)) {
             let approx = cluster::linalg::gemm(coefficients, basis_t.view(), par);
             for (&t, approx) in rows.iter().zip(approx.rows()) {
-                let w = weights.map_or(1.0, |w| w[t] as f64);
+                let (mut row_diff, mut row_norm) = (0f64, 0f64);
                 for (a, b) in table.row(t).iter().zip(approx) {
-                    diff += w * ((a - b) as f64).powi(2);
-                    norm += w * (*a as f64).powi(2);
+                    row_diff += ((a - b) as f64).powi(2);
+                    row_norm += (*a as f64).powi(2);
+                }
+                (diff, norm) = (diff + row_diff, norm + row_norm);
+                if let Some(w) = weights {
+                    weighted_diff += w[t] as f64 * row_diff;
+                    weighted_norm += w[t] as f64 * row_norm;
                 }
             }
         }
     }
-    if norm > 0.0 { (diff / norm).sqrt() } else { 0.0 }
+    let relative = |diff: f64, norm: f64| if norm > 0.0 { (diff / norm).sqrt() } else { 0.0 };
+    (relative(diff, norm), weights.map(|_| relative(weighted_diff, weighted_norm)))
 }
 
 /// The error of the best rank-j' approximation storing at most `numbers` numbers (weighted
