@@ -1,9 +1,12 @@
 //! Command-line arguments (clap derive).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use onnx_embcomp::Subspaces;
+use onnx_embcomp::corpus::{DataOptions, Holdout, Weighting};
+use onnx_embcomp::onnx::io;
+use onnx_embcomp::quant::Bits;
+use onnx_embcomp::{HotTier, Options, Param, Precision, Size, Storage, Subspaces, SweepGrid, ValidateOptions};
 
 /// `--weighting` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -13,13 +16,46 @@ pub enum WeightingArg {
     Linear,
 }
 
-impl From<WeightingArg> for onnx_embcomp::corpus::Weighting {
+impl From<WeightingArg> for Weighting {
     fn from(w: WeightingArg) -> Self {
         match w {
             WeightingArg::None => Self::None,
             WeightingArg::Sqrt => Self::Sqrt,
             WeightingArg::Linear => Self::Linear,
         }
+    }
+}
+
+/// `--external-data` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExternalDataArg {
+    /// As the input: external data when it had some, else inline (unless over 2 GiB).
+    Auto,
+    /// External data in OUT.data beside OUT.
+    Always,
+    /// One self-contained file (an error over protobuf's 2 GiB limit).
+    Never,
+}
+
+impl ExternalDataArg {
+    /// The write options for an output of the input read as `stored`.
+    pub fn write_options(self, stored: &io::Stored) -> io::WriteOptions {
+        let external_data = match self {
+            Self::Auto => io::ExternalData::like(stored),
+            Self::Always => io::ExternalData::Always,
+            Self::Never => io::ExternalData::Never,
+        };
+        io::WriteOptions { external_data }
+    }
+}
+
+fn parse_bits(s: &str) -> Result<Precision, String> {
+    match s {
+        "float" => Ok(Precision::Float),
+        "8" => Ok(Precision::Bits(Bits::B8)),
+        "4" => Ok(Precision::Bits(Bits::B4)),
+        "2" => Ok(Precision::Bits(Bits::B2)),
+        _ => Err(format!("'{s}' is not one of float, 8, 4, 2")),
     }
 }
 
@@ -48,6 +84,10 @@ pub struct Cli {
 pub enum Command {
     /// Show a model's inputs, outputs, parameters and embedding candidates.
     Inspect(InspectArgs),
+    /// Evaluate a grid over the whole family (plain storage, tiers, SVD, clustering, each
+    /// precision) on held-out text, mark the Pareto front of bytes against fidelity, write
+    /// every point as JSON and a plot, and print the command of each front point.
+    Sweep(Box<SweepArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -74,9 +114,10 @@ pub struct CompressArgs {
     #[arg(required = true)]
     pub output: Option<PathBuf>,
     /// Number of subspaces (1 gives the plain SVD baseline), or `auto` to try 1, 2, 4 and 8
-    /// at the same budget and keep the lowest error.
-    #[arg(short, default_value = "4", value_parser = parse_k)]
-    pub k: Subspaces,
+    /// at the same budget and keep the lowest error [default: 4]. With --target-cos, -k
+    /// bisects that method's --ratio; without, the whole family is searched.
+    #[arg(short, value_parser = parse_k)]
+    pub k: Option<Subspaces>,
     /// Give each cluster its own dimension j_i, shared out by eigenvalue gain per stored number
     /// within the same budget.
     #[arg(long)]
@@ -87,21 +128,13 @@ pub struct CompressArgs {
     /// Fraction of the embedding's numbers to remove, index maps included; sets j.
     #[arg(long, default_value_t = 0.4)]
     pub ratio: f64,
-    /// Force the table: a Gather node name or an initializer name.
-    #[arg(long, value_name = "NAME")]
-    pub embedding: Option<String>,
-    /// Rewrite the lookup even if other nodes (a tied LM head) read the table; it is kept, so
-    /// the file grows.
-    #[arg(long)]
-    pub allow_shared: bool,
-    /// Seed of all random choices; the same seed gives the same output bytes.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Independent restarts of the fit; the cheapest is kept.
-    #[arg(long, default_value_t = onnx_embcomp::Options::default().restarts)]
+    #[arg(long, default_value_t = Options::default().restarts)]
     pub restarts: usize,
     /// Lloyd iterations per restart at most.
-    #[arg(long, default_value_t = onnx_embcomp::Options::default().max_iter)]
+    #[arg(long, default_value_t = Options::default().max_iter)]
     pub max_iter: usize,
     /// Rows sampled for the restarts (the best is then polished on all rows)
     /// [default: 10 per subspace dimension (k x j), at least 8192]
@@ -109,20 +142,94 @@ pub struct CompressArgs {
     pub sample_rows: Option<usize>,
     /// Lloyd iterations on all rows after the restarts, at most (0: none, but a fit on a
     /// sample still assigns all rows once).
-    #[arg(long, default_value_t = onnx_embcomp::Options::default().polish_iter)]
+    #[arg(long, default_value_t = Options::default().polish_iter)]
     pub polish_iter: usize,
-    /// Threads for the fit (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
     /// Skip the validation with tract.
     #[arg(long)]
     pub no_validate: bool,
     /// Sequence length fed to symbolic dimensions during validation.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = ValidateOptions::default().seq)]
     pub seq: usize,
     /// Batch size fed to symbolic batch dimensions during validation.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = ValidateOptions::default().batch)]
     pub batch: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Fail (exit 1, nothing written) when the mean cosine between original and compressed
+    /// outputs is below this: on held-out text with --corpus, else on random token ids.
+    #[arg(long, value_name = "X")]
+    pub min_cos: Option<f64>,
+    /// Write the smallest model of the family (plain storage, tiers, SVD, clustering, each
+    /// precision: the grid of `sweep`) that reaches this mean cosine (measured as for
+    /// --min-cos); with -k, the highest --ratio of that k, by bisection. The report lists every
+    /// probe; nothing is written when none reaches it (exit 1).
+    #[arg(long, value_name = "X", conflicts_with_all = ["j", "ratio", "min_cos", "plain", "bits", "hot_bits"])]
+    pub target_cos: Option<f64>,
+    /// Write the closest model of the family that stores at most this much for the embedding:
+    /// bytes, or a share of the fp32 table (`10%`).
+    #[arg(long, value_name = "N|P%", value_parser = parse_size, conflicts_with_all = ["j", "ratio", "min_cos", "target_cos", "k"])]
+    pub max_bytes: Option<ByteLimit>,
+    /// Probes of the --target-cos bisection (with -k).
+    #[arg(long, default_value_t = 6)]
+    pub probes: usize,
+    /// Where the output's large tensors (>= 1 KiB) go: `auto` as in the input, `always` as
+    /// external data in OUT.data beside OUT, `never` inline in one file.
+    #[arg(long, value_enum, value_name = "WHERE", default_value_t = ExternalDataArg::Auto)]
+    pub external_data: ExternalDataArg,
+    /// Precision of the stored rows (coefficients, or the table's rows with --plain): float
+    /// (the table's type, the paper's layout), or 8, 4 or 2 bits in per-row blocks with f16
+    /// scales.
+    #[arg(long, value_name = "float|8|4|2", default_value = "8", value_parser = parse_bits)]
+    pub bits: Precision,
+    /// Values per quantization block along a row.
+    #[arg(long, value_name = "N", default_value_t = Storage::default().block)]
+    pub block: usize,
+    /// Store the table's rows themselves at --bits, no clustering: plain quantization, the
+    /// baseline to compare with.
+    #[arg(long, conflicts_with_all = ["k", "j", "ratio", "adaptive_j", "target_cos"])]
+    pub plain: bool,
+    /// Store the rows of the most frequent tokens (covering --hot-mass of the counted tokens)
+    /// plain at this precision, the others as asked. Needs --corpus or --token-counts.
+    #[arg(long, value_name = "float|8|4|2", value_parser = parse_bits)]
+    pub hot_bits: Option<Precision>,
+    /// Share of the counted tokens the frequent rows of --hot-bits cover.
+    #[arg(long, value_name = "M", default_value_t = 0.999, requires = "hot_bits")]
+    pub hot_mass: f64,
+    /// Also write the report as JSON to this file (`-`: stdout).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// No report and no progress bar on stderr (errors still show).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl CompressArgs {
+    /// The library options these flags ask for.
+    pub fn options(&self) -> Options {
+        let mut o = Options::default();
+        o.k = self.k.unwrap_or(o.k);
+        o.adaptive = self.adaptive_j;
+        o.size = self.j.map_or(Size::Ratio(self.ratio), Size::Dim);
+        self.run.apply(&mut o);
+        o.restarts = self.restarts;
+        o.max_iter = self.max_iter;
+        o.sample_rows = self.sample_rows;
+        o.polish_iter = self.polish_iter;
+        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq, self.run.seed));
+        o.min_cos = self.min_cos;
+        o.data = self.data.options(self.run.seed);
+        o.storage.bits = self.bits;
+        o.storage.block = self.block;
+        o.storage.plain = self.plain;
+        o.storage.hot = self.hot_bits.map(|bits| HotTier { bits, mass: self.hot_mass });
+        o
+    }
+
+}
+
+/// The data-aware flags, shared by compress and sweep.
+#[derive(Debug, Args)]
+pub struct DataArgs {
     /// Text files or folders of them (`.gz` read too) to count tokens in: rows are then weighted
     /// by how often their token occurs, and held-out sentences validate the result. Needs
     /// --tokenizer.
@@ -138,26 +245,193 @@ pub struct CompressArgs {
     #[arg(long, value_enum, default_value_t = WeightingArg::Sqrt)]
     pub weighting: WeightingArg,
     /// Weight added to every row, as a fraction of the mean weight, so unseen tokens still count.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = DataOptions::counts(PathBuf::new()).weight_floor)]
     pub weight_floor: f64,
     /// Held-out sentences (never counted) to validate on, at most.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = Holdout::default().max)]
     pub holdout: usize,
-    /// Fail (exit 1, nothing written) when the mean cosine between original and compressed
-    /// outputs is below this: on held-out text with --corpus, else on random token ids.
-    #[arg(long, value_name = "X")]
-    pub min_cos: Option<f64>,
-    /// Search the highest --ratio whose output still reaches this mean cosine (measured as for
-    /// --min-cos), by bisection; the report lists every probe.
-    #[arg(long, value_name = "X", conflicts_with_all = ["j", "ratio", "min_cos"])]
-    pub target_cos: Option<f64>,
-    /// Probes of the --target-cos search.
-    #[arg(long, default_value_t = 6)]
-    pub probes: usize,
-    /// Also write the report as JSON to this file (`-`: stdout).
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-    /// No report and no progress bar on stderr (errors still show).
+}
+
+impl DataArgs {
+    /// Data-aware settings, when a corpus or token counts are given.
+    pub fn options(&self, seed: u64) -> Option<DataOptions> {
+        let mut data = match (&self.token_counts, self.corpus.is_empty()) {
+            (Some(path), _) => DataOptions::counts(path.clone()),
+            (None, false) => {
+                let tokenizer = self.tokenizer.clone().expect("clap requires --tokenizer with --corpus");
+                DataOptions::text(self.corpus.clone(), tokenizer)
+            }
+            (None, true) => return None,
+        };
+        data.weighting = self.weighting.into();
+        data.weight_floor = self.weight_floor;
+        data.holdout = Holdout { max: self.holdout, seed, ..Holdout::default() };
+        Some(data)
+    }
+
+    /// These flags as given, to print commands that repeat them; with `counts`, those token
+    /// counts stand for the corpus (and its held-out text).
+    pub fn as_args(&self, counts: Option<&Path>) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(c) = counts.or(self.token_counts.as_deref()) {
+            a.extend(["--token-counts".to_string(), c.display().to_string()]);
+        }
+        if counts.is_none() && !self.corpus.is_empty() {
+            a.push("--corpus".into());
+            a.extend(self.corpus.iter().map(|p| p.display().to_string()));
+        }
+        if let Some(t) = self.tokenizer.as_ref().filter(|_| counts.is_none()) {
+            a.extend(["--tokenizer".to_string(), t.display().to_string()]);
+        }
+        if self.weighting != WeightingArg::Sqrt {
+            a.extend(["--weighting".to_string(), format!("{:?}", self.weighting).to_lowercase()]);
+        }
+        let defaults = DataOptions::counts(PathBuf::new());
+        if self.weight_floor != defaults.weight_floor {
+            a.extend(["--weight-floor".to_string(), self.weight_floor.to_string()]);
+        }
+        if self.holdout != Holdout::default().max && counts.is_none() {
+            a.extend(["--holdout".to_string(), self.holdout.to_string()]);
+        }
+        a
+    }
+}
+
+/// `--max-bytes`: bytes, or a share of the fp32 table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ByteLimit {
+    Bytes(u64),
+    Share(f64),
+}
+
+fn parse_size(s: &str) -> Result<ByteLimit, String> {
+    match s.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 100.0 => Ok(ByteLimit::Share(v / 100.0)),
+            _ => Err(format!("'{s}' is not a share in (0, 100]%")),
+        },
+        None => s.parse::<u64>().map(ByteLimit::Bytes).map_err(|_| format!("'{s}' is neither a byte count nor a share like 10%")),
+    }
+}
+
+/// `onnx-embcomp sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The ONNX model.
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Folder for sweep.json, sweep.svg and sweep.png (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// Subspace counts of the grid (1: the SVD).
+    #[arg(long, value_delimiter = ',', default_values_t = SweepGrid::default().ks)]
+    pub ks: Vec<usize>,
+    /// Ratios of the grid (fraction of numbers removed).
+    #[arg(long, value_delimiter = ',', default_values_t = SweepGrid::default().ratios)]
+    pub ratios: Vec<f64>,
+    /// Coefficient precisions of the grid.
+    #[arg(long, value_delimiter = ',', value_parser = parse_bits, default_value = "8,4,2")]
+    pub bits: Vec<Precision>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// No progress bar on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+impl SweepArgs {
+    /// The base options and the grid.
+    pub fn options(&self) -> (Options, SweepGrid) {
+        let mut o = Options::default();
+        self.run.apply(&mut o);
+        if let Some(v) = &mut o.validate {
+            v.seed = self.run.seed;
+        }
+        o.data = self.data.options(self.run.seed);
+        let mut g = SweepGrid::default();
+        g.ks = self.ks.clone();
+        g.ratios = self.ratios.clone();
+        g.bits = self.bits.clone();
+        (o, g)
+    }
+
+    /// The flags a printed command repeats before the point's own (data-aware, seed, ...); with
+    /// `counts`, the corpus is replaced by those token counts.
+    pub fn common_args(&self, counts: Option<&Path>) -> Vec<String> {
+        let mut a = self.data.as_args(counts);
+        a.extend(self.run.as_args());
+        a
+    }
+}
+
+/// The flags that pick the table and seed and pace the run, shared by compress and sweep.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Force the table: a Gather node name or an initializer name.
+    #[arg(long, value_name = "NAME")]
+    pub embedding: Option<String>,
+    /// Rewrite the lookup even if other nodes (a tied LM head) read the table; it is kept, so
+    /// the file grows.
+    #[arg(long)]
+    pub allow_shared: bool,
+    /// Seed of all random choices; the same seed gives the same output bytes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads for the fits, and for a sweep the points checked at once (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl RunArgs {
+    fn apply(&self, o: &mut Options) {
+        o.embedding = self.embedding.clone();
+        o.allow_shared = self.allow_shared;
+        o.seed = self.seed;
+        o.threads = self.threads;
+    }
+
+    /// The flags repeating these settings in a printed command (threads left out: they do not
+    /// change the bytes).
+    fn as_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(e) = &self.embedding {
+            a.extend(["--embedding".to_string(), e.clone()]);
+        }
+        if self.allow_shared {
+            a.push("--allow-shared".into());
+        }
+        if self.seed != 0 {
+            a.extend(["--seed".to_string(), self.seed.to_string()]);
+        }
+        a
+    }
+}
+
+/// The flag that sets a library parameter, for error messages.
+pub fn flag(param: Param) -> &'static str {
+    match param {
+        Param::K => "-k",
+        Param::J => "-j",
+        Param::Ratio => "--ratio",
+        Param::AdaptiveJ => "--adaptive-j",
+        Param::Restarts => "--restarts",
+        Param::MaxIter => "--max-iter",
+        Param::SampleRows => "--sample-rows",
+        Param::Weights => "--corpus/--token-counts",
+        Param::WeightFloor => "--weight-floor",
+        Param::Batch => "--batch",
+        Param::Seq => "--seq",
+        Param::MinCos => "--min-cos",
+        Param::TargetCos => "--target-cos",
+        Param::Probes => "--probes",
+        Param::Bits => "--bits",
+        Param::Block => "--block",
+        Param::HotBits => "--hot-bits",
+        Param::HotMass => "--hot-mass",
+        Param::Plain => "--plain",
+        Param::MaxBytes => "--max-bytes",
+        // Settings without a flag keep their library name.
+        other => other.name(),
+    }
 }

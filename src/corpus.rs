@@ -7,7 +7,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use serde::Serialize;
+
+use crate::check::HeldOut;
+use crate::error::{Error, Param, Result};
 
 /// Lines encoded per batch: bounds memory whatever the corpus size.
 const BATCH_LINES: usize = 4096;
@@ -243,6 +246,11 @@ fn hash(seed: u64, text: &str) -> u64 {
     h ^ (h >> 33)
 }
 
+/// `counts` `[n]` as the `id count` lines [`read_token_counts`] reads, ids with no count left out.
+pub fn format_token_counts(counts: &[u64]) -> String {
+    counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(id, c)| format!("{id} {c}\n")).collect()
+}
+
 /// Reads `id count` pairs, one per line (blank lines and `#` comments skipped), for a table
 /// of `n` rows; repeated ids add up.
 pub fn read_token_counts(path: &Path, n: usize) -> Result<Vec<u64>> {
@@ -292,6 +300,127 @@ pub fn weights(counts: &[u64], weighting: Weighting, floor: f64) -> Option<Vec<f
     // Weights stay positive even with no floor.
     let add = (floor * mean).max(mean * 1e-9).max(f32::MIN_POSITIVE as f64);
     Some(raw.into_iter().map(|w| (w + add) as f32).collect())
+}
+
+/// Where the token statistics of data-aware compression come from.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// Text files or folders of them (`.gz` too), tokenized with the model's `tokenizer.json`;
+    /// sentences held out of the count validate the result.
+    Text { paths: Vec<PathBuf>, tokenizer: PathBuf },
+    /// Counts computed elsewhere: one `id count` pair per line (no held-out text).
+    Counts(PathBuf),
+}
+
+/// Data-aware compression: rows weighted by how often their token occurs, and the result
+/// compared on held-out text. [`DataOptions::text`] and [`DataOptions::counts`] give the
+/// defaults documented on each field.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DataOptions {
+    pub source: TokenSource,
+    /// How counts become weights (default [`Weighting::Sqrt`]).
+    pub weighting: Weighting,
+    /// Weight added to every row, as a fraction of the mean weight (default 0.1).
+    pub weight_floor: f64,
+    /// Sentences held out of the count (default [`Holdout::default`]: 2% of sentence-like
+    /// lines, at most 200, seed 0).
+    pub holdout: Holdout,
+    /// Held-out sentences per tract run (default [`HeldOut::BATCH`]) and tokens per sentence at
+    /// most (default [`HeldOut::MAX_LEN`]).
+    pub batch: usize,
+    pub max_len: usize,
+}
+
+impl DataOptions {
+    /// Count the text under `paths` with `tokenizer`, with the default settings.
+    pub fn text(paths: Vec<PathBuf>, tokenizer: PathBuf) -> DataOptions {
+        DataOptions::with_source(TokenSource::Text { paths, tokenizer })
+    }
+
+    /// Read token counts from `path`, with the default settings.
+    pub fn counts(path: PathBuf) -> DataOptions {
+        DataOptions::with_source(TokenSource::Counts(path))
+    }
+
+    fn with_source(source: TokenSource) -> DataOptions {
+        DataOptions {
+            source,
+            weighting: Weighting::Sqrt,
+            weight_floor: 0.1,
+            holdout: Holdout::default(),
+            batch: HeldOut::BATCH,
+            max_len: HeldOut::MAX_LEN,
+        }
+    }
+
+    /// Counts the tokens for a table of `n` rows and turns them into weights and held-out
+    /// sentences. `progress(files_done, files, tokens)` hears about a corpus's counting.
+    pub fn count(&self, n: usize, progress: &mut dyn FnMut(usize, usize, u64)) -> Result<TokenData> {
+        if !(self.weight_floor >= 0.0 && self.weight_floor.is_finite()) {
+            return Err(Error::InvalidParameter {
+                param: Param::WeightFloor,
+                reason: format!("{} is not a non-negative number", self.weight_floor),
+            });
+        }
+        let (counts, files, skipped, held_out) = match &self.source {
+            TokenSource::Counts(path) => (read_token_counts(path, n)?, 1, 0, None),
+            TokenSource::Text { paths, tokenizer } => {
+                let tokenizer = TextTokenizer::from_file(tokenizer)?;
+                let counted = count_corpus(&tokenizer, paths, n, &self.holdout, progress)?;
+                let sentences: Vec<&str> = counted.held_out.iter().map(String::as_str).collect();
+                let held_out = if sentences.len() >= 2 {
+                    let mut h = HeldOut::new(tokenizer.encode(&sentences)?, tokenizer.pad_id());
+                    (h.batch, h.max_len) = (self.batch, self.max_len);
+                    Some(h)
+                } else {
+                    None
+                };
+                (counted.counts, counted.files, counted.skipped_files.len(), held_out)
+            }
+        };
+        let figures = CorpusFigures {
+            files,
+            skipped_files: skipped,
+            tokens: counts.iter().sum(),
+            seen_rows: counts.iter().filter(|&&c| c > 0).count(),
+            held_out: held_out.as_ref().map_or(0, |h| h.sentences.len()),
+            weighting: self.weighting,
+            weight_floor: self.weight_floor,
+        };
+        let weights = weights(&counts, self.weighting, self.weight_floor);
+        Ok(TokenData { counts, weights, held_out, figures })
+    }
+}
+
+/// What counting found: per-row counts and weights, held-out sentences, figures for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenData {
+    /// Occurrences of each row's token, `[n]`.
+    pub counts: Vec<u64>,
+    /// The row weights, `[n]` (`None` for [`Weighting::None`]).
+    pub weights: Option<Vec<f32>>,
+    /// Held-out sentences, when the source was text with at least two of them.
+    pub held_out: Option<HeldOut>,
+    pub figures: CorpusFigures,
+}
+
+/// Where row weights came from, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CorpusFigures {
+    /// Files counted (corpus) or the token-count file.
+    pub files: usize,
+    /// Files skipped as not text.
+    pub skipped_files: usize,
+    /// Tokens counted.
+    pub tokens: u64,
+    /// Table rows whose token occurred at least once.
+    pub seen_rows: usize,
+    /// Held-out sentences used for validation.
+    pub held_out: usize,
+    pub weighting: Weighting,
+    pub weight_floor: f64,
 }
 
 #[cfg(test)]

@@ -2,8 +2,112 @@
 
 use std::path::PathBuf;
 
-/// Everything the library can fail with. Messages name the file, node, tensor or flag at fault.
+/// A setting of [`crate::Options`] (or of the fit, the check or the data-aware weighting) that
+/// an [`Error::InvalidParameter`] is about. The command line maps each to its flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Param {
+    /// The number of subspaces.
+    K,
+    /// The subspace dimension.
+    J,
+    /// The fraction of numbers to remove.
+    Ratio,
+    /// Per-cluster dimensions within the budget.
+    AdaptiveJ,
+    /// Restarts of the fit.
+    Restarts,
+    /// Lloyd iterations per restart.
+    MaxIter,
+    /// The fit's relative tolerance.
+    Tol,
+    /// Rows the restarts run on.
+    SampleRows,
+    /// Row weights.
+    Weights,
+    /// The weight floor of data-aware weighting.
+    WeightFloor,
+    /// Validation batch size.
+    Batch,
+    /// Validation sequence length.
+    Seq,
+    /// The quality floor.
+    MinCos,
+    /// The cosine a search aims for.
+    TargetCos,
+    /// Probes of a search.
+    Probes,
+    /// Bits per stored value.
+    Bits,
+    /// Values per quantization block.
+    Block,
+    /// Bits of the frequent-token tier.
+    HotBits,
+    /// Share of the counted tokens the frequent tier covers.
+    HotMass,
+    /// Plain (unclustered) storage.
+    Plain,
+    /// The most bytes a search may pick.
+    MaxBytes,
+}
+
+impl Param {
+    /// The setting's name in the library (a field of the options).
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::K => "k",
+            Param::J => "j",
+            Param::Ratio => "ratio",
+            Param::AdaptiveJ => "adaptive j",
+            Param::Restarts => "restarts",
+            Param::MaxIter => "max_iter",
+            Param::Tol => "tol",
+            Param::SampleRows => "sample_rows",
+            Param::Weights => "weights",
+            Param::WeightFloor => "weight_floor",
+            Param::Batch => "batch",
+            Param::Seq => "seq",
+            Param::MinCos => "min_cos",
+            Param::TargetCos => "target_cos",
+            Param::Probes => "probes",
+            Param::Bits => "bits",
+            Param::Block => "block",
+            Param::HotBits => "hot_bits",
+            Param::HotMass => "hot_mass",
+            Param::Plain => "plain",
+            Param::MaxBytes => "max_bytes",
+        }
+    }
+}
+
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which of the two models a check is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The model as given.
+    Original,
+    /// The model with the compressed lookup.
+    Rewritten,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Original => "original",
+            Role::Rewritten => "rewritten",
+        })
+    }
+}
+
+/// Everything the library can fail with. Messages name the file, node, tensor or setting at
+/// fault.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
     #[error("cannot read '{}': {source}", path.display())]
@@ -45,9 +149,9 @@ pub enum Error {
     )]
     SharedTable { table: String, readers: String },
 
-    /// A parameter (flag) has a value the method cannot use.
-    #[error("invalid {flag}: {reason}")]
-    InvalidParameter { flag: &'static str, reason: String },
+    /// A setting has a value the method cannot use.
+    #[error("{}", self.describe(Param::name))]
+    InvalidParameter { param: Param, reason: String },
 
     /// The table holds NaN or infinite values.
     #[error("embedding table '{tensor}' holds a non-finite value ({value}) at row {row}, column {column}")]
@@ -65,9 +169,10 @@ pub enum Error {
     #[error("unsupported model: {0}")]
     Unsupported(String),
 
-    /// The compressed model answers too differently from the original (`--min-cos`).
-    #[error("quality floor not met: mean cosine {measured:.4} on {on} is below --min-cos {floor}; nothing written")]
-    QualityFloor { measured: f64, floor: f64, on: String },
+    /// The compressed model answers too differently from the original (the quality floor or
+    /// the target of a search).
+    #[error("{}", self.describe(Param::name))]
+    QualityFloor { measured: f64, floor: f64, on: String, param: Param },
 
     /// A numerical routine failed.
     #[error("numerical failure: {0}")]
@@ -75,11 +180,30 @@ pub enum Error {
 
     /// tract could not load or run a model during validation.
     #[error("validation with tract failed on the {which} model: {message}")]
-    Tract { which: &'static str, message: String },
+    Tract { which: Role, message: String },
 
     /// The rewritten model does not compute what was fitted.
     #[error("validation failed: {0}")]
     ValidationMismatch(String),
+
+    /// A plot could not be drawn or encoded.
+    #[error("cannot draw the plot: {0}")]
+    Plot(String),
+}
+
+impl Error {
+    /// The message, with each [`Param`] it is about named by `name` (the command line names
+    /// them by their flags).
+    pub fn describe(&self, name: impl Fn(Param) -> &'static str) -> String {
+        match self {
+            Error::InvalidParameter { param, reason } => format!("invalid {}: {reason}", name(*param)),
+            Error::QualityFloor { measured, floor, on, param } => format!(
+                "quality floor not met: mean cosine {measured:.4} on {on} is below {} {floor}; nothing written",
+                name(*param)
+            ),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Shorthand for results of this crate.

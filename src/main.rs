@@ -11,15 +11,12 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use onnx_embcomp::inspect::Summary;
 use onnx_embcomp::onnx::io;
-use onnx_embcomp::corpus;
-use onnx_embcomp::heldout::HeldOut;
-use onnx_embcomp::onnx::graph::GraphView;
-use onnx_embcomp::report::{CorpusFigures, Phase};
-use onnx_embcomp::rewrite::find::find_embedding;
-use onnx_embcomp::{Model, Options, Progress, Size, ValidateOptions, compress, compress_to_target, inspect::Summary};
+use onnx_embcomp::progress::Phase;
+use onnx_embcomp::{Error, Goal, Progress, Stage, Sweep, SweepGrid, compress, compress_to_front, compress_to_target, sweep};
 
-use cli::{Cli, Command, CompressArgs, InspectArgs};
+use cli::{ByteLimit, Cli, Command, CompressArgs, InspectArgs, SweepArgs};
 
 fn main() -> ExitCode {
     onnx_embcomp::return_large_frees_to_os();
@@ -33,19 +30,20 @@ fn main() -> ExitCode {
     });
     let result = match cli.command {
         Some(Command::Inspect(args)) => run_inspect(args),
+        Some(Command::Sweep(args)) => run_sweep(*args),
         None => run_compress(cli.compress),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A model that compresses but misses the quality floor is a verdict, not a failure.
-            let code = match e.downcast_ref::<onnx_embcomp::Error>() {
-                Some(onnx_embcomp::Error::QualityFloor { .. }) => 1,
+            let code = match e.downcast_ref::<Error>() {
+                Some(Error::QualityFloor { .. }) => 1,
                 _ => 2,
             };
-            let mut msg = e.to_string();
+            let mut msg = describe(e.chain().next().expect("an error has itself in its chain"));
             for cause in e.chain().skip(1) {
-                let cause = cause.to_string();
+                let cause = describe(cause);
                 if !msg.contains(&cause) {
                     msg = format!("{msg}: {cause}");
                 }
@@ -53,6 +51,14 @@ fn main() -> ExitCode {
             eprintln!("onnx-embcomp: error: {msg}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// An error's message, library parameters named by their flags.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    match e.downcast_ref::<Error>() {
+        Some(e) => e.describe(cli::flag),
+        None => e.to_string(),
     }
 }
 
@@ -76,71 +82,38 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         (Some(i), Some(o)) => (i.as_path(), o.as_path()),
         _ => bail!("usage: onnx-embcomp IN.onnx OUT.onnx [options] (see --help)"),
     };
-    if args.seq == 0 {
-        bail!("invalid --seq: the validation sequence length must be at least 1");
-    }
-    if args.batch == 0 {
-        bail!("invalid --batch: the validation batch size must be at least 1");
-    }
     io::check_output_path(input, output)?;
     if let Some(json) = args.json.as_deref().filter(|p| *p != Path::new("-")) {
         io::check_output_path(input, json)?;
     }
-    let options = Options {
-        k: args.k,
-        adaptive: args.adaptive_j,
-        weights: None,
-        size: args.j.map_or(Size::Ratio(args.ratio), Size::Dim),
-        embedding: args.embedding.clone(),
-        allow_shared: args.allow_shared,
-        seed: args.seed,
-        restarts: args.restarts,
-        max_iter: args.max_iter,
-        sample_rows: args.sample_rows,
-        polish_iter: args.polish_iter,
-        threads: args.threads,
-        validate: (!args.no_validate).then_some(ValidateOptions { batch: args.batch, seq: args.seq, seed: args.seed }),
-        held_out: None,
-        min_cos: args.min_cos,
-    };
+    let options = args.options();
 
     let start = Instant::now();
-    let model = io::read_model(input)?;
-    let bytes_before = std::fs::metadata(input).map(|m| m.len()).ok();
+    let (model, stored) = io::read_model_stored(input)?;
+    let write_options = args.external_data.write_options(&stored);
+    stored.check_output(output, &write_options)?;
     let load = start.elapsed().as_secs_f64();
-    let mut options = options;
-    let corpus = weigh_tokens(&model, &args, &mut options)?;
 
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
     let mut progress = |p: Progress| {
-        let Some(bar) = &bar else { return };
-        if let Progress::Phase(_) = p {
-            bar.reset_elapsed();
-        }
-        match p {
-            Progress::Phase(phase) if phase.starts_with("fit") => {
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} iterations, {elapsed} {msg}")
-                        .expect("valid template"),
-                );
-                bar.set_prefix(phase.replacen("fit", "fitting", 1));
-            }
-            Progress::Phase(phase) => {
-                bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
-                bar.set_message(if phase == "validate" { "validating with tract".into() } else { phase });
-                bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            }
-            Progress::Fit(e) => {
-                bar.set_length(e.total as u64);
-                bar.set_position(e.step as u64);
-                let what = e.restart.map_or("polishing on all rows".to_string(), |r| format!("restart {}", r + 1));
-                bar.set_message(format!("({what}, cost {:.4e})", e.cost));
-            }
+        if let Some(bar) = &bar {
+            show(bar, p);
         }
     };
-    let result = match args.target_cos {
-        Some(target) => compress_to_target(&model, &options, target, args.probes, &mut progress),
-        None => compress(&model, &options, &mut progress),
+    let grid = SweepGrid::default();
+    let result = match (args.target_cos, args.max_bytes, args.k) {
+        (Some(target), _, Some(_)) => compress_to_target(&model, &options, target, args.probes, &mut progress),
+        (Some(target), _, None) => {
+            compress_to_front(&model, &options, &grid, Goal::Cosine(target), &mut progress).map(|(m, r, _)| (m, r))
+        }
+        (None, Some(limit), _) => {
+            let goal = match limit {
+                ByteLimit::Bytes(b) => Goal::MaxBytes(b),
+                ByteLimit::Share(share) => Goal::MaxShare(share),
+            };
+            compress_to_front(&model, &options, &grid, goal, &mut progress).map(|(m, r, _)| (m, r))
+        }
+        (None, None, _) => compress(&model, &options, &mut progress),
     };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -149,93 +122,191 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     drop(model);
 
     let write_start = Instant::now();
-    let written = io::write_model(&rewritten, output)?;
-    report.corpus = corpus;
-    let data_bytes = written.external_data.as_ref().map_or(0, |(_, bytes)| *bytes);
-    report.bytes_before = bytes_before;
-    report.bytes_after = Some(written.model_bytes + data_bytes);
+    let written = io::write_model_with(&rewritten, output, &write_options)?;
+    report.bytes_before = Some(stored.file_bytes);
+    report.bytes_after = Some(written.file_bytes());
     report.external_data = written.external_data.as_ref().map(|(path, _)| path.clone());
-    report.seconds.insert(0, Phase::new("load", load));
-    report.seconds.push(Phase::new("write", write_start.elapsed().as_secs_f64()));
+    report.seconds.insert(0, Phase { phase: Stage::Load, seconds: load });
+    report.seconds.push(Phase { phase: Stage::Write, seconds: write_start.elapsed().as_secs_f64() });
 
     if let Some(json) = &args.json {
         write_json(json, &report)?;
     }
     if !args.quiet {
         eprint!("{}", report.render());
-        match &written.external_data {
-            None => eprintln!("wrote {} ({} bytes)", output.display(), written.model_bytes),
-            Some((path, bytes)) => eprintln!(
-                "wrote {} ({} bytes) and, as it is over protobuf's 2 GiB limit, its large tensors as \
-                 external data in {} ({bytes} bytes)",
-                output.display(),
-                written.model_bytes,
-                path.display()
-            ),
-        }
+        eprintln!("{}", written.summary(output));
     }
     Ok(())
 }
 
-/// Counts tokens (`--corpus` with `--tokenizer`, or `--token-counts`) and sets the row weights
-/// and held-out sentences of `options`; `None` without either flag.
-fn weigh_tokens(model: &Model, args: &CompressArgs, options: &mut Options) -> anyhow::Result<Option<CorpusFigures>> {
-    if args.corpus.is_empty() && args.token_counts.is_none() {
-        return Ok(None);
-    }
-    if !(args.weight_floor >= 0.0 && args.weight_floor.is_finite()) {
-        bail!("invalid --weight-floor: {} is not a non-negative number", args.weight_floor);
-    }
-    let view = GraphView::new(model.graph());
-    let n = find_embedding(&view, args.embedding.as_deref())?.chosen()?.rows;
-    let (counts, files, skipped, held_out) = if let Some(path) = &args.token_counts {
-        (corpus::read_token_counts(path, n)?, 1, 0, None)
-    } else {
-        let tokenizer_path = args.tokenizer.as_deref().expect("clap requires --tokenizer with --corpus");
-        let tokenizer = corpus::TextTokenizer::from_file(tokenizer_path)?;
-        let holdout = corpus::Holdout { max: args.holdout, seed: args.seed, ..Default::default() };
-        let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(1);
+/// Renders one progress event on the bar: a bar of iterations while fitting, of files while
+/// counting, a spinner naming the stage otherwise.
+fn show(bar: &ProgressBar, p: Progress) {
+    let spinner = |bar: &ProgressBar, message: String| {
+        bar.reset_elapsed();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+        bar.set_message(message);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    };
+    match p {
+        Progress::Stage(Stage::Fit) => {}
+        Progress::Stage(Stage::Count) => {
+            bar.reset_elapsed();
             bar.set_style(
-                ProgressStyle::with_template("counting tokens {bar:30} {pos}/{len} files, {elapsed} {msg}")
-                    .expect("valid template"),
+                ProgressStyle::with_template("counting tokens {bar:30} {pos}/{len} files, {elapsed} {msg}").expect("valid template"),
             );
-            bar
-        });
-        let counted = corpus::count_corpus(&tokenizer, &args.corpus, n, &holdout, &mut |done, total, tokens| {
-            if let Some(bar) = &bar {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-                bar.set_message(format!("({tokens} tokens)"));
-            }
-        });
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
         }
-        let counted = counted?;
-        let sentences: Vec<&str> = counted.held_out.iter().map(String::as_str).collect();
-        let held_out = (sentences.len() >= 2 && options.validate.is_some()).then(|| -> anyhow::Result<HeldOut> {
-            Ok(HeldOut { sentences: tokenizer.encode(&sentences)?, pad_id: tokenizer.pad_id(), batch: 8, max_len: 128 })
-        });
-        (counted.counts, counted.files, counted.skipped_files.len(), held_out.transpose()?)
-    };
-    let figures = CorpusFigures {
-        files,
-        skipped_files: skipped,
-        tokens: counts.iter().sum(),
-        seen_rows: counts.iter().filter(|&&c| c > 0).count(),
-        held_out: held_out.as_ref().map_or(0, |h| h.sentences.len()),
-        weighting: args.weighting.into(),
-        weight_floor: args.weight_floor,
-    };
-    options.weights = corpus::weights(&counts, args.weighting.into(), args.weight_floor);
-    options.held_out = held_out;
-    Ok(Some(figures))
+        Progress::Stage(Stage::Validate) => spinner(bar, "validating with tract".into()),
+        Progress::Stage(Stage::HeldOut) => spinner(bar, "validating on held-out text".into()),
+        Progress::Stage(stage) => spinner(bar, stage.name().into()),
+        Progress::Count { files_done, files, tokens } => {
+            bar.set_length(files as u64);
+            bar.set_position(files_done as u64);
+            bar.set_message(format!("({tokens} tokens)"));
+        }
+        Progress::FitStart { k, of, .. } => {
+            bar.reset_elapsed();
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} iterations, {elapsed} {msg}").expect("valid template"),
+            );
+            bar.set_prefix(if of > 1 { format!("fitting k={k}") } else { "fitting".into() });
+        }
+        Progress::Fit(e) => {
+            bar.set_length(e.total as u64);
+            bar.set_position(e.step as u64);
+            let what = e.restart.map_or("polishing on all rows".to_string(), |r| format!("restart {}", r + 1));
+            bar.set_message(format!("({what}, cost {:.4e})", e.cost));
+        }
+        Progress::Probe { probe, of, ratio } => spinner(bar, format!("probe {}/{of}: --ratio {ratio:.3}", probe + 1)),
+        Progress::Point { done, of } => spinner(bar, format!("sweep: {done}/{of} points checked")),
+        _ => {}
+    }
 }
 
-/// Writes the report as JSON to `path`, or to stdout for `-`.
-fn write_json(path: &Path, report: &onnx_embcomp::Report) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(report)?;
+fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
+    let model = io::read_model(&args.input)?;
+    let (options, grid) = args.options();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create the folder '{}'", args.out.display()))?;
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
+    let mut progress = |p: Progress| {
+        if let Some(bar) = &bar {
+            show(bar, p);
+        }
+    };
+    let result = sweep(&model, &options, &grid, &mut progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let result = result.with_context(|| format!("'{}'", args.input.display()))?;
+    // Commands for the front: a corpus's counts, written once, stand for it (the same counts
+    // give the same weights, so the same bytes), so the commands stay short.
+    let counts_path = match (&result.counts, args.data.corpus.is_empty()) {
+        (Some(counts), false) => {
+            let path = args.out.join("token-counts.txt");
+            io::write_atomically(&path, onnx_embcomp::corpus::format_token_counts(counts).as_bytes())?;
+            Some(path)
+        }
+        _ => None,
+    };
+    print!("{}", render_sweep(&result, &args, counts_path.as_deref()));
+    let json_path = args.out.join("sweep.json");
+    io::check_output_path(&args.input, &json_path)?;
+    write_json(&json_path, &result)?;
+    let written = write_plots(&result, &args)?;
+    if !args.quiet {
+        eprintln!("wrote {}{}", json_path.display(), written.iter().map(|p| format!(", {}", p.display())).collect::<String>());
+    }
+    Ok(())
+}
+
+/// The sweep as a table (stdout), and the command of each front point (with the corpus's token
+/// counts written to `counts` standing for it, when given).
+fn render_sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
+    let common = args.common_args(counts);
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let on = s.points.first().map_or("", |p| p.on.as_str());
+    let _ = writeln!(out, "sweep of {} points on {on}; shares of the fp32 table ({} bytes); * on the front", s.points.len(), s.fp32_bytes);
+    let decoder = s.kind == Some(onnx_embcomp::check::ModelKind::Decoder);
+    let extra = if decoder { "top-1   mean KL" } else { "nn agr." };
+    let _ = writeln!(out, "  {:<20} {:>11} {:>7} {:>9} {:>9} {:>8} {:>7}", "point", "bytes", "share", "mean cos", "min cos", extra, "s");
+    let mut order: Vec<&onnx_embcomp::Point> = s.points.iter().collect();
+    order.sort_by_key(|p| p.bytes);
+    for p in order {
+        let extra = match (p.nn_agreement, p.top1_agreement, p.mean_kl) {
+            (Some(nn), _, _) => format!("{nn:>8.3}"),
+            (_, Some(t), Some(kl)) => format!("{t:>6.3} {kl:>8.4}"),
+            _ => format!("{:>8}", "-"),
+        };
+        let mark = if p.on_front { "*" } else { " " };
+        let _ = writeln!(
+            out,
+            "{mark} {:<20} {:>11} {:>6.2}% {:>9.4} {:>9.4} {extra} {:>7.1}",
+            p.label,
+            p.bytes,
+            100.0 * p.share,
+            p.mean_cosine,
+            p.min_cosine,
+            p.seconds
+        );
+    }
+    let _ = writeln!(out, "front, smallest first (each command writes that point's model):");
+    if counts.is_some() {
+        let _ = writeln!(out, "  (the corpus's token counts are in token-counts.txt beside sweep.json: the same weights, so the same bytes; give --corpus/--tokenizer instead to validate on held-out text)");
+    }
+    let input = args.input.display().to_string();
+    for p in s.front() {
+        let name = p.label.replace([' ', '+', '.'], "_");
+        let mut cmd = vec!["onnx-embcomp".to_string(), input.clone(), format!("{name}.onnx")];
+        cmd.extend(common.iter().cloned());
+        cmd.extend(p.args.iter().cloned());
+        let _ = writeln!(out, "  {:<20} {}", p.label, cmd.join(" "));
+    }
+    out
+}
+
+/// Writes the sweep's plot as SVG and PNG into the output folder; the paths written.
+fn write_plots(s: &Sweep, args: &SweepArgs) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use onnx_embcomp::plot::{PlotPoint, PlotSpec, render_png, render_svg};
+    let family = |p: &onnx_embcomp::Point| match (p.family, p.k) {
+        (onnx_embcomp::Family::Plain, _) => "plain".to_string(),
+        (onnx_embcomp::Family::Svd, _) => "svd (k=1)".to_string(),
+        (onnx_embcomp::Family::Clustering, Some(k)) => format!("clustering k={k}"),
+        (onnx_embcomp::Family::Tiers, Some(k)) => format!("clustering k={k} + tier"),
+        (onnx_embcomp::Family::Tiers, None) => "plain + tier".to_string(),
+        (_, None) => "clustering".to_string(),
+    };
+    let points: Vec<PlotPoint> = s
+        .points
+        .iter()
+        .map(|p| PlotPoint {
+            label: p.label.clone(),
+            family: family(p),
+            bytes: p.bytes,
+            share: p.share,
+            cosine: p.mean_cosine,
+            on_front: p.on_front,
+        })
+        .collect();
+    let name = args.input.file_name().map_or_else(|| args.input.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let title = format!("{name}: embedding size against fidelity");
+    let on = s.points.first().map_or("", |p| p.on.as_str());
+    let y_label = format!("mean cosine to the original ({on})");
+    let spec = PlotSpec {
+        title: &title,
+        x_label: "embedding bytes, % of the fp32 table (log scale)",
+        y_label: &y_label,
+        reference_bytes: s.fp32_bytes,
+    };
+    let (svg, png) = (args.out.join("sweep.svg"), args.out.join("sweep.png"));
+    io::write_atomically(&svg, render_svg(&points, &spec)?.as_bytes())?;
+    io::write_atomically(&png, &render_png(&points, &spec)?)?;
+    Ok(vec![svg, png])
+}
+
+/// Writes `value` (a report, a sweep) as JSON to `path`, or to stdout for `-`.
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
     if path == Path::new("-") {
         print!("{text}");

@@ -4,12 +4,15 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::budget::Size;
+use crate::check::{TextValidation, Validation};
+use crate::corpus::CorpusFigures;
 use crate::onnx::tensor::FloatType;
-use crate::validate::Validation;
+use crate::progress::Phase;
+use crate::storage::{Footprint, Size, Storage};
 
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Name of the embedding initializer.
     pub table: String,
@@ -21,7 +24,9 @@ pub struct Report {
     pub dtype: FloatType,
     /// The size asked for.
     pub size: Size,
-    /// Subspaces fitted.
+    /// How the compressed table is stored.
+    pub storage: Storage,
+    /// Subspaces fitted (0 for plain storage).
     pub k: usize,
     /// Non-empty clusters written.
     pub clusters: usize,
@@ -33,6 +38,16 @@ pub struct Report {
     pub numbers_before: u64,
     /// Numbers stored by the rewritten lookup (plus the table itself when it was kept).
     pub numbers_after: u64,
+    /// Bytes of the original table (`rows * cols *` its element size).
+    pub embedding_bytes_before: u64,
+    /// Bytes the rewritten lookup stores (what the file holds for the embedding; plus the table
+    /// itself when it was kept).
+    pub embedding_bytes_after: u64,
+    /// What the rewritten lookup stores, in numbers and bytes, by kind and branch (the table
+    /// itself, when kept, not included).
+    pub stored: Footprint,
+    /// The frequent-token tier, when there is one.
+    pub tiers: Option<TierFigures>,
     /// `100 * (1 - after / before)`; negative when the model grows.
     pub saved_percent: f64,
     /// Whether the original table stays in the model for other readers (`--allow-shared`).
@@ -41,48 +56,39 @@ pub struct Report {
     pub fit: FitFigures,
     /// With `-k auto`: every k fitted, and its figures.
     pub tried: Vec<Tried>,
-    /// A rank-j' SVD storing no more numbers than the rewritten lookup, for comparison.
-    pub svd: SvdFigures,
+    /// A rank-j' SVD storing no more numbers than the rewritten lookup, for comparison (not for
+    /// plain storage).
+    pub svd: Option<SvdFigures>,
     /// Tract validation, when run.
     pub validation: Option<Validation>,
     /// Comparison on held-out text, when given.
-    pub text_validation: Option<crate::heldout::TextValidation>,
+    pub text_validation: Option<TextValidation>,
     /// With `--target-cos`: every ratio probed, in order.
     pub probes: Vec<Probe>,
-    /// Token statistics the weights came from (filled in by the caller that counted them).
+    /// A search across the family: every point evaluated (the front marked), and which was
+    /// chosen. Plain 8- and 4-bit storage are always among them: the reference.
+    pub points: Vec<Point>,
+    pub chosen: Option<usize>,
+    /// Token statistics the weights came from, when data-aware.
     pub corpus: Option<CorpusFigures>,
-    /// Input file size in bytes (filled in by the caller that read it).
+    /// Input size in bytes, external-data files included (filled in by the caller that read it).
     pub bytes_before: Option<u64>,
     /// Output size in bytes, external data included (filled in by the caller that wrote it).
     pub bytes_after: Option<u64>,
-    /// The external-data file written beside the output, when the model was over 2 GiB.
+    /// The external-data file written beside the output, when its large tensors went there.
     pub external_data: Option<std::path::PathBuf>,
     /// Seconds per phase, in order.
     pub seconds: Vec<Phase>,
 }
 
-/// Wall-clock time of one phase of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Phase {
-    pub phase: String,
-    pub seconds: f64,
-}
-
-impl Phase {
-    /// A phase named `phase` that took `seconds`.
-    pub fn new(phase: &str, seconds: f64) -> Phase {
-        Phase { phase: phase.into(), seconds }
-    }
-}
-
 /// Figures of the projective-clustering fit.
 #[derive(Debug, Clone, Serialize)]
 pub struct FitFigures {
-    /// `||A - Â||_F / ||A||_F` of the stored (rounded) factors.
+    /// `||A - Â||_F / ||A||_F` of what is stored (rounded or dequantized, tiers included).
     pub relative_error: f64,
     /// The same with rows weighted (when weights were given).
     pub weighted_relative_error: Option<f64>,
-    /// Sum of squared distances of the rows to their subspaces.
+    /// Sum of squared distances of the rows to their subspaces (0 without a fit: plain storage).
     pub cost: f64,
     /// Lloyd iterations run.
     pub iterations: usize,
@@ -90,6 +96,62 @@ pub struct FitFigures {
     pub restart_costs: Vec<f64>,
     /// Rows per cluster.
     pub cluster_sizes: Vec<usize>,
+}
+
+/// Which part of the family a point is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// The table's rows, quantized.
+    Plain,
+    /// Plain rows with the frequent tokens' rows at a higher precision.
+    Tiers,
+    /// One subspace: a (weighted) SVD.
+    Svd,
+    /// Several subspaces.
+    Clustering,
+}
+
+/// One evaluated point.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// Short label for tables and plots (`k4 r0.8 4b`, `plain 4b`, `tiers 2b+4b`).
+    pub label: String,
+    pub family: Family,
+    /// Subspaces and ratio (clustering and SVD), `None` for plain storage.
+    pub k: Option<usize>,
+    pub ratio: Option<f64>,
+    pub storage: Storage,
+    /// Bytes the embedding stores, and their share of the table as fp32.
+    pub bytes: u64,
+    pub share: f64,
+    /// Mean and minimum cosine on what the check measured (`on`).
+    pub mean_cosine: f64,
+    pub min_cosine: f64,
+    /// What the cosines were measured on.
+    pub on: String,
+    /// Encoders: nearest-neighbour agreement; decoders: top-1 agreement and mean KL.
+    pub nn_agreement: Option<f64>,
+    pub top1_agreement: Option<f64>,
+    pub mean_kl: Option<f64>,
+    /// Seconds spent on this point (its share of the fit, its store, rewrite and check).
+    pub seconds: f64,
+    /// No other point is at most as large and at least as close, and better in one.
+    pub on_front: bool,
+    /// The arguments that produce this point's model with `compress` (after `IN OUT` and the
+    /// data-aware flags of the sweep).
+    pub args: Vec<String>,
+}
+
+/// The frequent-token tier of a layout.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TierFigures {
+    /// Rows in the tier.
+    pub hot_rows: usize,
+    /// Share of the counted tokens they cover.
+    pub mass: f64,
+    /// What the tier's table stores.
+    pub hot: crate::storage::Part,
 }
 
 /// One probe of the `--target-cos` search.
@@ -100,23 +162,6 @@ pub struct Probe {
     pub mean_cosine: f64,
     /// Whether it reached the target.
     pub met: bool,
-}
-
-/// Where row weights came from.
-#[derive(Debug, Clone, Serialize)]
-pub struct CorpusFigures {
-    /// Files counted (corpus) or the token-count file.
-    pub files: usize,
-    /// Files skipped as not text.
-    pub skipped_files: usize,
-    /// Tokens counted.
-    pub tokens: u64,
-    /// Table rows whose token occurred at least once.
-    pub seen_rows: usize,
-    /// Held-out sentences used for validation.
-    pub held_out: usize,
-    pub weighting: crate::corpus::Weighting,
-    pub weight_floor: f64,
 }
 
 /// One k tried by `-k auto`.
@@ -153,11 +198,31 @@ impl Report {
         } else {
             format!("j per cluster {:?}", self.dims)
         };
-        let _ = writeln!(
-            s,
-            "layout      k = {} ({} non-empty), {dims}; rows per cluster {:?}",
-            self.k, self.clusters, self.fit.cluster_sizes
-        );
+        let storage = &self.storage;
+        if let (Some(t), Some(h)) = (&self.tiers, storage.hot) {
+            let _ = writeln!(
+                s,
+                "tier        {} most frequent rows ({:.2}% of the counted tokens) plain at {}: {} bytes",
+                t.hot_rows,
+                100.0 * t.mass,
+                h.bits,
+                t.hot.bytes
+            );
+        }
+        let rest = if self.tiers.is_some() { "other rows" } else { "rows" };
+        if self.k == 0 {
+            let _ = writeln!(s, "layout      {rest} plain at {} (block {})", storage.bits, storage.block);
+        } else {
+            let values = match storage.bits {
+                crate::storage::Precision::Float => String::new(),
+                b => format!(", coefficients at {b} (block {}), bases f16", storage.block),
+            };
+            let _ = writeln!(
+                s,
+                "layout      k = {} ({} non-empty), {dims}; rows per cluster {:?}{values}",
+                self.k, self.clusters, self.fit.cluster_sizes
+            );
+        }
         for t in &self.tried {
             let w = t.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
             let mark = if t.k == self.k { " (chosen)" } else { "" };
@@ -172,6 +237,12 @@ impl Report {
             self.numbers_after,
             -self.saved_percent
         );
+        let pct = 100.0 * (self.embedding_bytes_after as f64 / self.embedding_bytes_before.max(1) as f64 - 1.0);
+        let _ = writeln!(
+            s,
+            "{:<22}{:>16}{:>16}{:>9.1}%",
+            "embedding bytes", self.embedding_bytes_before, self.embedding_bytes_after, pct
+        );
         if let (Some(b), Some(a)) = (self.bytes_before, self.bytes_after) {
             let pct = 100.0 * (a as f64 / b.max(1) as f64 - 1.0);
             let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>9.1}%", "file bytes", b, a, pct);
@@ -180,14 +251,14 @@ impl Report {
             let _ = writeln!(s, "note: the table is kept for its other readers (--allow-shared), so the model grows");
         }
         let weighted = self.fit.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
+        let svd = self.svd.as_ref().map_or(String::new(), |svd| {
+            let w = if weighted.is_empty() { "" } else { " (weighted)" };
+            format!("; SVD rank {} at the same budget: {:.4}{w}", svd.rank, svd.relative_error)
+        });
         let _ = writeln!(
             s,
-            "fit error   {:.4} relative Frobenius{weighted} ({} iterations); SVD rank {} at the same budget: {:.4}{}",
-            self.fit.relative_error,
-            self.fit.iterations,
-            self.svd.rank,
-            self.svd.relative_error,
-            if weighted.is_empty() { "" } else { " (weighted)" }
+            "fit error   {:.4} relative Frobenius{weighted} ({} iterations){svd}",
+            self.fit.relative_error, self.fit.iterations
         );
         if let Some(v) = &self.validation {
             let inputs: Vec<String> = v.inputs.iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
@@ -226,6 +297,20 @@ impl Report {
                 "held-out    {} sentences ({}, output {}): mean cosine {:.4}, min {:.4}{extra}",
                 t.sentences, t.kind, t.output, t.mean_cosine, t.min_cosine
             );
+        }
+        if let Some(c) = self.chosen {
+            let _ = writeln!(s, "search      {} points of the family, on {}:", self.points.len(), self.points[c].on);
+            for (i, p) in self.points.iter().enumerate() {
+                let mark = if i == c { " <- chosen" } else if p.on_front { " (front)" } else { "" };
+                let _ = writeln!(s, "            {:<18} {:>10} bytes {:>6.2}%  mean cosine {:.4}{mark}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine);
+            }
+            let reference: Vec<String> = self
+                .points
+                .iter()
+                .filter(|p| p.family == Family::Plain && matches!(p.storage.bits, crate::storage::Precision::Bits(b) if b.count() >= 4))
+                .map(|p| format!("{} {} bytes ({:.2}%) keeps {:.4}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine))
+                .collect();
+            let _ = writeln!(s, "reference   {}", reference.join("; "));
         }
         for p in &self.probes {
             let verdict = if p.met { "meets" } else { "misses" };

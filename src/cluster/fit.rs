@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::linalg::{ROW_BLOCK, add_gram_lower, eigen_desc, gemm, gemm_into, par};
-use super::params::CheckedParams;
+use super::params::{Budget, CheckedParams};
 use crate::error::Result;
 
 /// A fitted (k, j)-projective clustering of a table `[n, d]`.
@@ -44,7 +44,7 @@ pub struct FitEvent {
 impl Clustering {
     /// Relative Frobenius error of the reconstruction: `sqrt(cost / energy)`.
     pub fn relative_error(&self) -> f64 {
-        if self.energy > 0.0 { (self.cost / self.energy).sqrt() } else { 0.0 }
+        super::linalg::relative_frobenius(self.cost, self.energy)
     }
 
     /// The rows of each cluster, in increasing order.
@@ -132,8 +132,8 @@ impl CheckedParams {
             iterations += polish.iterations;
             best = polish;
         }
-        if let Some(numbers) = p.budget.filter(|_| p.k > 1) {
-            best = full.adapt_dims(best, numbers, p.tol)?;
+        if let Some(budget) = p.budget.filter(|_| p.k > 1) {
+            best = full.adapt_dims(best, &budget, p.tol)?;
         }
         progress(FitEvent { step: total, total, restart: None, cost: best.cost });
         Ok(Clustering {
@@ -262,21 +262,22 @@ impl<'a> Rows<'a> {
     /// (Sharing dimensions inside every Lloyd iteration was tried: a cluster given many cheap
     /// dimensions for its few rows takes most rows at the next assignment, far over budget, and
     /// the iteration oscillates.)
-    fn adapt_dims(&self, uniform: Lloyd, numbers: u64, tol: f64) -> Result<Lloyd> {
+    fn adapt_dims(&self, uniform: Lloyd, budget: &Budget, tol: f64) -> Result<Lloyd> {
         const ROUNDS: usize = 4;
         const ITERATIONS: usize = 3;
-        let (n, d) = self.x.dim();
+        let d = self.x.ncols();
         let mut best = uniform;
         for _ in 0..ROUNDS {
             let dims: Vec<usize> = best.subspaces.iter().map(|s| s.dim).collect();
             let mut subspaces = self.refit(&best.assignment, &mut None, &dims)?;
-            let counts: Vec<f64> = self.members(&best.assignment).iter().map(|m| m.len() as f64).collect();
+            let costs: Vec<f64> =
+                self.members(&best.assignment).iter().map(|m| budget.dim_cost(m.len(), d) as f64).collect();
             let gains: Vec<&[f64]> = subspaces.iter().map(|s| s.values.as_slice()).collect();
-            let dims = allocate_dims(&gains, &counts, d, numbers.saturating_sub((self.k * n) as u64) as f64);
+            let dims = allocate_dims(&gains, &costs, budget.numbers.saturating_sub(budget.fixed) as f64);
             for (s, dim) in subspaces.iter_mut().zip(dims) {
                 s.dim = dim;
             }
-            let round = self.fit_budget(self.lloyd(subspaces, ITERATIONS, tol, &mut |_, _| {})?, numbers)?;
+            let round = self.fit_budget(self.lloyd(subspaces, ITERATIONS, tol, &mut |_, _| {})?, budget)?;
             if round.cost.total_cmp(&best.cost).is_ge() {
                 break;
             }
@@ -288,19 +289,19 @@ impl<'a> Rows<'a> {
     /// Brings a fit with per-cluster dimensions within `numbers` stored numbers for its
     /// assignment: drops the least valuable dimensions until the layout fits the current
     /// cluster sizes, reassigns (sizes change), and repeats until it fits.
-    fn fit_budget(&self, mut state: Lloyd, numbers: u64) -> Result<Lloyd> {
-        let (n, d) = self.x.dim();
+    fn fit_budget(&self, mut state: Lloyd, budget: &Budget) -> Result<Lloyd> {
+        let d = self.x.ncols();
         loop {
             let mut counts = vec![0usize; self.k];
             for &c in &state.assignment {
                 counts[c as usize] += 1;
             }
             let mut dims: Vec<usize> = state.subspaces.iter().map(|s| s.dim).collect();
-            if layout_numbers(n, d, &counts, &dims) <= numbers {
+            if budget.cost(d, &counts, &dims) <= budget.numbers {
                 return Ok(state);
             }
-            while layout_numbers(n, d, &counts, &dims) > numbers {
-                let value = |c: usize| state.subspaces[c].values[dims[c] - 1] / (counts[c] + 1 + d) as f64;
+            while budget.cost(d, &counts, &dims) > budget.numbers {
+                let value = |c: usize| state.subspaces[c].values[dims[c] - 1] / budget.dim_cost(counts[c], d) as f64;
                 let drop = (0..self.k)
                     .filter(|&c| dims[c] > 1)
                     .min_by(|&a, &b| value(a).total_cmp(&value(b)))
@@ -501,23 +502,11 @@ fn members_of(assignment: &[u32], k: usize) -> Vec<Vec<usize>> {
     members
 }
 
-/// Numbers stored by the lookup layout for clusters of `counts` rows and `dims` dimensions over
-/// a table of `n` rows and `d` columns: coefficient tables with their zero rows, index maps,
-/// bases. One cluster needs neither map nor zero row.
-pub fn layout_numbers(n: usize, d: usize, counts: &[usize], dims: &[usize]) -> u64 {
-    if counts.len() == 1 {
-        return (dims[0] * (n + d)) as u64;
-    }
-    let per_cluster: usize = counts.iter().zip(dims).map(|(&c, &j)| (c + 1 + d) * j).sum();
-    (per_cluster + counts.len() * n) as u64
-}
-
-/// Shares dimensions among clusters under `room` stored numbers (index maps already paid):
+/// Shares dimensions among clusters under `room` stored numbers (fixed costs already paid):
 /// every cluster gets one, then each next dimension goes to the cluster whose next eigenvalue
-/// brings the most energy per stored number (a dimension of cluster i costs its rows + 1 zero
-/// row + d basis numbers), while it fits. `gains[i]` are cluster i's eigenvalues, decreasing.
-fn allocate_dims(gains: &[&[f64]], counts: &[f64], d: usize, room: f64) -> Vec<usize> {
-    let cost: Vec<f64> = counts.iter().map(|&c| c + 1.0 + d as f64).collect();
+/// brings the most energy per stored number (a dimension of cluster i costs `cost[i]`), while
+/// it fits. `gains[i]` are cluster i's eigenvalues, decreasing.
+fn allocate_dims(gains: &[&[f64]], cost: &[f64], room: f64) -> Vec<usize> {
     let mut dims = vec![1usize; gains.len()];
     let mut left = room - cost.iter().sum::<f64>();
     loop {
@@ -641,15 +630,17 @@ mod tests {
         let table = uneven_subspaces();
         let (n, d) = table.dim();
         let uniform = fit(&table, FitParams::new(2, 6), 3);
-        let numbers = layout_numbers(n, d, &[300, 300], &[6, 6]);
-        let adaptive = fit(&table, FitParams::new(2, 6).budget(numbers), 3);
+        // The float layout's cost model: index maps (k n) and one zero row per cluster.
+        let budget = Budget { numbers: 0, fixed: 2 * n as u64, extra_rows: 1 };
+        let budget = Budget { numbers: budget.cost(d, &[300, 300], &[6, 6]), ..budget };
+        let adaptive = fit(&table, FitParams::new(2, 6).budget(budget), 3);
         let counts: Vec<usize> = {
             let mut c = vec![0; 2];
             adaptive.assignment.iter().for_each(|&a| c[a as usize] += 1);
             c
         };
         let dims: Vec<usize> = adaptive.bases.iter().map(|b| b.ncols()).collect();
-        assert!(layout_numbers(n, d, &counts, &dims) <= numbers, "{dims:?} {counts:?}");
+        assert!(budget.cost(d, &counts, &dims) <= budget.numbers, "{dims:?} {counts:?}");
         assert!(dims.contains(&2) && dims.iter().any(|&j| j >= 10), "{dims:?}");
         assert!(adaptive.cost < uniform.cost, "{} vs {}", adaptive.cost, uniform.cost);
         assert!(adaptive.relative_error() < 0.01, "{}", adaptive.relative_error());
@@ -660,9 +651,9 @@ mod tests {
         // Cluster 0 costs 1 + 1 + 2 = 4 numbers a dimension, cluster 1 costs 10 + 1 + 2 = 13.
         let gains: [&[f64]; 2] = [&[10.0, 4.0, 1.0], &[100.0, 26.0, 12.0]];
         // 8 numbers pay the first dimension of both, 13 more pay: 4/4 = 1 vs 26/13 = 2 -> cluster 1.
-        assert_eq!(allocate_dims(&gains, &[1.0, 10.0], 2, 4.0 + 13.0 + 13.0), vec![1, 2]);
+        assert_eq!(allocate_dims(&gains, &[4.0, 13.0], 4.0 + 13.0 + 13.0), vec![1, 2]);
         // 4 more: cluster 1's third (12/13) no longer fits, cluster 0's second does.
-        assert_eq!(allocate_dims(&gains, &[1.0, 10.0], 2, 4.0 + 13.0 + 13.0 + 4.0), vec![2, 2]);
+        assert_eq!(allocate_dims(&gains, &[4.0, 13.0], 4.0 + 13.0 + 13.0 + 4.0), vec![2, 2]);
     }
 
     #[test]

@@ -102,6 +102,33 @@ pub fn eigen_desc(g: &Array2<f64>) -> Result<(Array2<f32>, Vec<f64>)> {
     Ok((vectors, values))
 }
 
+/// The Gram matrix `xᵀ · x` of all rows of x `[n, d]`, lower triangle only (f64), accumulated
+/// by row blocks. x must be row-major contiguous.
+pub(crate) fn gram_lower(x: ArrayView2<f32>, threads: usize) -> Array2<f64> {
+    let d = x.ncols();
+    let mut gram = Array2::<f64>::zeros((d, d));
+    let mut scratch = Array2::<f32>::zeros((d, d));
+    for start in (0..x.nrows()).step_by(ROW_BLOCK) {
+        let end = (start + ROW_BLOCK).min(x.nrows());
+        add_gram_lower(x.slice(ndarray::s![start..end, ..]), 1.0, &mut gram, &mut scratch, par(threads));
+    }
+    gram
+}
+
+/// Scales each row of x by the square root of its weight: squared distances of the scaled
+/// rows are the weighted squared distances.
+pub(crate) fn scale_rows(mut x: ArrayViewMut2<f32>, weights: &[f32]) {
+    for (mut row, &w) in x.rows_mut().into_iter().zip(weights) {
+        row *= w.sqrt();
+    }
+}
+
+/// A relative Frobenius error from squared sums: `sqrt(diff / norm)`, or `sqrt(diff)` when the
+/// reference is zero.
+pub(crate) fn relative_frobenius(diff: f64, norm: f64) -> f64 {
+    if norm > 0.0 { (diff / norm).sqrt() } else { diff.sqrt() }
+}
+
 /// All eigenvalues of a symmetric matrix `[d, d]`, in decreasing order.
 /// Reads the lower triangle of g only.
 pub fn eigenvalues_desc(g: &Array2<f64>) -> Result<Vec<f64>> {

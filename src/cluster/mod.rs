@@ -5,8 +5,8 @@
 //! caller-supplied seeded RNG.
 
 mod fit;
-pub mod linalg;
+pub(crate) mod linalg;
 mod params;
 
-pub use fit::{Clustering, FitEvent, layout_numbers};
-pub use params::{CheckedParams, FitParams, check_k};
+pub use fit::{Clustering, FitEvent};
+pub use params::{Budget, CheckedParams, FitParams, check_k};

@@ -1,6 +1,33 @@
 //! Fit parameters: a builder, then a check against the table's shape.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
+
+/// A linear cost model of how a layout stores clusters, for adaptive dimensions: clusters of
+/// `counts[i]` rows and `dims[i]` dimensions over `d` columns cost
+/// `fixed + Σ_i (counts[i] + extra_rows + d) · dims[i]` numbers, and may cost `numbers` at most.
+/// (What the numbers are, index maps and all, is the layout's business: see `storage`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The most the layout may cost.
+    pub numbers: u64,
+    /// What it costs whatever the dimensions.
+    pub fixed: u64,
+    /// Rows stored per cluster beyond its members, per dimension.
+    pub extra_rows: usize,
+}
+
+impl Budget {
+    /// What clusters of `counts` rows and `dims` dimensions over `d` columns cost.
+    pub fn cost(&self, d: usize, counts: &[usize], dims: &[usize]) -> u64 {
+        let per_cluster: usize = counts.iter().zip(dims).map(|(&c, &j)| self.dim_cost(c, d) * j).sum();
+        self.fixed + per_cluster as u64
+    }
+
+    /// What one more dimension of a cluster of `count` rows costs.
+    pub fn dim_cost(&self, count: usize, d: usize) -> usize {
+        count + self.extra_rows + d
+    }
+}
 
 /// Parameters of a (k, j)-projective clustering fit, unchecked.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,9 +53,9 @@ pub struct FitParams {
     /// Worker threads for the dense kernels (0: all available). Results do not depend on it.
     pub threads: usize,
     /// With k > 1: share dimensions among clusters (each its own j_i, greedily by eigenvalue
-    /// gain per stored number) so the layout stores at most this many numbers. `j` is then
-    /// only the dimension of the seeds.
-    pub budget: Option<u64>,
+    /// gain per stored number) so the layout costs at most the budget. `j` is then only the
+    /// dimension of the seeds.
+    pub budget: Option<Budget>,
 }
 
 impl FitParams {
@@ -95,38 +122,38 @@ impl FitParams {
         self
     }
 
-    /// Shares dimensions among clusters within `numbers` stored numbers (adaptive j).
-    pub fn budget(mut self, numbers: u64) -> Self {
-        self.budget = Some(numbers);
+    /// Shares dimensions among clusters within `budget` (adaptive j).
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
         self
     }
 
     /// Checks the parameters against a table of `n` rows and `d` columns.
     pub fn check(self, n: usize, d: usize) -> Result<CheckedParams> {
-        let bad = |flag, reason: String| Err(Error::InvalidParameter { flag, reason });
+        let bad = |param, reason: String| Err(Error::InvalidParameter { param, reason });
         check_k(self.k, n)?;
         if self.j == 0 {
-            return bad("-j", "the subspace dimension must be at least 1".into());
+            return bad(Param::J, "the subspace dimension must be at least 1".into());
         }
         if self.j >= d {
-            return bad("-j", format!("j = {} must be smaller than the table's {d} columns, or nothing is saved", self.j));
+            return bad(Param::J, format!("j = {} must be smaller than the table's {d} columns, or nothing is saved", self.j));
         }
         if self.restarts == 0 {
-            return bad("--restarts", "at least one restart is needed".into());
+            return bad(Param::Restarts, "at least one restart is needed".into());
         }
         if self.max_iter == 0 {
-            return bad("--max-iter", "at least one iteration is needed".into());
+            return bad(Param::MaxIter, "at least one iteration is needed".into());
         }
         if !(self.tol >= 0.0 && self.tol.is_finite()) {
-            return bad("--tol", format!("{} is not a non-negative number", self.tol));
+            return bad(Param::Tol, format!("{} is not a non-negative number", self.tol));
         }
         if self.sample_size() < self.k {
-            return bad("--sample-rows", format!("{} rows cannot seed {} subspaces", self.sample_size(), self.k));
+            return bad(Param::SampleRows, format!("{} rows cannot seed {} subspaces", self.sample_size(), self.k));
         }
         if let Some(b) = self.budget {
-            let least = super::fit::layout_numbers(n, d, &vec![n / self.k; self.k], &vec![1; self.k]);
-            if self.k > 1 && b < least {
-                return bad("--adaptive-j", format!("a budget of {b} numbers cannot hold {} subspaces", self.k));
+            let least = b.cost(d, &vec![n / self.k; self.k], &vec![1; self.k]);
+            if self.k > 1 && b.numbers < least {
+                return bad(Param::AdaptiveJ, format!("a budget of {} numbers cannot hold {} subspaces", b.numbers, self.k));
             }
         }
         Ok(CheckedParams { p: self, n, d })
@@ -140,7 +167,7 @@ pub fn check_k(k: usize, n: usize) -> Result<()> {
         k if k > n => format!("{k} subspaces for a table of only {n} rows"),
         _ => return Ok(()),
     };
-    Err(Error::InvalidParameter { flag: "-k", reason })
+    Err(Error::InvalidParameter { param: Param::K, reason })
 }
 
 /// Parameters checked against a table shape; [`CheckedParams::fit`] runs the fit.
@@ -166,9 +193,17 @@ mod tests {
         p.check(100, 16).unwrap_err().to_string()
     }
 
+    /// The parameter the check blames.
+    fn blamed(p: FitParams) -> Param {
+        match p.check(100, 16).unwrap_err() {
+            Error::InvalidParameter { param, .. } => param,
+            e => panic!("not a parameter error: {e}"),
+        }
+    }
+
     #[test]
     fn k_zero() {
-        assert!(err(FitParams::new(0, 4)).contains("invalid -k"));
+        assert_eq!(blamed(FitParams::new(0, 4)), Param::K);
     }
     #[test]
     fn k_above_rows() {
@@ -176,7 +211,7 @@ mod tests {
     }
     #[test]
     fn j_zero() {
-        assert!(err(FitParams::new(2, 0)).contains("invalid -j"));
+        assert_eq!(blamed(FitParams::new(2, 0)), Param::J);
     }
     #[test]
     fn j_not_below_d() {
@@ -184,20 +219,20 @@ mod tests {
     }
     #[test]
     fn restarts_zero() {
-        assert!(err(FitParams::new(2, 4).restarts(0)).contains("--restarts"));
+        assert_eq!(blamed(FitParams::new(2, 4).restarts(0)), Param::Restarts);
     }
     #[test]
     fn max_iter_zero() {
-        assert!(err(FitParams::new(2, 4).max_iter(0)).contains("--max-iter"));
+        assert_eq!(blamed(FitParams::new(2, 4).max_iter(0)), Param::MaxIter);
     }
     #[test]
     fn tol_negative_or_nan() {
-        assert!(err(FitParams::new(2, 4).tol(-1.0)).contains("--tol"));
-        assert!(err(FitParams::new(2, 4).tol(f64::NAN)).contains("--tol"));
+        assert_eq!(blamed(FitParams::new(2, 4).tol(-1.0)), Param::Tol);
+        assert_eq!(blamed(FitParams::new(2, 4).tol(f64::NAN)), Param::Tol);
     }
     #[test]
     fn sample_smaller_than_k() {
-        assert!(err(FitParams::new(4, 2).sample_rows(3)).contains("--sample-rows"));
+        assert_eq!(blamed(FitParams::new(4, 2).sample_rows(3)), Param::SampleRows);
     }
     #[test]
     fn valid_params_pass() {

@@ -1,6 +1,8 @@
 //! Constructors for graph pieces: nodes, attributes, value infos. Used by the rewrite, the
 //! fixture generator and the benchmark's synthetic models.
 
+use std::collections::HashSet;
+
 use super::Model;
 use super::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
@@ -96,5 +98,38 @@ pub fn value_info(name: &str, elem: DataType, dims: &[Dim]) -> ValueInfoProto {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Every node and tensor name of a graph, to make new names unique (`embcomp/gather`,
+/// `embcomp/gather_2`, ...).
+#[derive(Default)]
+pub(crate) struct Names(HashSet<String>);
+
+impl Names {
+    pub(crate) fn of(model: &Model) -> Names {
+        let g = model.graph();
+        let mut set = HashSet::new();
+        for n in &g.node {
+            set.insert(n.name().to_string());
+            set.extend(n.input.iter().chain(&n.output).cloned());
+        }
+        for v in g.input.iter().chain(&g.output).chain(&g.value_info) {
+            set.insert(v.name().to_string());
+        }
+        set.extend(g.initializer.iter().map(|t| t.name().to_string()));
+        Names(set)
+    }
+
+    /// `base`, or `base_2`, `base_3`, ... whichever is free; then taken.
+    pub(crate) fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut i = 2;
+        while self.0.contains(&name) {
+            name = format!("{base}_{i}");
+            i += 1;
+        }
+        self.0.insert(name.clone());
+        name
     }
 }

@@ -30,6 +30,12 @@ impl Model {
     /// Decodes a model from `bytes`. `dir` is the folder external-data locations are relative
     /// to (`None` refuses external data); `origin` names the model in error messages.
     pub fn decode(bytes: Bytes, dir: Option<&Path>, origin: &Path) -> Result<Model> {
+        Model::decode_with_files(bytes, dir, origin).map(|(model, _)| model)
+    }
+
+    /// [`Model::decode`], also returning the external-data files read (canonical paths, each
+    /// once, in order of first reference) with their sizes in bytes.
+    fn decode_with_files(bytes: Bytes, dir: Option<&Path>, origin: &Path) -> Result<(Model, Vec<(PathBuf, u64)>)> {
         if bytes.is_empty() {
             return Err(Error::BadModel { path: origin.into(), reason: "the file is empty".into() });
         }
@@ -42,8 +48,8 @@ impl Model {
             });
         }
         let mut model = Model { proto };
-        model.load_external_data(dir)?;
-        Ok(model)
+        let files = model.load_external_data(dir)?;
+        Ok((model, files))
     }
 
     /// The encoded protobuf.
@@ -75,8 +81,9 @@ impl Model {
             .map(|o| o.version())
     }
 
-    /// Reads every external-data tensor into `raw_data`, resolving locations against `dir`.
-    fn load_external_data(&mut self, dir: Option<&Path>) -> Result<()> {
+    /// Reads every external-data tensor into `raw_data`, resolving locations against `dir`;
+    /// returns the files read and their sizes.
+    fn load_external_data(&mut self, dir: Option<&Path>) -> Result<Vec<(PathBuf, u64)>> {
         let mut files = ExternalFiles { dir, cache: Vec::new() };
         for_each_tensor_mut(&mut self.proto, &mut |t| {
             if t.data_location() == DataLocation::External {
@@ -86,7 +93,8 @@ impl Model {
                 t.data_location = None;
             }
             Ok(())
-        })
+        })?;
+        Ok(files.cache.into_iter().map(|(path, data)| (path, data.len() as u64)).collect())
     }
 }
 
@@ -213,9 +221,62 @@ pub fn for_each_tensor_mut(
 
 /// Reads and decodes the model at `path`, with its external data.
 pub fn read_model(path: &Path) -> Result<Model> {
+    read_model_stored(path).map(|(model, _)| model)
+}
+
+/// How a model read by [`read_model_stored`] was stored on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stored {
+    /// Bytes of the model file itself.
+    pub model_bytes: u64,
+    /// Bytes on disk in all: the model file plus every distinct external-data file its tensors
+    /// reference, each counted once and whole.
+    pub file_bytes: u64,
+    /// The external-data files its tensors reference (canonical paths), each once, in order of
+    /// first reference; empty for a self-contained model.
+    pub external_files: Vec<PathBuf>,
+}
+
+impl Stored {
+    /// Whether any tensor was stored as external data.
+    pub fn has_external_data(&self) -> bool {
+        !self.external_files.is_empty()
+    }
+
+    /// Refuses an `output` that is one of the input's external-data files, or whose own
+    /// external-data file (`<output>.data`, unless `options` keep it inline) would be: writing
+    /// it would replace data the input model needs.
+    pub fn check_output(&self, output: &Path, options: &WriteOptions) -> Result<()> {
+        let is_input_data = |p: &Path| p.canonicalize().is_ok_and(|real| self.external_files.contains(&real));
+        let refuse = |reason: String| Err(Error::Write { path: output.into(), source: std::io::Error::other(reason) });
+        if is_input_data(output) {
+            return refuse("it holds external data of the input model".into());
+        }
+        if options.external_data != ExternalData::Never
+            && let Some(data) = external_data_path(output)
+            && is_input_data(&data)
+        {
+            return refuse(format!(
+                "its external data would replace '{}', which holds external data of the input model; \
+                 choose another output name",
+                data.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads and decodes the model at `path`, with its external data, and says how it was stored.
+pub fn read_model_stored(path: &Path) -> Result<(Model, Stored)> {
     let bytes = fs::read(path).map_err(|source| Error::Read { path: path.into(), source })?;
-    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
-    Model::decode(Bytes::from(bytes), dir, path)
+    let model_bytes = bytes.len() as u64;
+    let (model, files) = Model::decode_with_files(Bytes::from(bytes), Some(parent_folder(path)), path)?;
+    // A location naming the model file itself is not another file.
+    let itself = path.canonicalize().ok();
+    let files: Vec<(PathBuf, u64)> = files.into_iter().filter(|(p, _)| Some(p) != itself.as_ref()).collect();
+    let file_bytes = model_bytes + files.iter().map(|(_, bytes)| bytes).sum::<u64>();
+    let external_files = files.into_iter().map(|(p, _)| p).collect();
+    Ok((model, Stored { model_bytes, file_bytes, external_files }))
 }
 
 /// Refuses an `output` that is the `input` file itself (also through links or `./`), and an
@@ -255,8 +316,37 @@ fn parent_folder(path: &Path) -> &Path {
 }
 
 /// Tensors holding at least this many bytes of raw data move to the external-data file when
-/// the model is too large for one protobuf.
+/// the model is written with external data.
 const EXTERNAL_MIN_BYTES: usize = 1024;
+
+/// Where [`write_model_with`] puts the tensors holding at least 1 KiB of raw data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExternalData {
+    /// Inline, unless the model is over protobuf's 2 GiB limit: then as external data (what
+    /// [`write_model`] does).
+    #[default]
+    IfTooLarge,
+    /// As external data in `<file name>.data` beside the model file, whatever its size (inline
+    /// only when no tensor is that large).
+    Always,
+    /// Inline: one self-contained file; a model over 2 GiB is an error.
+    Never,
+}
+
+impl ExternalData {
+    /// The layout of the input read as `stored`: [`Always`](Self::Always) when it had external
+    /// data, else [`IfTooLarge`](Self::IfTooLarge). (`--external-data auto`.)
+    pub fn like(stored: &Stored) -> ExternalData {
+        if stored.has_external_data() { ExternalData::Always } else { ExternalData::IfTooLarge }
+    }
+}
+
+/// How [`write_model_with`] writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Where the large tensors go.
+    pub external_data: ExternalData,
+}
 
 /// What [`write_model`] wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,8 +354,39 @@ pub struct Written {
     /// Bytes of the model file.
     pub model_bytes: u64,
     /// The external-data file written beside it (`<model file name>.data`) and its size, when
-    /// the model was too large for one protobuf.
+    /// the large tensors went to external data.
     pub external_data: Option<(PathBuf, u64)>,
+    /// Whether they went there because the model is over protobuf's 2 GiB limit (rather than
+    /// because [`ExternalData::Always`] asked for it).
+    pub over_limit: bool,
+}
+
+impl Written {
+    /// Bytes written in all: the model file plus its external-data file.
+    pub fn file_bytes(&self) -> u64 {
+        self.model_bytes + self.external_data.as_ref().map_or(0, |(_, bytes)| *bytes)
+    }
+
+    /// One line saying where everything went, for the model file written at `path`.
+    pub fn summary(&self, path: &Path) -> String {
+        match &self.external_data {
+            None => format!("wrote {} ({} bytes, all tensors inline)", path.display(), self.model_bytes),
+            Some((data, bytes)) => format!(
+                "wrote {} ({} bytes) and{} its large tensors as external data in {} ({bytes} bytes)",
+                path.display(),
+                self.model_bytes,
+                if self.over_limit { ", as it is over protobuf's 2 GiB limit," } else { "" },
+                data.display()
+            ),
+        }
+    }
+}
+
+/// The external-data file of the model file `path`: `<file name>.data` beside it (`None`
+/// when the file name is not UTF-8).
+fn external_data_path(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    Some(path.with_file_name(format!("{name}.data")))
 }
 
 /// Writes `model` to `path` atomically: a temporary file in the same folder is written,
@@ -274,23 +395,51 @@ pub struct Written {
 /// A model over protobuf's 2 GiB limit is written with its large tensors (>= 1 KiB of raw
 /// data) as external data in `<file name>.data` beside it, written the same way and first.
 pub fn write_model(model: &Model, path: &Path) -> Result<Written> {
-    write_model_externalising_over(model, path, PROTOBUF_LIMIT)
+    write_model_with(model, path, &WriteOptions::default())
+}
+
+/// [`write_model`] with the large tensors (>= 1 KiB of raw data) inline or as external data in
+/// `<file name>.data` beside `path`, as `options` say. With external data, both files are
+/// written to temporary files and checked first; then the data file is renamed into place,
+/// then the model file. A failure before the renames leaves both paths untouched.
+///
+/// A file written is given the mode a plain write would give a new file (`0666 & !umask`),
+/// or keeps the permission bits of the file it replaces.
+pub fn write_model_with(model: &Model, path: &Path, options: &WriteOptions) -> Result<Written> {
+    write_with(model, path, options.external_data, PROTOBUF_LIMIT)
 }
 
 /// [`write_model`] with the size over which tensors go to external data as a parameter, so
 /// tests can force it on small models.
 #[doc(hidden)]
 pub fn write_model_externalising_over(model: &Model, path: &Path, limit: usize) -> Result<Written> {
-    if model.encoded_len() <= limit {
-        let bytes = model.encode();
-        write_atomically(path, &bytes)?;
-        return Ok(Written { model_bytes: bytes.len() as u64, external_data: None });
-    }
+    write_with(model, path, ExternalData::IfTooLarge, limit)
+}
+
+/// [`write_model_with`], with `limit` standing for protobuf's limit in the choice of layout.
+fn write_with(model: &Model, path: &Path, external: ExternalData, limit: usize) -> Result<Written> {
     let write_err = |reason: String| Error::Write { path: path.into(), source: std::io::Error::other(reason) };
-    let location = match path.file_name().and_then(|n| n.to_str()) {
-        Some(name) => format!("{name}.data"),
-        None => return Err(write_err("external data needs an output file name in UTF-8".into())),
+    let inline = |bytes: &[u8]| -> Result<Written> {
+        write_atomically(path, bytes)?;
+        Ok(Written { model_bytes: bytes.len() as u64, external_data: None, over_limit: false })
     };
+    let len = model.encoded_len();
+    let over_limit = len > limit;
+    match external {
+        ExternalData::IfTooLarge if !over_limit => return inline(&model.encode()),
+        ExternalData::Never if over_limit => {
+            return Err(write_err(format!(
+                "the model is {len} bytes, over protobuf's 2 GiB limit, so it cannot be one file; \
+                 --external-data never refuses to write its large tensors as external data"
+            )));
+        }
+        ExternalData::Never => return inline(&model.encode()),
+        ExternalData::IfTooLarge | ExternalData::Always => {}
+    }
+    let Some(data_path) = external_data_path(path) else {
+        return Err(write_err("external data needs an output file name in UTF-8".into()));
+    };
+    let location = data_path.file_name().and_then(|n| n.to_str()).expect("made from a UTF-8 name").to_string();
     let mut proto = model.proto.clone(); // tensor data is shared, not copied
     let mut parts: Vec<Bytes> = Vec::new();
     let mut offset = 0u64;
@@ -314,11 +463,14 @@ pub fn write_model_externalising_over(model: &Model, path: &Path, limit: usize) 
             "the model would be {len} bytes even with its large tensors as external data, over protobuf's 2 GiB limit"
         )));
     }
-    let data_path = path.with_file_name(&location);
+    if parts.is_empty() {
+        return inline(&model.encode()); // no tensor is large enough to move
+    }
     let parts: Vec<&[u8]> = parts.iter().map(|b| b.as_ref()).collect();
-    write_parts_atomically(&data_path, &parts)?;
-    write_atomically(path, &proto.encode_to_vec())?;
-    Ok(Written { model_bytes: len as u64, external_data: Some((data_path, offset)) })
+    let data = stage(&data_path, &parts)?;
+    let model_file = stage(path, &[&proto.encode_to_vec()])?;
+    commit(vec![data, model_file])?;
+    Ok(Written { model_bytes: len as u64, external_data: Some((data_path, offset)), over_limit })
 }
 
 /// Temporary files being written, for [`abandon_writes`].
@@ -351,24 +503,55 @@ impl Drop for InProgress {
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename. The
 /// temporary file is read back and compared before it replaces `path`; on any failure it is
 /// removed and `path` is untouched.
+///
+/// A new file gets the mode a plain write gives (`0666 & !umask`, as `cp` does); a file
+/// replaced keeps its permission bits.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     write_parts_atomically(path, &[bytes])
 }
 
 /// [`write_atomically`] of the concatenation of `parts`.
 fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    commit(vec![stage(path, parts)?])
+}
+
+/// A file written and checked under a temporary name beside its destination, not yet renamed
+/// into place. Dropping it removes the temporary file.
+struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+    in_progress: InProgress,
+}
+
+/// Writes the concatenation of `parts` to a temporary file beside `path`, flushes it to disk
+/// and reads it back; gives it the mode `path` will have (see [`write_atomically`]).
+fn stage(path: &Path, parts: &[&[u8]]) -> Result<Staged> {
     let err = |source| Error::Write { path: path.into(), source };
-    let (mut tmp, _in_progress) = {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".onnx-embcomp-").suffix(".tmp");
+    // The mode is given to open(2), which applies the umask (or a folder's default ACL) as a
+    // plain write does: the process umask is not changed, and the file is never more open
+    // than its final mode.
+    #[cfg(unix)]
+    let existing = {
+        use std::os::unix::fs::PermissionsExt;
+        let existing = fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o777);
+        builder.permissions(fs::Permissions::from_mode(existing.unwrap_or(0o666)));
+        existing
+    };
+    let (mut tmp, in_progress) = {
         let mut list = in_progress();
-        let tmp = tempfile::Builder::new()
-            .prefix(".onnx-embcomp-")
-            .suffix(".tmp")
-            .tempfile_in(parent_folder(path))
-            .map_err(err)?;
+        let tmp = builder.tempfile_in(parent_folder(path)).map_err(err)?;
         list.push(tmp.path().to_path_buf());
         let registered = InProgress(tmp.path().to_path_buf());
         (tmp, registered)
     };
+    // Replacing a file: its exact mode, whatever the umask (fchmod on the open file).
+    #[cfg(unix)]
+    if let Some(mode) = existing {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)).map_err(err)?;
+    }
     for part in parts {
         tmp.write_all(part).map_err(err)?;
     }
@@ -376,9 +559,26 @@ fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> Result<()> {
     if !reads_back_as(tmp.path(), parts).map_err(err)? {
         return Err(err(std::io::Error::other("the bytes read back differ from the bytes written")));
     }
-    let _no_abandon = in_progress();
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    Ok(Staged { tmp, path: path.into(), in_progress })
+}
+
+/// Renames the staged files into place, in order, holding back interrupts until all are (so an
+/// interrupt cannot come between an external-data file and its model file). Stops at the
+/// first failure; the temporary files not renamed are removed.
+fn commit(staged: Vec<Staged>) -> Result<()> {
+    let mut registered = Vec::with_capacity(staged.len());
+    let mut files = Vec::with_capacity(staged.len());
+    for s in staged {
+        registered.push(s.in_progress);
+        files.push((s.tmp, s.path));
+    }
+    let no_abandon = in_progress();
+    let result = files
+        .into_iter()
+        .try_for_each(|(tmp, path)| tmp.persist(&path).map(drop).map_err(|e| Error::Write { path, source: e.error }));
+    drop(no_abandon);
+    drop(registered); // takes the lock again
+    result
 }
 
 /// Whether the file at `path` holds exactly the concatenation of `parts` (read in chunks).
@@ -560,4 +760,153 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"new contents");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
+
+    /// A model with two tensors of 1 KiB (`big0`, `big1`) and a small one (`small`).
+    fn two_big_tensors() -> Model {
+        let big = |name: &str, v: f32| float_tensor(name, &[16, 16], &[v; 256], FloatType::F32);
+        let graph = GraphProto {
+            name: Some("g".into()),
+            initializer: vec![
+                big("big0", 1.0),
+                float_tensor("small", &[2], &[5.0, 6.0], FloatType::F32),
+                big("big1", 2.0),
+            ],
+            ..Default::default()
+        };
+        Model { proto: ModelProto { ir_version: Some(8), graph: Some(graph), ..Default::default() } }
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn stored_counts_the_model_file_and_each_external_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // two tensors in a.bin, one in b.bin
+        let mut proto = two_big_tensors().proto;
+        let g = proto.graph.as_mut().unwrap();
+        g.initializer.push(float_tensor("big2", &[16, 16], &[3.0; 256], FloatType::F32));
+        let mut files: Vec<(String, Vec<u8>)> = vec![("a.bin".into(), Vec::new()), ("b.bin".into(), Vec::new())];
+        for (t, file) in g.initializer.iter_mut().filter(|t| t.name().starts_with("big")).zip([0, 1, 0]) {
+            let raw = t.raw_data.take().unwrap();
+            let (name, bytes) = &mut files[file];
+            t.data_location = Some(DataLocation::External as i32);
+            let (offset, length) = (bytes.len().to_string(), raw.len().to_string());
+            t.external_data = vec![entry("location", name), entry("offset", &offset), entry("length", &length)];
+            bytes.extend_from_slice(&raw);
+        }
+        files[1].1.extend_from_slice(&[0; 100]); // bytes no tensor uses count too: the file is on disk
+        for (name, bytes) in &files {
+            fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let path = dir.path().join("model.onnx");
+        fs::write(&path, proto.encode_to_vec()).unwrap();
+        let (model, stored) = read_model_stored(&path).unwrap();
+        let size = |name: &str| fs::metadata(dir.path().join(name)).unwrap().len();
+        assert_eq!(stored.model_bytes, size("model.onnx"));
+        assert_eq!(stored.file_bytes, size("model.onnx") + size("a.bin") + size("b.bin"));
+        let canonical = |name: &str| dir.path().join(name).canonicalize().unwrap();
+        assert_eq!(stored.external_files, [canonical("a.bin"), canonical("b.bin")]);
+        assert!(stored.has_external_data());
+        assert_eq!(ExternalData::like(&stored), ExternalData::Always);
+        assert_eq!(model.graph().initializer.len(), 4);
+
+        let inline = dir.path().join("inline.onnx");
+        fs::write(&inline, two_big_tensors().encode()).unwrap();
+        let (_, stored) = read_model_stored(&inline).unwrap();
+        let bytes = size("inline.onnx");
+        assert_eq!(stored, Stored { model_bytes: bytes, file_bytes: bytes, external_files: vec![] });
+        assert_eq!(ExternalData::like(&stored), ExternalData::IfTooLarge);
+    }
+
+    #[test]
+    fn layouts_inline_external_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = two_big_tensors();
+        let path = dir.path().join("m.onnx");
+        let with = |external_data| write_model_with(&model, &path, &WriteOptions { external_data });
+        // inline: one file
+        let w = with(ExternalData::IfTooLarge).unwrap();
+        assert_eq!((w.external_data.as_ref(), w.over_limit), (None, false));
+        assert_eq!(names_in(dir.path()), ["m.onnx"]);
+        assert_eq!(w.summary(&path), format!("wrote {} ({} bytes, all tensors inline)", path.display(), w.model_bytes));
+        // always: the two big tensors in m.onnx.data, the small one inline
+        let w = with(ExternalData::Always).unwrap();
+        let data = dir.path().join("m.onnx.data");
+        assert_eq!((w.external_data.clone(), w.over_limit), (Some((data.clone(), 2048)), false));
+        assert_eq!(w.file_bytes(), fs::metadata(&path).unwrap().len() + 2048);
+        assert_eq!(names_in(dir.path()), ["m.onnx", "m.onnx.data"]);
+        let said = format!("and its large tensors as external data in {} (2048 bytes)", data.display());
+        assert!(w.summary(&path).ends_with(&said), "{}", w.summary(&path));
+        let stored = ModelProto::decode(Bytes::from(fs::read(&path).unwrap())).unwrap();
+        let initializers = &stored.graph.as_ref().unwrap().initializer;
+        let external: Vec<&str> =
+            initializers.iter().filter(|t| t.data_location() == DataLocation::External).map(|t| t.name()).collect();
+        assert_eq!(external, ["big0", "big1"]);
+        let (back, stored) = read_model_stored(&path).unwrap();
+        assert_eq!(back, model);
+        assert_eq!(stored.file_bytes, w.file_bytes());
+        // over the limit: external, and said so; never refuses, naming the flag
+        let w = write_with(&model, &path, ExternalData::IfTooLarge, 100).unwrap();
+        assert!(w.over_limit && w.summary(&path).contains("as it is over protobuf's 2 GiB limit"));
+        let e = write_with(&model, &dir.path().join("n.onnx"), ExternalData::Never, 100).unwrap_err().to_string();
+        assert!(e.contains("n.onnx") && e.contains("over protobuf's 2 GiB limit"), "{e}");
+        assert!(e.contains("--external-data never"), "{e}");
+        assert_eq!(names_in(dir.path()), ["m.onnx", "m.onnx.data"], "nothing written for the refusal");
+        // always, but no tensor is large enough: inline, no empty data file
+        let mut small = model.clone();
+        small.graph_mut().initializer.retain(|t| t.name() == "small");
+        let options = WriteOptions { external_data: ExternalData::Always };
+        let w = write_model_with(&small, &dir.path().join("s.onnx"), &options).unwrap();
+        assert_eq!(w.external_data, None);
+        assert!(!dir.path().join("s.onnx.data").exists());
+    }
+
+    #[test]
+    fn an_output_replacing_the_inputs_external_data_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        data_file(dir.path(), "in.onnx.data");
+        let data = dir.path().join("in.onnx.data").canonicalize().unwrap();
+        let stored = Stored { external_files: vec![data], ..Default::default() };
+        let check = |name: &str, external_data| stored.check_output(&dir.path().join(name), &WriteOptions { external_data });
+        let e = check("in.onnx.data", ExternalData::Never).unwrap_err().to_string();
+        assert!(e.contains("holds external data of the input model"), "{e}");
+        let e = check("in.onnx", ExternalData::Always).unwrap_err().to_string();
+        assert!(e.contains("would replace") && e.contains("in.onnx.data"), "{e}");
+        assert!(check("in.onnx", ExternalData::Never).is_ok());
+        assert!(check("out.onnx", ExternalData::Always).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_get_a_plain_writes_mode_and_replaced_files_keep_theirs() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        // whatever this process's umask (and the folder's default ACL) is; the CLI tests set
+        // known umasks in a child process
+        let plain = dir.path().join("plain");
+        fs::write(&plain, b"x").unwrap();
+        let new = dir.path().join("new.bin");
+        write_atomically(&new, b"new").unwrap();
+        assert_eq!(mode(&new), mode(&plain));
+        for kept in [0o600, 0o640, 0o604, 0o755] {
+            let path = dir.path().join(format!("kept{kept:o}"));
+            fs::write(&path, b"old").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(kept)).unwrap();
+            write_atomically(&path, b"replaced").unwrap();
+            assert_eq!((mode(&path), fs::read(&path).unwrap()), (kept, b"replaced".to_vec()));
+        }
+        // the external-data file too
+        let model = dir.path().join("m.onnx");
+        fs::write(dir.path().join("m.onnx.data"), b"old").unwrap();
+        fs::set_permissions(dir.path().join("m.onnx.data"), fs::Permissions::from_mode(0o640)).unwrap();
+        write_model_with(&two_big_tensors(), &model, &WriteOptions { external_data: ExternalData::Always }).unwrap();
+        assert_eq!((mode(&model), mode(&dir.path().join("m.onnx.data"))), (mode(&plain), 0o640));
+    }
+
 }

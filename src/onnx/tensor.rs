@@ -168,6 +168,21 @@ pub fn int64_tensor(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
     raw_tensor(name, dims, DataType::Int64 as i32, raw)
 }
 
+/// A uint8 (or, when `signed`, int8: the same bytes read as two's complement) tensor holding
+/// `data` (row-major) in raw_data.
+pub fn byte_tensor(name: &str, dims: &[usize], data: &[u8], signed: bool) -> TensorProto {
+    debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+    let code = if signed { DataType::Int8 } else { DataType::Uint8 };
+    raw_tensor(name, dims, code as i32, data.to_vec())
+}
+
+/// An f16 tensor holding `data` (row-major) in raw_data.
+pub fn f16_tensor(name: &str, dims: &[usize], data: &[f16]) -> TensorProto {
+    debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+    let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    raw_tensor(name, dims, DataType::Float16 as i32, raw)
+}
+
 fn raw_tensor(name: &str, dims: &[usize], code: i32, raw: Vec<u8>) -> TensorProto {
     TensorProto {
         name: Some(name.into()),

@@ -1,95 +1,281 @@
-//! Rewriting the embedding lookup: [`find`] picks the Gather, [`Factors`] holds the compressed
-//! table, [`patch`] splices the k-branch lookup into the graph.
+//! Rewriting the embedding lookup: [`find`] picks the Gather, [`Layout`] holds the compressed
+//! table as it will be stored, [`patch`] splices its lookup into the graph ([`dequant`] emits the
+//! unpacking of quantized rows).
 
-pub mod find;
-pub mod patch;
+pub(crate) mod dequant;
+pub(crate) mod find;
+pub(crate) mod patch;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
 
-use crate::cluster::Clustering;
+use crate::cluster::{Clustering, linalg};
 use crate::onnx::tensor::FloatType;
+use crate::quant::{QuantParams, QuantizedRows, dequantize, dequantize_rows, quantize};
+use crate::storage::{self, Footprint, Part};
+use crate::error::Result;
 
-/// One non-empty cluster of the compressed table.
+/// The stored values of one branch `[rows, width]`: floats of the table's type, or quantized.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClusterFactors {
-    /// Token ids (table rows) in this cluster, increasing.
-    pub members: Vec<usize>,
-    /// Coefficients of the members, `[n_i, j]`, rows in the order of `members`.
-    pub coefficients: Array2<f32>,
-    /// Orthonormal basis, `[d, j]`.
-    pub basis: Array2<f32>,
+pub enum Values {
+    /// Float values, already rounded to the type they are stored in.
+    Float(Array2<f32>),
+    /// Quantized rows.
+    Quantized(QuantizedRows),
 }
 
-/// A table `[n, d]` stored as per-cluster coefficients `[n_i, j_i]` and bases `[d, j_i]`: row t is
-/// `coefficients[c][pos(t)] · basis[c]ᵀ`.
+impl Values {
+    /// `values` `[rows, width]` stored as `dtype` (rounded to it) or quantized with `quant`.
+    pub(crate) fn store(values: Array2<f32>, dtype: FloatType, quant: Option<&QuantParams>) -> Result<Values> {
+        Ok(match quant {
+            None => Values::Float(round(values, dtype)),
+            Some(q) => Values::Quantized(quantize(values.view(), q)?),
+        })
+    }
+
+    /// Rows stored.
+    pub fn rows(&self) -> usize {
+        match self {
+            Values::Float(v) => v.nrows(),
+            Values::Quantized(q) => q.rows(),
+        }
+    }
+
+    /// Values per row.
+    pub fn width(&self) -> usize {
+        match self {
+            Values::Float(v) => v.ncols(),
+            Values::Quantized(q) => q.cols,
+        }
+    }
+
+    /// What the graph computes from them, exactly (f32).
+    pub fn dequantized(&self) -> std::borrow::Cow<'_, Array2<f32>> {
+        match self {
+            Values::Float(v) => std::borrow::Cow::Borrowed(v),
+            Values::Quantized(q) => std::borrow::Cow::Owned(dequantize(q)),
+        }
+    }
+
+    /// Row `p` as the graph computes it, exactly (f32): [`Values::dequantized`] of one row.
+    fn row(&self, p: usize) -> Array1<f32> {
+        match self {
+            Values::Float(v) => v.row(p).to_owned(),
+            Values::Quantized(q) => dequantize_rows(q, &[p]).remove_axis(Axis(0)),
+        }
+    }
+
+    /// Bytes and numbers stored, with `extra_rows` zero rows added, for values of `dtype`.
+    fn part(&self, extra_rows: usize, dtype: FloatType) -> Part {
+        let rows = self.rows() + extra_rows;
+        let numbers = (rows * self.width()) as u64;
+        match self {
+            Values::Float(_) => Part { numbers, bytes: numbers * dtype.size() as u64 },
+            Values::Quantized(q) => Part { numbers, bytes: q.params.bytes(rows, q.cols).total() },
+        }
+    }
+}
+
+/// One group of rows stored one way.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Factors {
+pub struct Branch {
+    /// Token ids (table rows) of the branch, increasing.
+    pub members: Vec<usize>,
+    /// Their stored values, `[members, width]`, in the order of `members`.
+    pub values: Values,
+    /// For coefficients: the orthonormal basis `[d, width]` (row t is `basis · values[pos(t)]`);
+    /// `None` for rows stored as they are (`width = d`).
+    pub basis: Option<Array2<f32>>,
+}
+
+/// A table `[n, d]` as stored by the rewritten lookup: branches of rows, each stored as plain
+/// rows or as coefficients in a subspace, floats or quantized. With more than one branch an index
+/// (branch and position of every row, 5 bytes a row) says where each row is, and each branch's
+/// table has a zero row for the rows it does not hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
     /// Rows of the original table.
     pub n: usize,
     /// Columns of the original table.
     pub d: usize,
-    /// The non-empty clusters.
-    pub clusters: Vec<ClusterFactors>,
+    /// The table's type: the lookup's output type, and the type of float values.
+    pub dtype: FloatType,
+    /// The type the bases are stored in.
+    pub basis_dtype: FloatType,
+    /// The non-empty branches.
+    pub branches: Vec<Branch>,
 }
 
-impl Factors {
-    /// The factors of `table` `[n, d]` under `clustering`; empty clusters are dropped.
-    pub fn new(clustering: &Clustering, table: ArrayView2<f32>, threads: usize) -> Factors {
-        let coefficients = clustering.coefficients(table, threads);
-        let clusters = clustering
+impl Layout {
+    /// The float layout of `table` `[n, d]` under `clustering`, whose rows are the table's rows
+    /// `rows` (all when `None`): one branch per non-empty cluster, coefficients stored as the
+    /// table's `dtype`. Empty clusters are dropped.
+    pub(crate) fn of_clustering(clustering: &Clustering, table: ArrayView2<f32>, rows: Option<&[usize]>, dtype: FloatType, threads: usize) -> Layout {
+        let (n, d) = table.dim();
+        let fitted: CowArray<f32, Ix2> = match rows {
+            Some(rows) => table.select(Axis(0), rows).into(),
+            None => table.into(),
+        };
+        let coefficients = clustering.coefficients(fitted.view(), threads);
+        let branches = clustering
             .members()
             .into_iter()
             .zip(coefficients)
             .zip(&clustering.bases)
             .filter(|((m, _), _)| !m.is_empty())
-            .map(|((members, coefficients), basis)| ClusterFactors { members, coefficients, basis: basis.clone() })
+            .map(|((members, coefficients), basis)| Branch {
+                members: match rows {
+                    Some(rows) => members.iter().map(|&m| rows[m]).collect(),
+                    None => members,
+                },
+                values: Values::Float(round(coefficients, dtype)),
+                basis: Some(round(basis.clone(), dtype)),
+            })
             .collect();
-        Factors { n: table.nrows(), d: table.ncols(), clusters }
+        Layout { n, d, dtype, basis_dtype: dtype, branches }
     }
 
-    /// Rounds every value to what `dtype` stores, so reconstructions match the written model.
-    pub fn round_to(&mut self, dtype: FloatType) {
-        let round: fn(f32) -> f32 = match dtype {
-            FloatType::F32 | FloatType::F64 => return,
-            FloatType::F16 => |v| half::f16::from_f32(v).to_f32(),
-            FloatType::Bf16 => |v| half::bf16::from_f32(v).to_f32(),
-        };
-        for c in &mut self.clusters {
-            c.coefficients.mapv_inplace(round);
-            c.basis.mapv_inplace(round);
-        }
+    /// The rows `members` of `table` stored as they are, as `dtype` or quantized with `quant`.
+    pub(crate) fn plain_branch(table: ArrayView2<f32>, members: Vec<usize>, dtype: FloatType, quant: Option<&QuantParams>) -> Result<Branch> {
+        let values = Values::store(table.select(Axis(0), &members), dtype, quant)?;
+        Ok(Branch { members, values, basis: None })
     }
 
-    /// Whether one cluster holds every row: the lookup then needs no index map.
+    /// The same layout with its coefficients quantized with `quant` and its bases stored as
+    /// `basis_dtype`.
+    pub(crate) fn quantized(&self, quant: &QuantParams, basis_dtype: FloatType) -> Result<Layout> {
+        let branches = self
+            .branches
+            .iter()
+            .map(|b| {
+                Ok(Branch {
+                    members: b.members.clone(),
+                    values: Values::store(b.values.dequantized().into_owned(), self.dtype, Some(quant))?,
+                    basis: b.basis.as_ref().map(|v| round(v.clone(), basis_dtype)),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Layout { branches, basis_dtype, ..self.clone() })
+    }
+
+    /// Whether one branch holds every row: the lookup then needs no index.
     pub fn is_single(&self) -> bool {
-        self.clusters.len() == 1
+        self.branches.len() == 1
     }
 
-    /// Subspace dimension of each cluster.
+    /// Whether every branch is stored as floats of the table's type (the paper's layout, whose
+    /// lookup runs in the table's type).
+    pub fn is_float(&self) -> bool {
+        self.branches.iter().all(|b| matches!(b.values, Values::Float(_))) && self.basis_dtype == self.dtype
+    }
+
+    /// The branches whose rows are coefficients.
+    pub fn subspaces(&self) -> impl Iterator<Item = &Branch> {
+        self.branches.iter().filter(|b| b.basis.is_some())
+    }
+
+    /// Subspace dimension of each coefficient branch.
     pub fn dims(&self) -> Vec<usize> {
-        self.clusters.iter().map(|c| c.basis.ncols()).collect()
+        self.subspaces().map(|b| b.values.width()).collect()
     }
 
-    /// Numbers the rewritten lookup stores (coefficients, zero rows, index maps, bases).
-    pub fn stored_numbers(&self) -> u64 {
-        let counts: Vec<usize> = self.clusters.iter().map(|c| c.members.len()).collect();
-        crate::cluster::layout_numbers(self.n, self.d, &counts, &self.dims())
+    /// Rows of each coefficient branch.
+    pub fn cluster_sizes(&self) -> Vec<usize> {
+        self.subspaces().map(|b| b.members.len()).collect()
     }
 
-    /// The reconstructed rows for `ids`, `[ids.len(), d]`.
-    pub fn reconstruct(&self, ids: &[usize]) -> Array2<f32> {
-        let mut place = vec![(0usize, 0usize); self.n];
-        for (c, cl) in self.clusters.iter().enumerate() {
-            for (pos, &t) in cl.members.iter().enumerate() {
-                place[t] = (c, pos);
+    /// What the lookup stores, in numbers and bytes, by kind and by branch.
+    pub fn footprint(&self) -> Footprint {
+        let zero_rows = usize::from(!self.is_single());
+        let mut f = Footprint::default();
+        for b in &self.branches {
+            let part = b.values.part(zero_rows, self.dtype);
+            f.branches.push(part);
+            match &b.basis {
+                Some(basis) => {
+                    f.coefficients.add(part);
+                    f.bases.add(Part::of(basis.len() as u64, self.basis_dtype.size()));
+                }
+                None => f.plain.add(part),
             }
         }
+        if !self.is_single() {
+            f.index = storage::index_part(self.n);
+        }
+        f
+    }
+
+    /// Numbers the lookup stores.
+    pub fn stored_numbers(&self) -> u64 {
+        self.footprint().numbers()
+    }
+
+    /// Branch and position of every row, `[n]` each.
+    pub fn index(&self) -> (Vec<usize>, Vec<usize>) {
+        let (mut branch, mut pos) = (vec![0usize; self.n], vec![0usize; self.n]);
+        for (b, br) in self.branches.iter().enumerate() {
+            for (p, &t) in br.members.iter().enumerate() {
+                (branch[t], pos[t]) = (b, p);
+            }
+        }
+        (branch, pos)
+    }
+
+    /// The rows the lookup computes for `ids`, `[ids.len(), d]`, from the stored values (a
+    /// product with the basis for coefficients; its rounding may differ from a runtime's).
+    pub fn reconstruct(&self, ids: &[usize]) -> Array2<f32> {
+        let (branch, pos) = self.index();
         let mut out = Array2::zeros((ids.len(), self.d));
         for (r, &t) in ids.iter().enumerate() {
-            let (c, pos) = place[t];
-            let cl = &self.clusters[c];
-            out.row_mut(r).assign(&cl.basis.dot(&cl.coefficients.row(pos)));
+            let (b, p) = (branch[t], pos[t]);
+            let v = self.branches[b].values.row(p);
+            match &self.branches[b].basis {
+                Some(basis) => out.row_mut(r).assign(&basis.dot(&v)),
+                None => out.row_mut(r).assign(&v),
+            }
         }
         out
     }
+
+    /// Relative Frobenius error of the stored rows against `table`, and the same with rows
+    /// weighted by `weights` when given: one reconstruction pass for both.
+    pub(crate) fn errors(&self, table: ArrayView2<f32>, weights: Option<&[f32]>, threads: usize) -> (f64, Option<f64>) {
+        let (mut diff, mut norm) = (0f64, 0f64);
+        let (mut weighted_diff, mut weighted_norm) = (0f64, 0f64);
+        let (block, par) = (linalg::ROW_BLOCK, linalg::par(threads));
+        for b in &self.branches {
+            let values = b.values.dequantized();
+            let basis_t = b.basis.as_ref().map(|v| v.t().as_standard_layout().into_owned());
+            for (rows, chunk) in b.members.chunks(block).zip(values.axis_chunks_iter(Axis(0), block)) {
+                let approx = match &basis_t {
+                    Some(basis_t) => linalg::gemm(chunk.as_standard_layout().view(), basis_t.view(), par),
+                    None => chunk.to_owned(),
+                };
+                for (&t, approx) in rows.iter().zip(approx.rows()) {
+                    let (mut row_diff, mut row_norm) = (0f64, 0f64);
+                    for (a, b) in table.row(t).iter().zip(approx) {
+                        row_diff += ((a - b) as f64).powi(2);
+                        row_norm += (*a as f64).powi(2);
+                    }
+                    (diff, norm) = (diff + row_diff, norm + row_norm);
+                    if let Some(w) = weights {
+                        weighted_diff += w[t] as f64 * row_diff;
+                        weighted_norm += w[t] as f64 * row_norm;
+                    }
+                }
+            }
+        }
+        let weighted = weights.map(|_| linalg::relative_frobenius(weighted_diff, weighted_norm));
+        (linalg::relative_frobenius(diff, norm), weighted)
+    }
+}
+
+/// `values` rounded to what `dtype` stores.
+fn round(mut values: Array2<f32>, dtype: FloatType) -> Array2<f32> {
+    let round: fn(f32) -> f32 = match dtype {
+        FloatType::F32 | FloatType::F64 => return values,
+        FloatType::F16 => |v| half::f16::from_f32(v).to_f32(),
+        FloatType::Bf16 => |v| half::bf16::from_f32(v).to_f32(),
+    };
+    values.mapv_inplace(round);
+    values
 }

@@ -1,27 +1,36 @@
 //! Splicing the compressed lookup into the graph, in the manner of tract's `ModelPatch`: a
-//! small graph per replaced Gather, unique readable names (`embcomp/cluster3/gather`), and the
+//! small graph per replaced Gather, unique readable names (`embcomp/branch3/gather`), and the
 //! replaced node's output name reused so no consumer is rewired.
 //!
-//! Per lookup, with ids `[..]`:
+//! Per lookup, with ids `[..]`, for a [`Layout`] of several branches (an index `branch [n]`
+//! uint8 and `position [n]` int32; branch b's table has a zero row at `n_b`):
 //! ```text
-//! cluster i:  Gather(index_map_i [n], ids) -> rows_i [..]
-//!             Gather(coefficients_i [n_i + 1, j_i], rows_i) -> [.., j_i]  (non-members hit the zero row)
-//! Concat(axis -1) -> [.., Σj_i];  MatMul(., bases [Σj_i, d]) -> [.., d]  (the old output name)
+//! Gather(branch, ids) -> Cast int32 -> b_ids;   Gather(position, ids) -> p_ids
+//! branch b:  Where(Equal(b_ids, b), p_ids, n_b) -> rows_b              (other rows: the zero row)
+//!            float:     Gather(table_b [n_b + 1, w_b], rows_b) -> [.., w_b]
+//!            quantized: Gather the packed rows and their block scales (and minimums) by rows_b,
+//!                       dequantize only those (rewrite::dequant) -> [.., w_b] f32
+//! coefficient branches: Concat(axis -1) -> [.., Σw_b];  MatMul(., bases [Σw_b, d]) -> [.., d]
+//! plain-row branches (w_b = d) and that product: Add -> [.., d]  (the old output name)
 //! ```
-//! With a single cluster holding every row, `Gather(coefficients [n, j], ids)` feeds the MatMul.
-//! For bf16 tables the MatMul runs in f32 between Casts (onnxruntime's CPU has no bf16 MatMul).
-
-use std::collections::HashSet;
+//! With a single branch holding every row there is no index and no zero row: the ids gather
+//! its table directly. Gathering the packed rows first matters: tract folds constants only up to
+//! 4 MiB, so a dequantization of a whole table before the Gather would run on every call.
+//!
+//! Types: a layout of floats of the table's type computes in that type (the paper's layout);
+//! otherwise in f32, cast back to the table's type at the end. bf16 always computes in f32
+//! (onnxruntime's CPU has no bf16 MatMul).
 
 use ndarray::Array2;
 
-use super::Factors;
 use super::find::Candidate;
+use super::{Branch, Layout, Values, dequant};
 use crate::error::{Error, Result};
 use crate::onnx::Model;
-use crate::onnx::build::{int_attr, node};
+use crate::onnx::build::{Names, int_attr, node};
 use crate::onnx::proto::{NodeProto, TensorProto, tensor_proto::DataType};
-use crate::onnx::tensor::{FloatType, float_tensor, int32_tensor, int64_tensor};
+use crate::onnx::tensor::{FloatType, byte_tensor, float_tensor, int32_tensor};
+use crate::quant::QuantizedRows;
 
 /// What the patch changed.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -34,102 +43,130 @@ pub struct PatchSummary {
     pub table_kept: bool,
 }
 
-/// Replaces every row lookup of `candidate`'s table in `model` by the lookup of `factors`.
+/// How one branch's stored table is read: its initializers' names.
+enum Table {
+    Float(String),
+    Quantized { stored: dequant::Stored, cols: usize, params: crate::quant::QuantParams },
+}
+
+/// Replaces every row lookup of `candidate`'s table in `model` by the lookup of `layout`.
 /// A table with other readers is kept only when `allow_shared`; otherwise that is an error.
-pub fn apply(model: &mut Model, candidate: &Candidate, factors: &Factors, allow_shared: bool) -> Result<PatchSummary> {
+pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_shared: bool) -> Result<PatchSummary> {
     check_shared(candidate, allow_shared)?;
-    let concat_axis = if factors.is_single() { None } else { Some(concat_axis(model)?) };
+    let multi = !layout.is_single();
+    let subspaces = layout.subspaces().count();
+    if subspaces > 1 {
+        concat_axis(model)?;
+    }
+    if multi && layout.branches.len() > u8::MAX as usize {
+        return Err(Error::Unsupported(format!("{} branches; the index holds at most 255", layout.branches.len())));
+    }
     let dtype = candidate.dtype;
+    // The type the lookup computes in.
+    let compute = if layout.is_float() && dtype != FloatType::Bf16 { dtype } else { FloatType::F32 };
     let mut names = Names::of(model);
-    let graph = model.graph_mut();
 
     // Initializers, shared by all lookups.
     let mut inits: Vec<TensorProto> = Vec::new();
-    let mut branches: Vec<(String, Option<String>)> = Vec::new(); // (coefficients, index map)
-    if factors.is_single() {
-        let c = &factors.clusters[0];
-        let name = names.fresh("embcomp/coefficients");
-        inits.push(float_tensor(&name, &[factors.n, c.basis.ncols()], flat(&c.coefficients), dtype));
-        branches.push((name, None));
-    } else {
-        for (i, c) in factors.clusters.iter().enumerate() {
-            let (n_i, j_i) = (c.members.len(), c.basis.ncols());
-            let mut table = Array2::<f32>::zeros((n_i + 1, j_i));
-            table.slice_mut(ndarray::s![..n_i, ..]).assign(&c.coefficients);
-            let coef = names.fresh(&format!("embcomp/cluster{i}/coefficients"));
-            inits.push(float_tensor(&coef, &[n_i + 1, j_i], flat(&table), dtype));
-            let map = names.fresh(&format!("embcomp/cluster{i}/index_map"));
-            let mut rows = vec![n_i as i64; factors.n];
-            for (pos, &t) in c.members.iter().enumerate() {
-                rows[t] = pos as i64;
-            }
-            inits.push(if n_i < i32::MAX as usize {
-                int32_tensor(&map, &[factors.n], &rows.iter().map(|&r| r as i32).collect::<Vec<_>>())
-            } else {
-                int64_tensor(&map, &[factors.n], &rows)
-            });
-            branches.push((coef, Some(map)));
-        }
+    let mut tables = Vec::new();
+    for (b, branch) in layout.branches.iter().enumerate() {
+        let prefix = if multi { format!("embcomp/{}/", branch_name(layout, b)) } else { "embcomp/".to_string() };
+        tables.push(table(branch, dtype, multi, &prefix, &mut names, &mut inits));
     }
-    let bases_t: Vec<_> = factors.clusters.iter().map(|c| c.basis.t()).collect();
-    let stacked = ndarray::concatenate(ndarray::Axis(0), &bases_t).expect("bases share d columns");
-    let bases = names.fresh("embcomp/bases");
-    inits.push(float_tensor(&bases, &[stacked.nrows(), factors.d], flat(&stacked), dtype));
+    let bases = (subspaces > 0).then(|| {
+        let bases_t: Vec<_> = layout.subspaces().map(|b| b.basis.as_ref().expect("a subspace").t()).collect();
+        let stacked = ndarray::concatenate(ndarray::Axis(0), &bases_t).expect("bases share d columns");
+        let name = names.fresh("embcomp/bases");
+        inits.push(float_tensor(&name, &[stacked.nrows(), layout.d], flat(&stacked.as_standard_layout().to_owned()), layout.basis_dtype));
+        name
+    });
+    let index = multi.then(|| {
+        let (branch, pos) = layout.index();
+        let branch_name = names.fresh("embcomp/index/branch");
+        let branch_bytes: Vec<u8> = branch.iter().map(|&b| b as u8).collect();
+        inits.push(byte_tensor(&branch_name, &[layout.n], &branch_bytes, false));
+        let pos_name = names.fresh("embcomp/index/position");
+        inits.push(int32_tensor(&pos_name, &[layout.n], &pos.iter().map(|&p| p as i32).collect::<Vec<_>>()));
+        (branch_name, pos_name)
+    });
 
     // One small graph per lookup, spliced in where the Gather stood.
+    let graph = model.graph_mut();
     let mut replacement: Vec<Option<Vec<NodeProto>>> = vec![None; graph.node.len()];
     let mut nodes_added = Vec::new();
     for (l, lookup) in candidate.lookups.iter().enumerate() {
         let prefix = if candidate.lookups.len() == 1 { "embcomp/".to_string() } else { format!("embcomp/lookup{l}/") };
-        let mut nodes = Vec::new();
-        let mut coef_outputs = Vec::new();
-        for (i, (coef, map)) in branches.iter().enumerate() {
-            let branch = if factors.is_single() { prefix.clone() } else { format!("{prefix}cluster{i}/") };
-            let rows = match map {
-                Some(map) => {
-                    let out = names.fresh(&format!("{branch}rows"));
-                    let name = names.fresh(&format!("{branch}map"));
-                    nodes.push(node(&name, "Gather", &[map, &lookup.indices], &[&out], vec![]));
-                    out
+        let mut g = Graph { names: &mut names, nodes: Vec::new(), inits: Vec::new() };
+        let ids_of_branch = index.as_ref().map(|(branch, pos)| {
+            let b = g.op(&format!("{prefix}index/"), "Gather", &[branch, &lookup.indices], "branch", vec![]);
+            let b = g.op(&format!("{prefix}index/"), "Cast", &[&b], "branch_i32", vec![int_attr("to", DataType::Int32 as i64)]);
+            let p = g.op(&format!("{prefix}index/"), "Gather", &[pos, &lookup.indices], "position", vec![]);
+            (b, p)
+        });
+        let (mut coefficient_outputs, mut plain_outputs) = (Vec::new(), Vec::new());
+        for (b, (branch, table)) in layout.branches.iter().zip(&tables).enumerate() {
+            let at = if multi { format!("{prefix}{}/", branch_name(layout, b)) } else { prefix.clone() };
+            let rows = match &ids_of_branch {
+                Some((bi, p)) => {
+                    // Graph constants go under `embcomp-const/`: `embcomp/` names the stored tables.
+                    let constants = at.replacen("embcomp/", "embcomp-const/", 1);
+                    let me = g.i32_scalar(&format!("{constants}id"), b as i32);
+                    let zero_row = g.i32_scalar(&format!("{constants}zero_row"), branch.members.len() as i32);
+                    let mine = g.op(&at, "Equal", &[bi, &me], "mine", vec![]);
+                    g.op(&at, "Where", &[&mine, p, &zero_row], "rows", vec![])
                 }
                 None => lookup.indices.clone(),
             };
-            let out = names.fresh(&format!("{branch}coefficients_out"));
-            let name = names.fresh(&format!("{branch}gather"));
-            nodes.push(node(&name, "Gather", &[coef, &rows], &[&out], vec![]));
-            coef_outputs.push(out);
-        }
-        let joined = match concat_axis {
-            Some(axis) => {
-                let out = names.fresh(&format!("{prefix}concat_out"));
-                let refs: Vec<&str> = coef_outputs.iter().map(String::as_str).collect();
-                let name = names.fresh(&format!("{prefix}concat"));
-                nodes.push(node(&name, "Concat", &refs, &[&out], vec![int_attr("axis", axis)]));
-                out
-            }
-            None => coef_outputs.pop().expect("one branch"),
-        };
-        let name = names.fresh(&format!("{prefix}matmul"));
-        if dtype == FloatType::Bf16 {
-            // onnxruntime's CPU has no bf16 MatMul: multiply in f32, then round back to bf16.
-            let mut cast = |input: &str, to: DataType, nodes: &mut Vec<NodeProto>| {
-                let out = names.fresh(&format!("{input}_{}", to.as_str_name().to_lowercase()));
-                let name = names.fresh(&format!("{prefix}cast"));
-                nodes.push(node(&name, "Cast", &[input], &[&out], vec![int_attr("to", to as i64)]));
-                out
+            let out = match table {
+                Table::Float(name) => (g.op(&at, "Gather", &[name, &rows], "values", vec![]), dtype),
+                Table::Quantized { stored, cols, params } => {
+                    let packed = g.op(&at, "Gather", &[&stored.packed, &rows], "packed_rows", vec![]);
+                    let scales = g.op(&at, "Gather", &[&stored.scales, &rows], "scale_rows", vec![]);
+                    let mins = stored.mins.as_ref().map(|m| g.op(&at, "Gather", &[m, &rows], "min_rows", vec![]));
+                    let out = g.names.fresh(&format!("{at}values"));
+                    let emitted = dequant::emit(g.names, &at, &packed, &scales, mins.as_deref(), *cols, params, &out)?;
+                    g.nodes.extend(emitted.nodes);
+                    g.inits.extend(emitted.initializers);
+                    (out, FloatType::F32)
+                }
             };
-            let joined32 = cast(&joined, DataType::Float, &mut nodes);
-            let bases32 = cast(&bases, DataType::Float, &mut nodes);
-            let product = names.fresh(&format!("{prefix}matmul_out"));
-            nodes.push(node(&name, "MatMul", &[&joined32, &bases32], &[&product], vec![]));
-            let to_bf16 = vec![int_attr("to", DataType::Bfloat16 as i64)];
-            let name = names.fresh(&format!("{prefix}cast"));
-            nodes.push(node(&name, "Cast", &[&product], &[&lookup.output], to_bf16));
-        } else {
-            nodes.push(node(&name, "MatMul", &[&joined, &bases], &[&lookup.output], vec![]));
+            // Coefficients are joined in their stored type (all branches store them alike),
+            // then cast once; plain rows are cast each.
+            match branch.basis {
+                Some(_) => coefficient_outputs.push(out),
+                None => plain_outputs.push(g.cast(&at, &out.0, out.1, compute)),
+            }
         }
-        nodes_added.extend(nodes.iter().map(|n| n.name().to_string()));
-        replacement[lookup.node] = Some(nodes);
+        let mut sums = plain_outputs;
+        if let Some(bases) = &bases {
+            let stored_as = coefficient_outputs[0].1;
+            let joined = match coefficient_outputs.len() {
+                1 => coefficient_outputs.pop().expect("one").0,
+                _ => {
+                    let refs: Vec<&str> = coefficient_outputs.iter().map(|(o, _)| o.as_str()).collect();
+                    g.op(&prefix, "Concat", &refs, "concat_out", vec![int_attr("axis", -1)])
+                }
+            };
+            let joined = g.cast(&prefix, &joined, stored_as, compute);
+            let bases = g.cast(&prefix, bases, layout.basis_dtype, compute);
+            sums.push(g.op(&prefix, "MatMul", &[&joined, &bases], "matmul_out", vec![]));
+        }
+        let mut total = sums.remove(0);
+        for other in sums {
+            total = g.op(&prefix, "Add", &[&total, &other], "sum", vec![]);
+        }
+        let total = g.cast(&prefix, &total, compute, dtype);
+        // The last node writes the old Gather's output.
+        let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&total)).map(|n| {
+            n.output[0] = lookup.output.clone();
+        });
+        if last.is_none() {
+            let name = g.names.fresh(&format!("{prefix}output"));
+            g.nodes.push(node(&name, "Identity", &[&total], &[&lookup.output], vec![]));
+        }
+        nodes_added.extend(g.nodes.iter().map(|n| n.name().to_string()));
+        inits.append(&mut g.inits);
+        replacement[lookup.node] = Some(g.nodes);
     }
     let old = std::mem::take(&mut graph.node);
     for (id, n) in old.into_iter().enumerate() {
@@ -150,6 +187,72 @@ pub fn apply(model: &mut Model, candidate: &Candidate, factors: &Factors, allow_
     Ok(PatchSummary { nodes_added, initializers_added, table_kept })
 }
 
+/// The initializers of one branch's table (with a zero row when `zero_row`), added to `inits`.
+fn table(branch: &Branch, dtype: FloatType, zero_row: bool, prefix: &str, names: &mut Names, inits: &mut Vec<TensorProto>) -> Table {
+    match &branch.values {
+        Values::Float(v) => {
+            let (rows, w) = v.dim();
+            let mut t = Array2::<f32>::zeros((rows + usize::from(zero_row), w));
+            t.slice_mut(ndarray::s![..rows, ..]).assign(v);
+            let what = if branch.basis.is_some() { "coefficients" } else { "rows" };
+            let name = names.fresh(&format!("{prefix}{what}"));
+            inits.push(float_tensor(&name, &[t.nrows(), w], flat(&t), dtype));
+            Table::Float(name)
+        }
+        Values::Quantized(q) => {
+            let q = if zero_row { with_zero_row(q) } else { q.clone() };
+            let stored = dequant::stored(&q, names, prefix);
+            inits.extend(stored.initializers.iter().cloned());
+            Table::Quantized { stored: dequant::Stored { initializers: Vec::new(), ..stored }, cols: q.cols, params: q.params }
+        }
+    }
+}
+
+/// `q` with a row of zeros appended: zero scales (and minimums), so it dequantizes to zeros.
+fn with_zero_row(q: &QuantizedRows) -> QuantizedRows {
+    let grow = |a: &Array2<half::f16>| {
+        let mut out = Array2::from_elem((a.nrows() + 1, a.ncols()), half::f16::ZERO);
+        out.slice_mut(ndarray::s![..a.nrows(), ..]).assign(a);
+        out
+    };
+    let mut packed = Array2::<u8>::zeros((q.packed.nrows() + 1, q.packed.ncols()));
+    packed.slice_mut(ndarray::s![..q.packed.nrows(), ..]).assign(&q.packed);
+    QuantizedRows { packed, scales: grow(&q.scales), mins: q.mins.as_ref().map(grow), cols: q.cols, params: q.params }
+}
+
+/// Nodes and constants of one lookup's small graph.
+struct Graph<'a> {
+    names: &'a mut Names,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+}
+
+impl Graph<'_> {
+    /// A node `op` named under `prefix`, writing `{prefix}{what}` (returned).
+    fn op(&mut self, prefix: &str, op: &str, inputs: &[&str], what: &str, attrs: Vec<crate::onnx::proto::AttributeProto>) -> String {
+        let output = self.names.fresh(&format!("{prefix}{what}"));
+        let name = self.names.fresh(&format!("{prefix}{}", op.to_lowercase()));
+        self.nodes.push(node(&name, op, inputs, &[&output], attrs));
+        output
+    }
+
+    /// An int32 scalar constant named `name` (or the next free name).
+    fn i32_scalar(&mut self, name: &str, v: i32) -> String {
+        let name = self.names.fresh(name);
+        self.inits.push(int32_tensor(&name, &[], &[v]));
+        name
+    }
+
+    /// `input` (of type `from`) cast to `to`; `input` itself when they are the same.
+    fn cast(&mut self, prefix: &str, input: &str, from: FloatType, to: FloatType) -> String {
+        if from == to {
+            return input.to_string();
+        }
+        let what = format!("{}_{}", input.rsplit('/').next().unwrap_or(input), format!("{to:?}").to_lowercase());
+        self.op(prefix, "Cast", &[input], &what, vec![int_attr("to", to.code() as i64)])
+    }
+}
+
 /// Refuses a table that other nodes read, unless `allow_shared`.
 pub fn check_shared(candidate: &Candidate, allow_shared: bool) -> Result<()> {
     if candidate.is_shared() && !allow_shared {
@@ -160,11 +263,11 @@ pub fn check_shared(candidate: &Candidate, allow_shared: bool) -> Result<()> {
     Ok(())
 }
 
-/// Concat's axis: -1 (opset 11+), else refuse (older Concat needs a non-negative axis, which
-/// would need the ids' rank).
-fn concat_axis(model: &Model) -> Result<i64> {
+/// Concat's axis -1 needs opset 11+ (older Concat needs a non-negative axis, which would need
+/// the ids' rank).
+fn concat_axis(model: &Model) -> Result<()> {
     match model.onnx_opset() {
-        Some(v) if v >= 11 => Ok(-1),
+        Some(v) if v >= 11 => Ok(()),
         v => Err(Error::Unsupported(format!(
             "the model imports ONNX opset {}; the rewrite needs opset 11 or newer (Concat with axis -1)",
             v.map_or("(none)".into(), |v| v.to_string())
@@ -176,33 +279,12 @@ fn flat(a: &Array2<f32>) -> &[f32] {
     a.as_slice().expect("standard layout")
 }
 
-/// Every node and tensor name of the graph, to make new names unique.
-struct Names(HashSet<String>);
-
-impl Names {
-    fn of(model: &Model) -> Names {
-        let g = model.graph();
-        let mut set = HashSet::new();
-        for n in &g.node {
-            set.insert(n.name().to_string());
-            set.extend(n.input.iter().chain(&n.output).cloned());
-        }
-        for v in g.input.iter().chain(&g.output).chain(&g.value_info) {
-            set.insert(v.name().to_string());
-        }
-        set.extend(g.initializer.iter().map(|t| t.name().to_string()));
-        Names(set)
-    }
-
-    /// `base`, or `base_2`, `base_3`, ... whichever is free; then taken.
-    fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut i = 2;
-        while self.0.contains(&name) {
-            name = format!("{base}_{i}");
-            i += 1;
-        }
-        self.0.insert(name.clone());
-        name
+/// A branch's name in the graph: `cluster{c}` for the c-th coefficient branch, `plain{p}` for
+/// the p-th branch of plain rows.
+fn branch_name(layout: &Layout, b: usize) -> String {
+    let before = &layout.branches[..b];
+    match layout.branches[b].basis {
+        Some(_) => format!("cluster{}", before.iter().filter(|x| x.basis.is_some()).count()),
+        None => format!("plain{}", before.iter().filter(|x| x.basis.is_none()).count()),
     }
 }

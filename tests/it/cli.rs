@@ -4,7 +4,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use onnx_embcomp::Model;
-use onnx_embcomp::onnx::io::read_model;
+use onnx_embcomp::onnx::io::{ExternalData, WriteOptions, read_model, write_model_with};
 use onnx_embcomp::onnx::proto::{StringStringEntryProto, tensor_proto::DataLocation, tensor_proto::DataType};
 use onnx_embcomp::onnx::tensor::{FloatType, float_matrix, float_tensor};
 use rand::{RngCore, SeedableRng};
@@ -252,11 +252,11 @@ fn error_k_above_rows() {
 
 #[test]
 fn error_budget_that_saves_nothing() {
-    // (1000 + 8) * 40 + 8 * 1000 + 8 * 40 * 64 = 68800 numbers for a 64000-number table
+    // (1000 + 8) * 42 + 2 * 1000 + 8 * 42 * 64 = 65840 numbers for a 64000-number table
     compress_fails(
         &fixture("encoder.onnx"),
-        &["-k", "8", "-j", "40"],
-        &["invalid -j", "k = 8, j = 40", "68800", "64000", "nothing is saved"],
+        &["-k", "8", "-j", "42"],
+        &["invalid -j", "k = 8, j = 42", "65840", "64000", "nothing is saved"],
     );
 }
 
@@ -445,7 +445,137 @@ fn external_data_inside_the_folder_is_read() {
     run(&[&path, &out, &"-q".into()]).ok();
     let written = read_model(&out).unwrap();
     assert!(initializer(&written, "embcomp/bases").is_some());
-    assert!(written.graph().initializer.iter().all(|t| t.external_data.is_empty()));
+    // the input had external data, so the output has too (in its own file)
+    assert!(!external_locations(&out).is_empty() && dir.path().join("out.onnx.data").exists());
+}
+
+/// The `location` of every external-data tensor of the model file at `path`, as stored.
+fn external_locations(path: &Path) -> Vec<String> {
+    let bytes = Bytes::from(std::fs::read(path).unwrap());
+    let proto = <onnx_embcomp::onnx::proto::ModelProto as prost::Message>::decode(bytes).expect("a model file");
+    let mut locations = Vec::new();
+    for t in &proto.graph.unwrap().initializer {
+        if t.data_location() == DataLocation::External {
+            let location = t.external_data.iter().find(|e| e.key() == "location").expect("a location");
+            locations.push(location.value().to_string());
+        }
+    }
+    locations
+}
+
+/// Bytes of the file at `path`.
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).len()
+}
+
+/// The encoder written as `dir/model.onnx` with its large tensors in `dir/model.onnx.data`.
+fn encoder_with_external_data(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("model.onnx");
+    let options = WriteOptions { external_data: ExternalData::Always };
+    let written = write_model_with(&read_model(&fixture("encoder.onnx")).unwrap(), &path, &options).unwrap();
+    assert!(written.external_data.is_some());
+    path
+}
+
+/// Compresses `input` into `dir/out.onnx` (`--ratio 0.8`, validated) with `extra` flags, reporting
+/// to `dir/report.json`; returns the stderr and the report.
+fn compress_reporting(input: &Path, dir: &Path, extra: &[&str]) -> (String, serde_json::Value) {
+    let json = dir.join("report.json");
+    let mut args = vec![input.display().to_string(), dir.join("out.onnx").display().to_string()];
+    args.extend(["--ratio", "0.8", "--json", json.to_str().unwrap()].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let r = run(&args);
+    r.ok();
+    let report = read_json(&json);
+    let rel = report["validation"]["embedding_rel_error"].as_f64().expect("validated");
+    assert!(rel <= 1e-5, "the lookup does not compute the fit: {rel}");
+    (r.stderr, report)
+}
+
+#[test]
+fn external_data_input_keeps_its_layout_and_counts_its_files() {
+    let dir = tempdir();
+    let input = encoder_with_external_data(dir.path());
+    let work = dir.path().join("out");
+    std::fs::create_dir(&work).unwrap();
+    let (stderr, report) = compress_reporting(&input, &work, &[]);
+    let (out, data) = (work.join("out.onnx"), work.join("out.onnx.data"));
+    // sizes: the real files, external data included, on both sides
+    let before = size(&input) + size(&dir.path().join("model.onnx.data"));
+    assert_eq!(report["bytes_before"].as_u64(), Some(before));
+    assert_eq!(report["bytes_after"].as_u64(), Some(size(&out) + size(&data)));
+    assert!(size(&data) > size(&out), "the large tensors are in the data file");
+    // the model file refers to its own data file, and the report and stderr say so
+    let locations = external_locations(&out);
+    assert!(!locations.is_empty() && locations.iter().all(|l| l == "out.onnx.data"), "{locations:?}");
+    assert_eq!(report["external_data"], data.display().to_string());
+    let (o, d) = (out.display(), data.display());
+    let said = format!("wrote {o} ({} bytes) and its large tensors as external data in {d} ({} bytes)", size(&out), size(&data));
+    assert!(stderr.contains(&said), "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("file bytes")).expect("a file bytes line");
+    let figures: Vec<&str> = line.split_whitespace().skip(2).take(2).collect();
+    assert_eq!(figures, [before.to_string(), (size(&out) + size(&data)).to_string()], "{line}");
+    // it loads, complete
+    let written = read_model(&out).unwrap();
+    assert!(initializer(&written, "embcomp/bases").is_some_and(|t| t.raw_data.is_some()));
+    let mut names: Vec<_> = std::fs::read_dir(&work).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["out.onnx", "out.onnx.data", "report.json"]);
+}
+
+#[test]
+fn external_data_never_writes_one_file() {
+    let dir = tempdir();
+    let input = encoder_with_external_data(dir.path());
+    let work = dir.path().join("out");
+    std::fs::create_dir(&work).unwrap();
+    let (stderr, report) = compress_reporting(&input, &work, &["--external-data", "never"]);
+    let out = work.join("out.onnx");
+    assert!(!work.join("out.onnx.data").exists() && external_locations(&out).is_empty());
+    assert_eq!(report["bytes_after"].as_u64(), Some(size(&out)));
+    assert_eq!(report["external_data"], serde_json::Value::Null);
+    let said = format!("wrote {} ({} bytes, all tensors inline)", out.display(), size(&out));
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(read_model(&out).is_ok());
+}
+
+#[test]
+fn inline_input_gives_inline_output_unless_always() {
+    let dir = tempdir();
+    let input = fixture("encoder.onnx");
+    let (_, report) = compress_reporting(&input, dir.path(), &[]);
+    let out = dir.path().join("out.onnx");
+    assert!(!dir.path().join("out.onnx.data").exists() && external_locations(&out).is_empty());
+    assert_eq!(report["bytes_before"].as_u64(), Some(size(&input)));
+    assert_eq!(report["bytes_after"].as_u64(), Some(size(&out)));
+
+    let (_, report) = compress_reporting(&input, dir.path(), &["--external-data", "always"]);
+    let data = dir.path().join("out.onnx.data");
+    assert!(external_locations(&out).iter().all(|l| l == "out.onnx.data") && data.exists());
+    assert_eq!(report["bytes_after"].as_u64(), Some(size(&out) + size(&data)));
+    assert!(read_model(&out).is_ok());
+}
+
+#[test]
+fn error_output_would_replace_the_inputs_external_data() {
+    let dir = tempdir();
+    let input = encoder_with_external_data(dir.path());
+    let data = dir.path().join("model.onnx.data");
+    let data_before = std::fs::read(&data).unwrap();
+    // the output is the input's data file itself
+    let r = run(&[input.as_os_str(), data.as_os_str(), "-q".as_ref(), "--external-data".as_ref(), "never".as_ref()]);
+    r.error(&["model.onnx.data", "holds external data of the input model"]);
+    // the output's data file would be the input's: a copy of the model file, written over the original
+    let copy = dir.path().join("copy.onnx");
+    std::fs::copy(&input, &copy).unwrap();
+    let model_before = std::fs::read(&input).unwrap();
+    let r = run(&[copy.as_os_str(), input.as_os_str(), "-q".as_ref()]);
+    r.error(&["model.onnx'", "would replace", "model.onnx.data", "choose another output name"]);
+    assert!(std::fs::read(&data).unwrap() == data_before, "the input's data changed");
+    assert!(std::fs::read(&input).unwrap() == model_before);
+    // inline, the data file is not touched
+    run(&[copy.as_os_str(), input.as_os_str(), "-q".as_ref(), "--external-data".as_ref(), "never".as_ref()]).ok();
+    assert!(std::fs::read(&data).unwrap() == data_before);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -489,7 +619,7 @@ fn compress_encoder_with_defaults() {
     assert_eq!(sizes.iter().sum::<u64>(), n);
     let after = report["numbers_after"].as_u64().unwrap();
     assert!(after as f64 <= 0.6 * (n * d) as f64, "{after} numbers stored");
-    let layout: u64 = sizes.iter().map(|&s| (s + 1) * j).sum::<u64>() + k * n + k * j * d;
+    let layout: u64 = sizes.iter().map(|&s| (s + 1) * j).sum::<u64>() + 2 * n + k * j * d;
     assert_eq!(after, layout);
     let saved = report["saved_percent"].as_f64().unwrap();
     assert!((saved - 100.0 * (1.0 - after as f64 / (n * d) as f64)).abs() < 1e-9);
@@ -501,20 +631,30 @@ fn compress_encoder_with_defaults() {
     assert!(report["fit"]["relative_error"].as_f64().unwrap() < 1e-2, "the 4 subspaces were not found");
     assert!(report["bytes_after"].as_u64().unwrap() < report["bytes_before"].as_u64().unwrap());
 
-    // the new initializers follow the documented layout
+    // the new initializers follow the documented layout: 8-bit coefficients by default, in
+    // blocks of 32 with an f16 scale each, f16 bases
+    let blocks = j.div_ceil(32) as i64;
     for (i, &s) in sizes.iter().enumerate() {
-        let (dims, ty) = dims_and_type(&model, &format!("embcomp/cluster{i}/coefficients"));
-        assert_eq!((dims, ty), (vec![s as i64 + 1, j as i64], DataType::Float as i32));
-        let (dims, ty) = dims_and_type(&model, &format!("embcomp/cluster{i}/index_map"));
-        assert_eq!(dims, vec![n as i64]);
-        assert!(ty == DataType::Int32 as i32 || ty == DataType::Int64 as i32);
+        let (dims, ty) = dims_and_type(&model, &format!("embcomp/cluster{i}/packed"));
+        assert_eq!((dims, ty), (vec![s as i64 + 1, j as i64], DataType::Int8 as i32));
+        let (dims, ty) = dims_and_type(&model, &format!("embcomp/cluster{i}/scales"));
+        assert_eq!((dims, ty), (vec![s as i64 + 1, blocks], DataType::Float16 as i32));
     }
-    assert_eq!(dims_and_type(&model, "embcomp/bases"), (vec![(k * j) as i64, d as i64], DataType::Float as i32));
-    assert!(initializer(&model, &format!("embcomp/cluster{k}/coefficients")).is_none());
-    // the stored numbers are exactly the new initializers' elements
-    let stored: i64 =
-        g.initializer.iter().filter(|t| t.name().starts_with("embcomp/")).map(|t| t.dims.iter().product::<i64>()).sum();
-    assert_eq!(stored as u64, after);
+    // one index: the cluster (uint8) and the position (int32) of every row, 5 bytes a row
+    assert_eq!(dims_and_type(&model, "embcomp/index/branch"), (vec![n as i64], DataType::Uint8 as i32));
+    assert_eq!(dims_and_type(&model, "embcomp/index/position"), (vec![n as i64], DataType::Int32 as i32));
+    assert_eq!(report["stored"]["index"]["bytes"].as_u64(), Some(5 * n));
+    assert_eq!(dims_and_type(&model, "embcomp/bases"), (vec![(k * j) as i64, d as i64], DataType::Float16 as i32));
+    assert!(initializer(&model, &format!("embcomp/cluster{k}/packed")).is_none());
+    // the stored numbers are the coefficients, bases and index entries; the bytes are exactly the
+    // new initializers'
+    let elements = |suffix: &str| -> i64 {
+        g.initializer.iter().filter(|t| t.name().starts_with("embcomp/") && t.name().ends_with(suffix)).map(|t| t.dims.iter().product::<i64>()).sum()
+    };
+    assert_eq!((elements("packed") + elements("bases") + elements("branch") + elements("position")) as u64, after);
+    let bytes: usize =
+        g.initializer.iter().filter(|t| t.name().starts_with("embcomp/")).map(|t| t.raw_data.as_ref().unwrap().len()).sum();
+    assert_eq!(report["embedding_bytes_after"].as_u64(), Some(bytes as u64));
 }
 
 #[test]
@@ -549,7 +689,7 @@ fn compress_k1_is_a_plain_rank_j_factorisation() {
     let dir = tempdir();
     let json = dir.path().join("r.json");
     let (r, out) =
-        compress(&fixture("encoder.onnx"), dir.path(), &["-k", "1", "-j", "8", "--json", json.to_str().unwrap()]);
+        compress(&fixture("encoder.onnx"), dir.path(), &["-k", "1", "-j", "8", "--bits", "float", "--json", json.to_str().unwrap()]);
     r.ok();
     let model = read_model(&out).unwrap();
     let new: Vec<&str> =
@@ -558,7 +698,7 @@ fn compress_k1_is_a_plain_rank_j_factorisation() {
     let coef = new.iter().find(|n| n.contains("coefficients")).expect("a coefficient table");
     assert_eq!(dims_and_type(&model, coef).0, vec![1000, 8]);
     assert_eq!(dims_and_type(&model, "embcomp/bases").0, vec![8, 64]);
-    assert!(new.iter().all(|n| !n.contains("index_map")), "{new:?}");
+    assert!(new.iter().all(|n| !n.contains("index")), "{new:?}");
     assert!(model.graph().node.iter().all(|n| n.op_type() != "Concat"));
     let report = read_json(&json);
     assert_eq!(report["numbers_after"].as_u64(), Some(1000 * 8 + 8 * 64));
@@ -609,13 +749,13 @@ fn decoder_with_allow_shared_keeps_the_table() {
     assert!(report["validation"]["embedding_rel_error"].as_f64().unwrap() <= 1e-5);
 }
 
-const WORDS: &[&str] = &[
+pub(crate) const WORDS: &[&str] = &[
     "the", "a", "model", "token", "table", "runs", "fast", "slow", "small", "large", "text", "data", "file", "reads",
     "writes", "keeps", "drops", "every", "some", "row", "column", "value", "number", "graph", "node", "input", "output",
 ];
 
 /// A folder with a tokenizer over [`WORDS`] and a corpus of 400 lines in `docs/`.
-fn corpus_dir() -> tempfile::TempDir {
+pub(crate) fn corpus_dir() -> tempfile::TempDir {
     let dir = tempdir();
     std::fs::write(dir.path().join("tokenizer.json"), fixtures::word_level_tokenizer(WORDS)).unwrap();
     std::fs::create_dir(dir.path().join("docs")).unwrap();
@@ -872,4 +1012,299 @@ fn output_over_2_gib_is_written_with_external_data() {
     assert_eq!(padding.len() as u64, size);
     assert!(padding.iter().all(|&b| b == 0));
     assert!(initializer(&written, "embcomp/bases").is_some() && initializer(&written, fixtures::ENCODER_TABLE).is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// file modes
+
+/// Runs `onnx-embcomp` with `args` under the file-mode mask `umask`, set by `sh`, which then
+/// execs the binary (the test process's own umask is left alone).
+#[cfg(unix)]
+fn run_under_umask(umask: &str, args: &[&std::ffi::OsStr]) -> Run {
+    Run::of(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_onnx-embcomp"))
+            .args(args)
+            .output()
+            .expect("sh runs"),
+    )
+}
+
+/// The permission bits of the file at `path`.
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
+}
+
+#[cfg(unix)]
+#[test]
+fn outputs_get_the_umask_mode_or_keep_the_mode_of_the_file_replaced() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempdir();
+    let input = encoder_with_external_data(dir.path());
+    // out.onnx, out.onnx.data (the input has external data) and report.json in `folder`
+    let files = |folder: &Path| ["out.onnx", "out.onnx.data", "report.json"].map(|name| folder.join(name));
+    let compress_under = |umask: &str, folder: &Path| -> [u32; 3] {
+        std::fs::create_dir_all(folder).unwrap();
+        let [out, _, json] = files(folder);
+        let flags = ["-q", "--no-validate", "--ratio", "0.8", "--json"].map(std::ffi::OsStr::new);
+        let args: Vec<&std::ffi::OsStr> =
+            [input.as_os_str(), out.as_os_str()].into_iter().chain(flags).chain([json.as_os_str()]).collect();
+        run_under_umask(umask, &args).ok();
+        files(folder).map(|f| mode(&f))
+    };
+    // new files: 0666 & !umask, as a plain write (or cp) gives
+    let a = dir.path().join("a");
+    assert_eq!(compress_under("022", &a), [0o644; 3]);
+    assert_eq!(compress_under("077", &dir.path().join("b")), [0o600; 3]);
+    assert_eq!(compress_under("027", &dir.path().join("c")), [0o640; 3]);
+    // files replaced keep their mode, whatever the umask
+    let kept = [0o600, 0o664, 0o604];
+    for (file, m) in files(&a).iter().zip(kept) {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let inode = std::fs::metadata(a.join("out.onnx")).unwrap().ino();
+    assert_eq!(compress_under("077", &a), kept);
+    assert_ne!(std::fs::metadata(a.join("out.onnx")).unwrap().ino(), inode, "the output was replaced");
+    assert!(read_model(&a.join("out.onnx")).is_ok());
+}
+
+/// A token-count file for the encoder fixture: ids 0..300 with falling counts.
+pub(crate) fn counts_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("counts.txt");
+    std::fs::write(&path, (0..300).map(|id| format!("{id} {}\n", 3000 / (id + 1))).collect::<String>()).unwrap();
+    path
+}
+
+#[test]
+fn storage_flags_with_bad_values_fail_cleanly() {
+    let dir = tempdir();
+    let out = dir.path().join("o.onnx");
+    let r = run(&[fixture("encoder.onnx"), out.clone(), "--bits".into(), "3".into()]);
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    assert!(r.stderr.contains("--bits") && r.stderr.contains("'3'") && r.stderr.contains("float, 8, 4, 2"), "{}", r.stderr);
+    assert!(!out.exists());
+    let enc = fixture("encoder.onnx");
+    compress_fails(&enc, &["--hot-bits", "4"], &["invalid --hot-bits", "needs token counts"]);
+    compress_fails(&enc, &["--bits", "4", "--block", "0"], &["invalid --block", "0"]);
+    compress_fails(&enc, &["--plain", "--bits", "float"], &["invalid --plain", "8, 4 or 2"]);
+    let counts = counts_file(dir.path());
+    let counts = counts.to_str().unwrap();
+    compress_fails(&enc, &["--hot-bits", "4", "--hot-mass", "1.5", "--token-counts", counts], &["invalid --hot-mass", "1.5"]);
+}
+
+#[test]
+fn quantized_byte_counts_are_what_the_file_holds() {
+    let dir = tempdir();
+    let counts = counts_file(dir.path());
+    let counts = counts.to_str().unwrap();
+    let cases: [&[&str]; 4] = [
+        &["--bits", "4"],
+        &["-k", "1", "--bits", "8"],
+        &["--plain", "--bits", "2"],
+        &["--bits", "2", "--hot-bits", "4", "--token-counts", counts],
+    ];
+    for args in cases {
+        let json = dir.path().join("r.json");
+        let mut all = args.to_vec();
+        all.extend(["--json", json.to_str().unwrap()]);
+        let (r, out) = compress(&fixture("encoder.onnx"), dir.path(), &all);
+        r.ok();
+        let report = read_json(&json);
+        let model = read_model(&out).unwrap();
+        // The stored tables are the initializers under `embcomp/` (graph constants are under
+        // `embcomp-const/`); their bytes are the report's, exactly.
+        let stored: u64 = model
+            .graph()
+            .initializer
+            .iter()
+            .filter(|t| t.name().starts_with("embcomp/"))
+            .map(|t| t.raw_data.as_ref().unwrap().len() as u64)
+            .sum();
+        assert_eq!(report["embedding_bytes_after"].as_u64(), Some(stored), "{args:?}");
+        assert_eq!(report["embedding_bytes_before"].as_u64(), Some(1000 * 64 * 4));
+        let v = &report["validation"];
+        assert!(v["embedding_rel_error"].as_f64().unwrap() <= 1e-5, "{args:?}: {v}");
+        if args.contains(&"--hot-bits") {
+            let tiers = &report["tiers"];
+            // The frequent rows cover the asked share of the counted tokens, and no fewer do.
+            let counts: Vec<u64> = (0..300).map(|id| 3000 / (id + 1)).collect();
+            let total: u64 = counts.iter().sum();
+            let hot = tiers["hot_rows"].as_u64().unwrap() as usize;
+            let covered: u64 = counts[..hot].iter().sum();
+            assert!(covered as f64 >= 0.999 * total as f64, "{tiers}");
+            assert!(((covered - counts[hot - 1]) as f64) < 0.999 * total as f64, "{tiers}");
+            assert!((tiers["mass"].as_f64().unwrap() - covered as f64 / total as f64).abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn sweep_prints_the_front_and_each_command_reproduces_its_bytes() {
+    let dir = tempdir();
+    let out = dir.path().join("sweep");
+    let args: Vec<std::ffi::OsString> = vec!["sweep".into(), fixture("encoder.onnx").into(), "--out".into(), out.clone().into(), "-q".into()];
+    let r = run(&args);
+    r.ok();
+    let sweep = read_json(&out.join("sweep.json"));
+    let points = sweep["points"].as_array().unwrap();
+    assert_eq!(points.len(), 22, "the default grid without token counts");
+    // The plot: an SVG naming every point, and a PNG.
+    let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
+    assert!(points.iter().all(|p| svg.contains(p["label"].as_str().unwrap())), "a label is missing from the plot");
+    assert!(std::fs::read(out.join("sweep.png")).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    let front: Vec<&serde_json::Value> = points.iter().filter(|p| p["on_front"] == true).collect();
+    assert!(!front.is_empty());
+    // Every front command is printed; run two of them and compare the bytes.
+    let commands: Vec<&str> = r.stdout.lines().skip_while(|l| !l.starts_with("front")).skip(1).collect();
+    assert_eq!(commands.len(), front.len(), "{}", r.stdout);
+    for p in front.iter().take(2) {
+        let label = p["label"].as_str().unwrap();
+        let line = commands.iter().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no command for {label}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "onnx-embcomp").unwrap();
+        let mut args: Vec<std::ffi::OsString> = words[at + 1..].iter().map(Into::into).collect();
+        args[1] = dir.path().join(words[at + 2]).into();
+        let json = dir.path().join("point.json");
+        args.extend(["--json".into(), json.clone().into(), "-q".into()]);
+        run(&args).ok();
+        assert_eq!(read_json(&json)["embedding_bytes_after"], p["bytes"], "{label}: {line}");
+    }
+}
+
+#[test]
+fn family_target_cos_out_of_reach_writes_nothing_and_exits_1() {
+    let dir = tempdir();
+    let out = dir.path().join("o.onnx");
+    let r = run(&[fixture("encoder.onnx"), out.clone(), "--target-cos".into(), "1.0".into(), "-q".into()]);
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert!(r.stderr.contains("quality floor not met") && r.stderr.contains("--target-cos 1"), "{}", r.stderr);
+    assert!(!out.exists());
+    // Reachable: the smallest point of the family that keeps 0.99 is written, and its report lists
+    // every point (tiers too, with token counts) and the plain references.
+    let json = dir.path().join("r.json");
+    let counts = counts_file(dir.path());
+    run(&[
+        fixture("encoder.onnx"),
+        out.clone(),
+        "--target-cos".into(),
+        "0.99".into(),
+        "--token-counts".into(),
+        counts,
+        "--json".into(),
+        json.clone(),
+        "-q".into(),
+    ])
+    .ok();
+    let report = read_json(&json);
+    let points = report["points"].as_array().unwrap();
+    let chosen = &points[report["chosen"].as_u64().unwrap() as usize];
+    assert!(chosen["mean_cosine"].as_f64().unwrap() >= 0.99);
+    let smallest = points.iter().filter(|p| p["mean_cosine"].as_f64().unwrap() >= 0.99).map(|p| p["bytes"].as_u64().unwrap()).min();
+    assert_eq!(chosen["bytes"].as_u64(), smallest);
+    assert_eq!(report["embedding_bytes_after"], chosen["bytes"]);
+    assert!(points.iter().any(|p| p["label"] == "plain 8b") && points.iter().any(|p| p["label"] == "plain 4b"));
+    assert!(points.iter().any(|p| p["family"] == "tiers" && p["k"] == 4), "clustering under a tier");
+    assert!(out.is_file());
+    // Each point rebuilt on its own stores what the sweep said: a tiered clustering one too.
+    let tiered = points.iter().find(|p| p["family"] == "tiers" && p["k"] == 4).unwrap();
+    let mut args: Vec<std::ffi::OsString> = vec![fixture("encoder.onnx").into(), dir.path().join("t.onnx").into()];
+    args.extend(["--token-counts".into(), dir.path().join("counts.txt").into()]);
+    args.extend(tiered["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().into()));
+    let json = dir.path().join("t.json");
+    args.extend(["--json".into(), json.clone().into(), "-q".into()]);
+    run(&args).ok();
+    assert_eq!(read_json(&json)["embedding_bytes_after"], tiered["bytes"], "{}", tiered["label"]);
+}
+
+#[test]
+fn max_bytes_keeps_the_closest_point_within_the_limit_as_bytes_or_a_share() {
+    let dir = tempdir();
+    let fp32 = read_json_of_inspect_table_bytes();
+    let go = |limit: &str, name: &str| {
+        let (out, json) = (dir.path().join(format!("{name}.onnx")), dir.path().join(format!("{name}.json")));
+        let r = run(&[fixture("encoder.onnx"), out.clone(), "--max-bytes".into(), limit.into(), "--json".into(), json.clone(), "-q".into()]);
+        (r, out, json)
+    };
+    let (r, out, json) = go("20%", "share");
+    r.ok();
+    let report = read_json(&json);
+    let limit = (0.2 * fp32 as f64).floor() as u64;
+    let bytes = report["embedding_bytes_after"].as_u64().unwrap();
+    assert!(bytes <= limit, "{bytes} > {limit}");
+    // The closest of the points within the limit.
+    let points = report["points"].as_array().unwrap();
+    let best = points
+        .iter()
+        .filter(|p| p["bytes"].as_u64().unwrap() <= limit)
+        .map(|p| p["mean_cosine"].as_f64().unwrap())
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(points[report["chosen"].as_u64().unwrap() as usize]["mean_cosine"].as_f64(), Some(best));
+    // The same limit in bytes writes the same model.
+    let (r, same, _) = go(&limit.to_string(), "bytes");
+    r.ok();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&same).unwrap());
+    // Below the smallest point: refused, naming the flag, nothing written.
+    let (r, out, _) = go("1", "tiny");
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    assert!(r.stderr.contains("--max-bytes") && r.stderr.contains("the smallest point of the sweep stores"), "{}", r.stderr);
+    assert!(!out.exists());
+}
+
+/// The fp32 bytes of the encoder fixture's word table, from `inspect --json`.
+fn read_json_of_inspect_table_bytes() -> u64 {
+    let r = run(&["inspect".into(), fixture("encoder.onnx"), "--json".into()]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let chosen = &v["embedding"]["candidates"][v["embedding"]["chosen"].as_u64().unwrap() as usize];
+    chosen["rows"].as_u64().unwrap() * chosen["cols"].as_u64().unwrap() * 4
+}
+
+#[test]
+fn a_corpus_sweep_prints_commands_with_its_token_counts_that_reproduce_the_bytes() {
+    let dir = corpus_dir();
+    let d = dir.path();
+    let out = d.join("sweep");
+    let r = run(&[
+        "sweep".into(),
+        fixture("encoder.onnx"),
+        "--corpus".into(),
+        d.join("docs"),
+        "--tokenizer".into(),
+        d.join("tokenizer.json"),
+        "--holdout".into(),
+        "50".into(),
+        "--out".into(),
+        out.clone(),
+        "-q".into(),
+    ]);
+    r.ok();
+    let counts = out.join("token-counts.txt");
+    assert!(std::fs::read_to_string(&counts).unwrap().lines().all(|l| l.split(' ').count() == 2));
+    let commands: Vec<&str> = r.stdout.lines().skip_while(|l| !l.starts_with("front")).skip(1).filter(|l| l.contains("onnx-embcomp")).collect();
+    assert!(!commands.is_empty(), "{}", r.stdout);
+    for line in &commands {
+        assert!(line.contains(&format!("--token-counts {}", counts.display())), "{line}");
+        for gone in ["--corpus", "--tokenizer", "--holdout"] {
+            assert!(!line.contains(gone), "{line}");
+        }
+    }
+    // A fitted point's command (its weights come from the counts) stores what the sweep said.
+    let sweep = read_json(&out.join("sweep.json"));
+    let points = sweep["points"].as_array().unwrap();
+    let fitted = points.iter().find(|p| p["on_front"] == true && p["k"].is_u64()).expect("a fitted point on the front");
+    let label = fitted["label"].as_str().unwrap();
+    let line = commands.iter().find(|l| l.trim_start().starts_with(label)).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "onnx-embcomp").unwrap();
+    let mut args: Vec<std::ffi::OsString> = words[at + 1..].iter().map(Into::into).collect();
+    args[1] = d.join(words[at + 2]).into();
+    let json = d.join("point.json");
+    args.extend(["--json".into(), json.clone().into(), "-q".into()]);
+    run(&args).ok();
+    let report = read_json(&json);
+    assert_eq!(report["embedding_bytes_after"], fitted["bytes"], "{line}");
+    assert!(report["fit"]["weighted_relative_error"].is_f64(), "the counts weighed the fit: {line}");
 }

@@ -12,7 +12,7 @@
 use ndarray::Array2;
 use onnx_embcomp::onnx::proto::{tensor_proto::DataType, type_proto};
 use onnx_embcomp::onnx::tensor::{FloatType, float_matrix};
-use onnx_embcomp::{Model, Options, Report, compress};
+use onnx_embcomp::{Model, Report, compress};
 
 use crate::fixtures::{self, ENCODER_TABLE, Ids, Variant, embedding_only, encoder_table, encoder_variant};
 use crate::initializer;
@@ -23,7 +23,7 @@ use crate::library::index_map;
 /// table and its Gathers are gone, the new tables keep its dtype, opset and IR are kept.
 #[track_caller]
 fn compresses(name: &str, model: &Model, table: &str) -> (Model, Report) {
-    let (rewritten, report) = compress(model, &Options::default(), &mut |_| {}).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (rewritten, report) = compress(model, &crate::float_options(), &mut |_| {}).unwrap_or_else(|e| panic!("{name}: {e}"));
     keep(name, model, &rewritten);
     assert_eq!(report.table, table, "{name}");
     let v = report.validation.as_ref().expect("validation ran");
@@ -38,7 +38,7 @@ fn compresses(name: &str, model: &Model, table: &str) -> (Model, Report) {
     let g = rewritten.graph();
     assert!(g.node.iter().all(|n| !n.input.iter().any(|i| i == table)), "{name}: a node still reads the table");
     let dtype = initializer(model, table).unwrap().data_type();
-    for t in g.initializer.iter().filter(|t| t.name().starts_with("embcomp/") && !t.name().ends_with("index_map")) {
+    for t in g.initializer.iter().filter(|t| t.name().starts_with("embcomp/") && !t.name().starts_with("embcomp/index/")) {
         assert_eq!(t.data_type(), dtype, "{name}: {} changed type", t.name());
     }
     assert_eq!(rewritten.proto.ir_version, model.proto.ir_version, "{name}");
@@ -91,8 +91,9 @@ fn coverage_int32_ids() {
 fn coverage_ids_behind_a_cast() {
     let model = encoder_variant(&Variant { ids: Ids::CastToInt32, ..Variant::default() });
     let (rewritten, _) = compresses("cast_ids", &model, ENCODER_TABLE);
-    // the index maps are read with the cast ids
-    let maps: Vec<_> = rewritten.graph().node.iter().filter(|n| n.name().ends_with("/map")).collect();
+    // the index is read with the cast ids
+    let maps: Vec<_> =
+        rewritten.graph().node.iter().filter(|n| n.op_type() == "Gather" && n.input[0].starts_with("embcomp/index/")).collect();
     assert!(!maps.is_empty() && maps.iter().all(|n| n.input[1] == "/embeddings/ids_int32"), "{maps:?}");
 }
 
@@ -136,14 +137,18 @@ fn evaluate_lookup(rewritten: &Model, clusters: usize) -> Array2<f32> {
 fn coverage_bf16_table() {
     let model = encoder_variant(&Variant { word_dtype: FloatType::Bf16, ..Variant::default() });
     // tract has no bf16 type: validation is refused up front, naming the way out
-    let e = compress(&model, &Options::default(), &mut |_| {}).unwrap_err().to_string();
+    let e = compress(&model, &crate::float_options(), &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("BFLOAT16") && e.contains(ENCODER_TABLE) && e.contains("--no-validate"), "{e}");
-    let options = Options { validate: None, ..Options::default() };
+    let options = { let mut o = crate::float_options(); o.validate = None; o };
     let (rewritten, report) = compress(&model, &options, &mut |_| {}).expect("compress without validation");
     keep("bf16", &model, &rewritten);
     assert_eq!(report.dtype, FloatType::Bf16);
     for t in rewritten.graph().initializer.iter().filter(|t| t.name().starts_with("embcomp/")) {
-        let want = if t.name().ends_with("index_map") { DataType::Int32 } else { DataType::Bfloat16 };
+        let want = match t.name() {
+            "embcomp/index/branch" => DataType::Uint8,
+            "embcomp/index/position" => DataType::Int32,
+            _ => DataType::Bfloat16,
+        };
         assert_eq!(t.data_type(), want as i32, "{}", t.name());
     }
     // onnxruntime's CPU has no bf16 MatMul: the product runs in f32 between Casts
@@ -210,7 +215,7 @@ fn coverage_word_table_read_by_two_gathers() {
         assert_eq!(makers[0].op_type(), "MatMul", "{output}");
     }
     // one set of tables serves both lookups
-    assert_eq!(g.initializer.iter().filter(|t| t.name().starts_with("embcomp/")).count(), 2 * report.clusters + 1);
+    assert_eq!(g.initializer.iter().filter(|t| t.name().starts_with("embcomp/")).count(), report.clusters + 1 + 2);
     // the second lookup is an output of its own: it differs from the table by the fit error
     let v = report.validation.unwrap();
     let decoder = v.outputs.iter().find(|o| o.name == "decoder_embeddings").unwrap();

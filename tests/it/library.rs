@@ -6,6 +6,7 @@ use bytes::Bytes;
 use onnx_embcomp::onnx::io::read_model;
 use onnx_embcomp::onnx::proto::tensor_proto::DataType;
 use onnx_embcomp::onnx::tensor::FloatType;
+use onnx_embcomp::corpus::DataOptions;
 use onnx_embcomp::{Model, Options, Size, Subspaces, compress};
 
 use crate::fixtures;
@@ -15,22 +16,25 @@ fn encoder() -> Model {
     read_model(&fixture("encoder.onnx")).expect("the encoder fixture decodes")
 }
 
-/// The index map of cluster `i` as row positions.
+/// The row of each token in the table of branch `i` (the branch's zero row, at its size, for
+/// tokens of other branches), read from the index: `embcomp/index/branch` (uint8) and
+/// `embcomp/index/position` (int32).
 pub fn index_map(model: &Model, i: usize) -> Vec<i64> {
-    let t = initializer(model, &format!("embcomp/cluster{i}/index_map")).expect("an index map");
-    let raw = t.raw_data.as_ref().expect("raw data");
-    match DataType::try_from(t.data_type()).unwrap() {
-        DataType::Int32 => raw.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
-        DataType::Int64 => raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
-        other => panic!("index map of type {other:?}"),
-    }
+    let branch = initializer(model, "embcomp/index/branch").expect("an index");
+    assert_eq!(branch.data_type(), DataType::Uint8 as i32);
+    let branch = branch.raw_data.as_ref().expect("raw data");
+    let position = initializer(model, "embcomp/index/position").expect("an index");
+    assert_eq!(position.data_type(), DataType::Int32 as i32);
+    let position: Vec<i64> = position.raw_data.as_ref().expect("raw data").chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect();
+    let size = branch.iter().filter(|&&b| b as usize == i).count() as i64;
+    branch.iter().zip(position).map(|(&b, p)| if b as usize == i { p } else { size }).collect()
 }
 
 #[test]
 fn compress_encoder_with_default_options() {
     let model = encoder();
     let mut events = 0usize;
-    let (rewritten, report) = compress(&model, &Options::default(), &mut |_| events += 1).expect("compress");
+    let (rewritten, report) = compress(&model, &crate::float_options(), &mut |_| events += 1).expect("compress");
     assert!(events > 0, "no progress reported");
     assert_eq!(report.table, fixtures::ENCODER_TABLE);
     assert_eq!(report.lookups, [fixtures::ENCODER_GATHER]);
@@ -39,11 +43,11 @@ fn compress_encoder_with_default_options() {
     assert_eq!(report.size, Size::Ratio(0.4));
     assert_eq!((report.k, report.clusters), (4, 4));
     assert_eq!(report.numbers_before, 64_000);
-    assert_eq!(report.numbers_after, onnx_embcomp::budget::stored_numbers(1000, 64, 4, report.j));
+    assert_eq!(report.numbers_after, onnx_embcomp::storage::stored_numbers(1000, 64, 4, report.j));
     assert!(report.numbers_after <= 38_400 && report.saved_percent >= 40.0, "{report:?}");
     assert!(!report.table_kept);
     assert!(report.fit.relative_error < 1e-2, "{}", report.fit.relative_error);
-    assert_eq!(report.fit.restart_costs.len(), Options::default().restarts);
+    assert_eq!(report.fit.restart_costs.len(), crate::float_options().restarts);
     assert!(report.bytes_before.is_none() && report.bytes_after.is_none(), "files are the caller's business");
     let v = report.validation.as_ref().expect("validation ran");
     assert!(v.embedding_rel_error.expect("the lookup was checked") <= 1e-5);
@@ -54,7 +58,7 @@ fn compress_encoder_with_default_options() {
     assert!(rewritten.encoded_len() < model.encoded_len());
 
     // validation does not change the model
-    let quiet = Options { validate: None, ..Options::default() };
+    let quiet = { let mut o = crate::float_options(); o.validate = None; o };
     let (same, r2) = compress(&model, &quiet, &mut |_| {}).unwrap();
     assert!(r2.validation.is_none());
     assert_eq!(same, rewritten);
@@ -65,7 +69,7 @@ fn clusters_recover_the_generated_subspaces() {
     // With j = 6, the generator's dimension, each fitted subspace must be one of the 4 true ones
     // (with the default j = 27 one subspace may hold two true ones, so that run proves nothing).
     let model = encoder();
-    let options = Options { size: Size::Dim(6), validate: None, ..Options::default() };
+    let options = { let mut o = crate::float_options(); o.size = Size::Dim(6); o.validate = None; o };
     let (rewritten, report) = compress(&model, &options, &mut |_| {}).expect("compress");
     assert!(report.fit.relative_error < 3e-3, "{}", report.fit.relative_error);
     let labels = fixtures::encoder_table().labels;
@@ -87,9 +91,9 @@ fn clusters_recover_the_generated_subspaces() {
 fn compress_leaves_the_input_model_alone_and_refuses_shared_tables() {
     let decoder = read_model(&fixture("decoder.onnx")).unwrap();
     let before = decoder.clone();
-    let e = compress(&decoder, &Options::default(), &mut |_| {}).unwrap_err().to_string();
+    let e = compress(&decoder, &crate::float_options(), &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("--allow-shared") && e.contains(fixtures::DECODER_TIED_TRANSPOSE), "{e}");
-    let options = Options { allow_shared: true, k: Subspaces::Fixed(3), size: Size::Dim(5), ..Options::default() };
+    let options = { let mut o = crate::float_options(); o.allow_shared = true; o.k = Subspaces::Fixed(3); o.size = Size::Dim(5); o };
     let (rewritten, report) = compress(&decoder, &options, &mut |_| {}).unwrap();
     assert_eq!(decoder, before);
     assert!(report.table_kept && report.saved_percent < 0.0);
@@ -121,18 +125,18 @@ fn f16_table_stays_f16() {
     let model = fixtures::encoder_with(FloatType::F16);
     let t = initializer(&model, fixtures::ENCODER_TABLE).unwrap();
     assert_eq!(t.data_type(), DataType::Float16 as i32);
-    let (rewritten, report) = compress(&model, &Options::default(), &mut |_| {}).expect("compress an f16 table");
+    let (rewritten, report) = compress(&model, &crate::float_options(), &mut |_| {}).expect("compress an f16 table");
     assert_eq!(report.dtype, FloatType::F16);
     let new: Vec<_> = rewritten.graph().initializer.iter().filter(|t| t.name().starts_with("embcomp/")).collect();
-    assert_eq!(new.len(), 2 * report.clusters + 1);
+    assert_eq!(new.len(), report.clusters + 1 + 2);
     for t in new {
-        let want = if t.name().ends_with("index_map") {
-            [DataType::Int32, DataType::Int64].to_vec()
-        } else {
-            vec![DataType::Float16]
+        let want = match t.name() {
+            "embcomp/index/branch" => DataType::Uint8,
+            "embcomp/index/position" => DataType::Int32,
+            _ => DataType::Float16,
         };
-        assert!(want.iter().any(|&d| d as i32 == t.data_type()), "{} is {}", t.name(), t.data_type());
-        if !t.name().ends_with("index_map") {
+        assert_eq!(want as i32, t.data_type(), "{} is {}", t.name(), t.data_type());
+        if !t.name().starts_with("embcomp/index/") {
             // two bytes per element
             assert_eq!(t.raw_data.as_ref().unwrap().len() as i64, 2 * t.dims.iter().product::<i64>(), "{}", t.name());
         }
@@ -145,7 +149,7 @@ fn f16_table_stays_f16() {
 #[test]
 fn auto_k_tries_each_k_that_fits_and_keeps_the_lowest_error() {
     let model = fixtures::encoder();
-    let options = Options { k: Subspaces::Auto, size: Size::Ratio(0.8), validate: None, ..Options::default() };
+    let options = { let mut o = crate::float_options(); o.k = Subspaces::Auto; o.size = Size::Ratio(0.8); o.validate = None; o };
     let (_, report) = compress(&model, &options, &mut |_| {}).unwrap();
     let ks: Vec<usize> = report.tried.iter().map(|t| t.k).collect();
     assert_eq!(ks, [1, 2, 4, 8]);
@@ -155,9 +159,9 @@ fn auto_k_tries_each_k_that_fits_and_keeps_the_lowest_error() {
     assert_eq!(report.k, 4, "{:?}", report.tried);
     let allowed = (0.2 * 64000.0f64).floor() as u64;
     assert!(report.tried.iter().all(|t| t.numbers <= allowed), "{:?}", report.tried);
-    let fixed = Options { k: Subspaces::Auto, size: Size::Dim(4), validate: None, ..Options::default() };
-    let e = compress(&model, &fixed, &mut |_| {}).unwrap_err().to_string();
-    assert!(e.contains("-k auto") && e.contains("--ratio"), "{e}");
+    let fixed = { let mut o = crate::float_options(); o.k = Subspaces::Auto; o.size = Size::Dim(4); o.validate = None; o };
+    let e = compress(&model, &fixed, &mut |_| {}).unwrap_err();
+    assert!(matches!(&e, onnx_embcomp::Error::InvalidParameter { param: onnx_embcomp::Param::K, reason } if reason.contains("ratio")), "{e}");
 }
 
 #[test]
@@ -171,7 +175,7 @@ fn weights_decide_which_subspace_wins() {
     }
     let model = onnx_embcomp::onnx::build::lookup_model(n, d, &data, "onnx-embcomp-tests");
     let weights: Vec<f32> = (0..n).map(|r| if r < 90 { 1.0 } else { 100.0 }).collect();
-    let base = Options { k: Subspaces::Fixed(1), size: Size::Dim(1), validate: None, ..Options::default() };
+    let base = { let mut o = crate::float_options(); o.k = Subspaces::Fixed(1); o.size = Size::Dim(1); o.validate = None; o };
     let direction = |options: &Options| {
         let (out, report) = compress(&model, options, &mut |_| {}).unwrap();
         let bases = crate::initializer(&out, "embcomp/bases").unwrap();
@@ -181,7 +185,7 @@ fn weights_decide_which_subspace_wins() {
     let (plain, plain_report) = direction(&base);
     assert!(plain[0] > 0.99 && plain[1] < 0.01, "{plain:?}");
     assert!(plain_report.fit.weighted_relative_error.is_none());
-    let weighted_options = Options { weights: Some(weights), ..base.clone() };
+    let weighted_options = { let mut o = base.clone(); o.weights = Some(weights); o };
     let (weighted, report) = direction(&weighted_options);
     assert!(weighted[1] > 0.99 && weighted[0] < 0.01, "{weighted:?}");
     // Weighted: the heavy rows are kept, so the weighted error is the small one.
@@ -194,10 +198,10 @@ fn bad_weights_are_refused_naming_the_row() {
     let model = fixtures::encoder();
     let mut weights = vec![1.0f32; 1000];
     weights[17] = 0.0;
-    let options = Options { weights: Some(weights), validate: None, ..Options::default() };
+    let options = { let mut o = crate::float_options(); o.weights = Some(weights); o.validate = None; o };
     let e = compress(&model, &options, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("row 17") && e.contains("positive"), "{e}");
-    let short = Options { weights: Some(vec![1.0; 10]), validate: None, ..Options::default() };
+    let short = { let mut o = crate::float_options(); o.weights = Some(vec![1.0; 10]); o.validate = None; o };
     let e = compress(&model, &short, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("10 weights for a table of 1000 rows"), "{e}");
 }
@@ -205,7 +209,7 @@ fn bad_weights_are_refused_naming_the_row() {
 #[test]
 fn adaptive_dims_stay_within_the_ratio_budget() {
     let model = fixtures::encoder();
-    let options = Options { adaptive: true, size: Size::Ratio(0.8), ..Options::default() };
+    let options = { let mut o = crate::float_options(); o.adaptive = true; o.size = Size::Ratio(0.8); o };
     let (_, report) = compress(&model, &options, &mut |_| {}).unwrap();
     assert!(report.numbers_after <= (0.2 * 64000.0f64).floor() as u64, "{}", report.numbers_after);
     let v = report.validation.expect("validated");
@@ -280,4 +284,94 @@ fn large_tensors_go_to_external_data_over_the_limit() {
     // It reads back to the same model, and tract runs it as it runs the original.
     assert_eq!(read_model(&out).unwrap(), model);
     assert_eq!(run_file_in_tract(&out), run_file_in_tract(&fixture("encoder.onnx")));
+}
+
+/// Options for data-aware compression of the encoder fixture from the corpus of `dir`
+/// (see [`crate::cli::corpus_dir`]).
+fn data_aware(dir: &Path) -> Options {
+    let mut o = crate::float_options();
+    o.data = Some(DataOptions::text(vec![dir.join("docs")], dir.join("tokenizer.json")));
+    o
+}
+
+#[test]
+fn data_aware_compression_through_library_calls_alone() {
+    let dir = crate::cli::corpus_dir();
+    let model = read_model(&fixture("encoder.onnx")).unwrap();
+    let (out, report) = compress(&model, &data_aware(dir.path()), &mut |_| {}).unwrap();
+    let corpus = report.corpus.as_ref().expect("corpus figures");
+    let held = corpus.held_out as u64;
+    // Every counted line is [CLS] + 8 words + [SEP]; held-out lines are not counted.
+    assert_eq!(corpus.tokens, (400 - held) * 10);
+    let text = report.text_validation.as_ref().expect("held-out comparison");
+    assert_eq!(text.sentences as u64, held);
+    assert_eq!(text.kind, onnx_embcomp::check::ModelKind::Encoder);
+    assert!(report.fit.weighted_relative_error.is_some());
+    // The same weights given by hand give the same model: they came from the counts.
+    let counted = DataOptions::text(vec![dir.path().join("docs")], dir.path().join("tokenizer.json"))
+        .count(1000, &mut |_, _, _| {})
+        .unwrap();
+    let mut by_hand = crate::float_options();
+    by_hand.weights = counted.weights.clone();
+    let (same, _) = compress(&model, &by_hand, &mut |_| {}).unwrap();
+    assert_eq!(same.encode(), out.encode());
+    let (unweighted, _) = compress(&model, &crate::float_options(), &mut |_| {}).unwrap();
+    assert_ne!(unweighted.encode(), out.encode(), "the weights changed nothing");
+}
+
+#[test]
+fn a_six_probe_target_search_runs_the_original_once() {
+    use onnx_embcomp::check::original_loads;
+    let dir = crate::cli::corpus_dir();
+    let model = read_model(&fixture("encoder.onnx")).unwrap();
+    let mut options = data_aware(dir.path());
+    options.k = Subspaces::Fixed(1);
+    // Loads of the original on this thread: one for the random ids, one per held-out bucket.
+    let before = original_loads();
+    compress(&model, &options, &mut |_| {}).unwrap();
+    let once = original_loads() - before;
+    assert!(once >= 2, "{once}");
+    let mut probes = 0;
+    let before = original_loads();
+    let (_, report) = onnx_embcomp::compress_to_target(&model, &options, 0.9, 6, &mut |p| {
+        probes += usize::from(matches!(p, onnx_embcomp::Progress::Probe { .. }))
+    })
+    .unwrap();
+    assert_eq!(probes, 6);
+    assert_eq!(report.probes.len(), 6);
+    assert_eq!(original_loads() - before, once, "the search ran the original more than once");
+}
+
+#[test]
+fn a_sweep_gives_the_same_points_on_one_thread_or_several() {
+    let dir = crate::cli::corpus_dir();
+    let model = read_model(&fixture("encoder.onnx")).unwrap();
+    let run = |threads: usize| {
+        let mut options = data_aware(dir.path());
+        options.threads = threads;
+        let mut reported = 0;
+        let sweep = onnx_embcomp::sweep(&model, &options, &onnx_embcomp::SweepGrid::default(), &mut |p| {
+            if let onnx_embcomp::Progress::Point { done, .. } = p {
+                // 0 of them first (the checks start), then one by one.
+                assert!(done == reported + 1 || (done, reported) == (0, 0), "point {done} after {reported}");
+                reported = done;
+            }
+        })
+        .unwrap();
+        assert_eq!(reported, sweep.points.len());
+        sweep
+    };
+    let (one, three) = (run(1), run(3));
+    assert_eq!(one.points.len(), 28, "the default grid with token counts");
+    assert_eq!(one.points.len(), three.points.len());
+    for (a, b) in one.points.iter().zip(&three.points) {
+        // Everything but the seconds: the same settings in grid order, the same bytes and fidelity.
+        assert_eq!(a.label, b.label);
+        assert_eq!(a.args, b.args);
+        assert_eq!(a.bytes, b.bytes, "{}", a.label);
+        assert_eq!(a.mean_cosine.to_bits(), b.mean_cosine.to_bits(), "{}", a.label);
+        assert_eq!(a.min_cosine.to_bits(), b.min_cosine.to_bits(), "{}", a.label);
+        assert_eq!(a.nn_agreement, b.nn_agreement, "{}", a.label);
+        assert_eq!(a.on_front, b.on_front, "{}", a.label);
+    }
 }

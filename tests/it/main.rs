@@ -1,13 +1,16 @@
 //! Integration tests: the fixture generator (`fixtures`), the command line (`cli`), the library
-//! API (`library`), and ignored runs on real pretrained models (`real_models`).
+//! API (`library`), ignored runs on real pretrained models (`real_models`), and ignored checks
+//! in onnxruntime and onnxruntime-web that `.ci/run` installs and runs (`runtimes`).
 
 mod cli;
 mod corpus;
 mod coverage;
 mod fixtures;
+mod fuzz_seeds;
 mod library;
 mod properties;
 mod real_models;
+mod runtimes;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -36,15 +39,19 @@ pub fn run_in<S: AsRef<OsStr>>(dir: Option<&Path>, args: &[S]) -> Run {
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
-    let out = cmd.output().expect("the binary runs");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(cmd.output().expect("the binary runs"))
 }
 
 impl Run {
+    /// What a finished command printed and returned.
+    pub fn of(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Asserts exit 0 and no panic.
     #[track_caller]
     pub fn ok(&self) -> &Run {
@@ -96,4 +103,11 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 /// A fresh temporary folder.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary folder")
+}
+
+/// The default options with float storage: the paper's layout, which the layout tests check.
+pub fn float_options() -> onnx_embcomp::Options {
+    let mut o = onnx_embcomp::Options::default();
+    o.storage.bits = onnx_embcomp::Precision::Float;
+    o
 }

@@ -3,11 +3,17 @@
 //!
 //! ```text
 //! cargo run --example bench -- [--models DIR] [--cases a,b,...] [--long] [--out BENCHMARKS.md]
+//! cargo run --example bench -- --latency [--models DIR] [--out BENCHMARKS.md] [--runs N] ...
 //! ```
 //! Real models come from `../shared/models/fetch.sh` (default `~/.cache/onnx-embcomp-models`);
 //! missing ones are skipped. Synthetic models are generated once into `target/bench-data/`.
 //! `--long` also runs a long fit (8 restarts x 20 iterations on all rows) per case and reports
-//! how far the default's cost is from it. Prints a markdown table and writes it to `--out`.
+//! how far the default's cost is from it (printed only). Prints a markdown table and replaces the
+//! first table of `--out` with it, keeping the rest of the file.
+//! `--latency` times runs of rewritten models against the original instead, and replaces only
+//! its own section of `--out` (see `latency.rs`).
+
+mod latency;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +22,8 @@ use std::time::Instant;
 use ndarray::Array2;
 use onnx_embcomp::onnx::build::lookup_model;
 use onnx_embcomp::onnx::io::{read_model, write_model};
-use onnx_embcomp::report::Phase;
+use onnx_embcomp::Stage;
+use onnx_embcomp::progress::Phase;
 use onnx_embcomp::{Options, compress};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,11 +51,17 @@ const CASES: &[Case] = &[
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| flag(&args, name);
     let models = flag("--models").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/onnx-embcomp-models")
     });
     let long = args.iter().any(|a| a == "--long");
+    let out = PathBuf::from(flag("--out").unwrap_or_else(|| "BENCHMARKS.md".into()));
+    if args.iter().any(|a| a == "--latency") {
+        onnx_embcomp::return_large_frees_to_os();
+        latency::main(&args, &models, &out);
+        return;
+    }
     if let Some(case) = flag("--case") {
         let path = PathBuf::from(flag("--path").expect("--path with --case"));
         let result = run_case(&case, &path, long);
@@ -56,7 +69,6 @@ fn main() {
         return;
     }
     let wanted: Option<Vec<String>> = flag("--cases").map(|c| c.split(',').map(str::to_string).collect());
-    let out = PathBuf::from(flag("--out").unwrap_or_else(|| "BENCHMARKS.md".into()));
     let data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&data_dir).expect("target/bench-data");
 
@@ -93,8 +105,40 @@ fn main() {
     }
     let table = markdown(&rows, long);
     print!("{table}");
-    std::fs::write(&out, document(&table)).expect("write the benchmark file");
-    eprintln!("wrote {}", out.display());
+    if long {
+        // The long-run table is the document's second, maintained by hand: printed only.
+        eprintln!("(--long: not written; the table above is for the \"Long-run comparison\" section)");
+        return;
+    }
+    let doc = std::fs::read_to_string(&out).unwrap_or_default();
+    std::fs::write(&out, replace_head(&doc, &document(&table))).expect("write the benchmark file");
+    eprintln!("wrote the first table of {}", out.display());
+}
+
+/// `doc` with its head (from the start to the end of its first table) replaced by `head`, the
+/// rest (the hand-written sections, the latency section) kept.
+fn replace_head(doc: &str, head: &str) -> String {
+    let mut in_table = false;
+    let mut end = None;
+    let mut at = 0;
+    for line in doc.split_inclusive('\n') {
+        if line.starts_with('|') {
+            in_table = true;
+        } else if in_table {
+            end = Some(at);
+            break;
+        }
+        at += line.len();
+    }
+    match end {
+        Some(end) => format!("{head}{}", &doc[end..]),
+        None => head.to_string(),
+    }
+}
+
+/// The value after flag `name` in `args`.
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 /// Runs one case in this (child) process and returns its figures as JSON.
@@ -103,15 +147,16 @@ fn run_case(name: &str, path: &Path, long: bool) -> Value {
     let start = Instant::now();
     let model = read_model(path).expect("model loads");
     let load = start.elapsed().as_secs_f64();
-    let options = Options { allow_shared: name.contains("tied"), ..Options::default() };
+    let mut options = Options::default();
+    options.allow_shared = name.contains("tied");
     let (out, mut report) = compress(&model, &options, &mut |_| {}).expect("compress");
     let tmp = tempfile::tempdir_in(path.parent().expect("folder")).expect("temp dir");
     let write_start = Instant::now();
     let bytes = write_model(&out, &tmp.path().join("out.onnx")).expect("write").model_bytes;
-    report.seconds.insert(0, Phase::new("load", load));
-    report.seconds.push(Phase::new("write", write_start.elapsed().as_secs_f64()));
+    report.seconds.insert(0, Phase { phase: Stage::Load, seconds: load });
+    report.seconds.push(Phase { phase: Stage::Write, seconds: write_start.elapsed().as_secs_f64() });
     let seconds: serde_json::Map<String, Value> =
-        report.seconds.iter().map(|p| (p.phase.clone(), json!(p.seconds))).collect();
+        report.seconds.iter().map(|p| (p.phase.name().to_string(), json!(p.seconds))).collect();
     let cosine = report
         .validation
         .as_ref()
@@ -125,7 +170,7 @@ fn run_case(name: &str, path: &Path, long: bool) -> Value {
         "restarts": report.fit.restart_costs.len(),
         "cost": report.fit.cost,
         "relative_error": report.fit.relative_error,
-        "svd_relative_error": report.svd.relative_error,
+        "svd_relative_error": report.svd.as_ref().map(|s| s.relative_error),
         "min_output_cosine": cosine,
         "file_bytes": std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
         "out_bytes": bytes,
@@ -134,8 +179,9 @@ fn run_case(name: &str, path: &Path, long: bool) -> Value {
     });
     if long {
         drop(out);
-        let options =
-            Options { restarts: 8, max_iter: 20, sample_rows: Some(usize::MAX), polish_iter: 0, validate: None, ..options };
+        let mut options = options;
+        (options.restarts, options.max_iter, options.sample_rows, options.polish_iter) = (8, 20, Some(usize::MAX), 0);
+        options.validate = None;
         let t = Instant::now();
         let (_, long_report) = compress(&model, &options, &mut |_| {}).expect("long fit");
         v["long_cost"] = json!(long_report.fit.cost);
@@ -165,15 +211,14 @@ fn synthetic_model(dir: &Path, n: usize, d: usize) -> PathBuf {
     let (groups, dim) = (16, (d / 16).max(1));
     let mut rng = ChaCha8Rng::seed_from_u64((n * 31 + d) as u64);
     let bases = Array2::from_shape_fn((groups * dim, d), |_| rng.random_range(-1.0f32..1.0));
-    let mut coef = Array2::<f32>::zeros((n, groups * dim));
-    for r in 0..n {
+    // Each row: a random combination of the `dim` basis rows of one group.
+    let mut table = Array2::<f32>::zeros((n, d));
+    for mut row in table.rows_mut() {
         let g = rng.random_range(0..groups);
         for c in 0..dim {
-            coef[[r, g * dim + c]] = rng.random_range(-1.0f32..1.0);
+            row.scaled_add(rng.random_range(-1.0f32..1.0), &bases.row(g * dim + c));
         }
     }
-    let mut table = onnx_embcomp::cluster::linalg::gemm(coef.view(), bases.view(), onnx_embcomp::cluster::linalg::par(0));
-    drop(coef);
     for mut row in table.rows_mut() {
         let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         // log-normal norm around 1 (sum of 4 uniforms approximates a normal)

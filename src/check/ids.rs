@@ -1,0 +1,266 @@
+//! The random-id check: the original runs once on seeded token ids (in the prepare stage, kept as
+//! a [`Reference`]); each rewritten candidate then runs on the same ids, its new lookup must
+//! compute the fitted reconstruction exactly, and every output's distance is measured.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+use super::tract::{Runner, as_f32, cosine, input_values, make_tensor};
+use crate::error::{Error, Param, Result, Role};
+use crate::onnx::Model;
+use crate::onnx::graph::GraphView;
+use crate::onnx::proto::{ValueInfoProto, tensor_shape_proto::dimension::Value as Dim};
+use crate::onnx::tensor::FloatType;
+use crate::rewrite::Layout;
+use crate::rewrite::find::Candidate;
+
+/// How to validate on random token ids.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ValidateOptions {
+    /// Batch size fed for a symbolic batch dimension.
+    pub batch: usize,
+    /// Sequence length fed for other symbolic dimensions.
+    pub seq: usize,
+    /// Seed of the random token ids.
+    pub seed: u64,
+}
+
+impl Default for ValidateOptions {
+    /// One sequence of 16 tokens, seed 0.
+    fn default() -> Self {
+        ValidateOptions { batch: 1, seq: 16, seed: 0 }
+    }
+}
+
+impl ValidateOptions {
+    /// Feeds `batch` sequences of `seq` tokens drawn with `seed`.
+    pub fn new(batch: usize, seq: usize, seed: u64) -> ValidateOptions {
+        ValidateOptions { batch, seq, seed }
+    }
+
+    /// The options, checked: batch and sequence length at least 1.
+    pub(crate) fn check(&self) -> Result<()> {
+        let bad = |param, what: &str| Err(Error::InvalidParameter { param, reason: format!("the validation {what} must be at least 1") });
+        if self.seq == 0 {
+            return bad(Param::Seq, "sequence length");
+        }
+        if self.batch == 0 {
+            return bad(Param::Batch, "batch size");
+        }
+        Ok(())
+    }
+}
+
+/// How close one output of the rewritten model stays to the original's.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputFidelity {
+    /// Output name.
+    pub name: String,
+    /// Shape fed back by tract.
+    pub shape: Vec<usize>,
+    /// Largest absolute difference over all elements.
+    pub max_abs_diff: f64,
+    /// Mean cosine similarity of the vectors along the last axis (float outputs only).
+    pub mean_cosine: Option<f64>,
+}
+
+/// An input fed to both models.
+#[derive(Debug, Clone, Serialize)]
+pub struct FedInput {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// The outcome of a validation run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// The inputs fed, with their shapes.
+    pub inputs: Vec<FedInput>,
+    /// Relative Frobenius difference between a rewritten lookup's output and the fitted
+    /// reconstruction of the same ids, the largest over the lookups whose ids come from a graph
+    /// input (`None` when none does).
+    pub embedding_rel_error: Option<f64>,
+    /// Per graph output, original vs rewritten.
+    pub outputs: Vec<OutputFidelity>,
+    /// Seconds spent loading and running both models.
+    pub seconds: f64,
+}
+
+/// Inputs larger than this (elements) are not fed: a lying or absurd declared shape.
+const MAX_FED_ELEMENTS: usize = 1 << 24;
+
+/// Largest relative difference tolerated between the lookup's output and the reconstruction.
+fn exactness_tolerance(dtype: FloatType) -> f64 {
+    match dtype {
+        FloatType::F32 | FloatType::F64 => 1e-5,
+        FloatType::F16 | FloatType::Bf16 => 1e-2,
+    }
+}
+
+/// The original model's outputs on seeded inputs: the first half of a validation, run before
+/// the fit so a model tract cannot run fails early, and so the original's weights are not
+/// held by tract while the rewritten model is. One reference serves every candidate.
+pub(crate) struct Reference {
+    /// The inputs fed, by name.
+    fed: Vec<(String, Tensor)>,
+    /// The token ids drawn for each graph input that a lookup reads.
+    ids: Vec<(String, Vec<usize>)>,
+    /// The original's outputs, in graph order.
+    outputs: Vec<Tensor>,
+    /// Seconds spent loading and running the original.
+    seconds: f64,
+}
+
+/// Runs the original model in tract on seeded inputs (token ids below `n`, the table's rows,
+/// for the inputs a lookup of `candidate` reads). An error when tract cannot load or run it.
+pub(crate) fn run_original(original: &Model, candidate: &Candidate, n: usize, options: &ValidateOptions) -> Result<Reference> {
+    let start = Instant::now();
+    let view = GraphView::new(original.graph());
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut fed = Vec::new();
+    // Random token ids for each graph input that some lookup reads.
+    let mut ids: Vec<(String, Vec<usize>)> = Vec::new();
+    for input in view.runtime_inputs() {
+        let shape = concrete_shape(input, options);
+        let name = input.name().to_string();
+        let count = match shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+            Some(count) if count <= MAX_FED_ELEMENTS => count,
+            _ => {
+                return Err(Error::Tract {
+                    which: Role::Original,
+                    message: format!("input '{name}' declares shape {shape:?}, too large to feed (pass --no-validate)"),
+                });
+            }
+        };
+        let reads_ids = candidate.lookups.iter().any(|l| l.ids_input.as_deref() == Some(name.as_str()));
+        let mut token_ids = Vec::new();
+        if reads_ids {
+            let drawn: Vec<usize> = (0..count).map(|_| rng.random_range(0..n)).collect();
+            token_ids = drawn.iter().map(|&t| t as i64).collect();
+            ids.push((name.clone(), drawn));
+        }
+        let ids_input = reads_ids.then_some(name.as_str());
+        let values = input_values(&name, ids_input, &shape, &token_ids, &vec![1; count]);
+        fed.push((name, make_tensor(input, &shape, &values)?));
+    }
+    let outputs = Runner::load(original, Role::Original, &fed, &[])?.run(&fed)?;
+    let outputs = outputs.into_iter().map(TValue::into_tensor).collect();
+    Ok(Reference { fed, ids, outputs, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Runs the rewritten model on the inputs of `reference` and compares its outputs with the
+/// original's. An error when tract cannot load or run it, or when a rewritten lookup does not
+/// match `layout`.
+pub(crate) fn validate(
+    reference: &Reference,
+    original: &Model,
+    rewritten: &Model,
+    candidate: &Candidate,
+    layout: &Layout,
+) -> Result<Validation> {
+    let start = Instant::now();
+    let Reference { fed, ids, outputs: before, seconds } = reference;
+    // Every lookup whose ids come from a fed input is checked against the reconstruction.
+    let checked: Vec<(&str, &[usize])> = candidate
+        .lookups
+        .iter()
+        .filter_map(|l| {
+            let input = l.ids_input.as_deref()?;
+            ids.iter().find(|(name, _)| name == input).map(|(_, drawn)| (l.output.as_str(), drawn.as_slice()))
+        })
+        .collect();
+    let lookup_outputs: Vec<&str> = checked.iter().map(|(output, _)| *output).collect();
+    let after = Runner::load(rewritten, Role::Rewritten, fed, &lookup_outputs)?.run(fed)?;
+
+    let mut embedding_rel_error: Option<f64> = None;
+    let lookup_values = &after[after.len() - checked.len()..];
+    for ((output, ids), got) in checked.iter().zip(lookup_values) {
+        let got = as_f32(got).map_err(|e| Error::Tract { which: Role::Rewritten, message: format!("{e:#}") })?;
+        let expected = layout.reconstruct(ids);
+        if got.len() != expected.len() {
+            return Err(Error::ValidationMismatch(format!(
+                "the rewritten lookup '{output}' returned {} values for {} ids of dimension {}",
+                got.len(),
+                ids.len(),
+                layout.d
+            )));
+        }
+        let (mut diff, mut norm) = (0f64, 0f64);
+        for (g, e) in got.iter().zip(expected.iter()) {
+            diff += ((g - e) as f64).powi(2);
+            norm += (*e as f64).powi(2);
+        }
+        let rel = crate::cluster::linalg::relative_frobenius(diff, norm);
+        if rel.is_nan() || rel > exactness_tolerance(candidate.dtype) {
+            return Err(Error::ValidationMismatch(format!(
+                "the rewritten lookup '{output}' differs from the fitted reconstruction by {rel:.3e} (relative)"
+            )));
+        }
+        embedding_rel_error = Some(embedding_rel_error.map_or(rel, |e| e.max(rel)));
+    }
+
+    let outputs = original
+        .graph()
+        .output
+        .iter()
+        .zip(before.iter().zip(after.iter()))
+        .map(|(o, (a, b))| compare(o.name(), a, b))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Validation {
+        inputs: fed.iter().map(|(name, t)| FedInput { name: name.clone(), shape: t.shape().to_vec() }).collect(),
+        embedding_rel_error,
+        outputs,
+        seconds: seconds + start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The input's shape with symbolic dimensions pinned: the first to the batch size, the others
+/// to the sequence length. Inputs without a declared shape are `[batch, seq]`.
+fn concrete_shape(input: &ValueInfoProto, options: &ValidateOptions) -> Vec<usize> {
+    let dims = input
+        .r#type
+        .as_ref()
+        .and_then(|t| match &t.value {
+            Some(crate::onnx::proto::type_proto::Value::TensorType(tt)) => tt.shape.as_ref(),
+            _ => None,
+        })
+        .map(|s| s.dim.clone());
+    match dims {
+        None => vec![options.batch, options.seq],
+        Some(dims) => dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d.value {
+                Some(Dim::DimValue(v)) if v > 0 => v as usize,
+                _ if i == 0 => options.batch,
+                _ => options.seq,
+            })
+            .collect(),
+    }
+}
+
+/// Max abs difference and, for floats, the mean cosine along the last axis.
+fn compare(name: &str, a: &Tensor, b: &Tensor) -> Result<OutputFidelity> {
+    let shape = a.shape().to_vec();
+    if b.shape() != a.shape() {
+        return Err(Error::ValidationMismatch(format!(
+            "output '{name}' has shape {:?} in the rewritten model but {shape:?} in the original",
+            b.shape()
+        )));
+    }
+    let is_float = a.datum_type().is_float();
+    let fail = |e: TractError| Error::Tract { which: Role::Rewritten, message: format!("output '{name}': {e}") };
+    let (x, y) = (as_f32(a).map_err(fail)?, as_f32(b).map_err(fail)?);
+    let max_abs_diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs() as f64).fold(0.0, f64::max);
+    let mean_cosine = is_float.then(|| {
+        let last = shape.last().copied().unwrap_or(1).max(1);
+        let cosines: Vec<f64> = x.chunks(last).zip(y.chunks(last)).map(|(p, q)| cosine(p, q)).collect();
+        cosines.iter().sum::<f64>() / cosines.len().max(1) as f64
+    });
+    Ok(OutputFidelity { name: name.into(), shape, max_abs_diff, mean_cosine })
+}

@@ -1,0 +1,84 @@
+//! The check stage: does the rewritten model compute what was fitted, and how close does it
+//! answer to the original?
+//!
+//! The original runs once, when the model is prepared ([`References::run`]): on seeded random
+//! token ids ([`ids`]) and on held-out sentences when there are some ([`text`]). Each candidate
+//! is then checked against those references ([`References::check`]): its new lookup must equal
+//! the fitted reconstruction exactly, every output's distance is measured, and a quality floor
+//! may fail the run ([`floor`]).
+
+pub(crate) mod floor;
+mod ids;
+mod text;
+pub(crate) mod tract;
+
+pub use ids::{FedInput, OutputFidelity, ValidateOptions, Validation};
+pub use text::{HeldOut, ModelKind, TextValidation};
+#[doc(hidden)]
+pub use tract::original_loads;
+pub use tract::cosine;
+
+use crate::error::Result;
+use crate::onnx::Model;
+use crate::rewrite::Layout;
+use crate::rewrite::find::Candidate;
+
+/// The original model's answers, computed once per prepared model.
+pub(crate) struct References {
+    ids: Option<ids::Reference>,
+    text: Option<text::TextReference>,
+}
+
+/// What checking one candidate found.
+pub(crate) struct Checked {
+    pub(crate) validation: Option<Validation>,
+    pub(crate) text: Option<TextValidation>,
+}
+
+impl References {
+    /// Runs the original `model` (table of `n` rows) on random ids when `validate` is given and
+    /// on `held_out` text when given.
+    pub(crate) fn run(
+        model: &Model,
+        candidate: &Candidate,
+        n: usize,
+        validate: Option<&ValidateOptions>,
+        held_out: Option<&HeldOut>,
+    ) -> Result<References> {
+        let ids = validate.map(|v| ids::run_original(model, candidate, n, v)).transpose()?;
+        let text = held_out.map(|h| text::run_original_text(model, candidate, h)).transpose()?;
+        Ok(References { ids, text })
+    }
+
+    /// Whether there is anything to check against.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ids.is_none() && self.text.is_none()
+    }
+
+    /// Checks `rewritten` (the original with `layout` spliced in for `candidate`'s lookups)
+    /// against the references. `on_stage` hears which check starts.
+    pub(crate) fn check(
+        &self,
+        original: &Model,
+        rewritten: &Model,
+        candidate: &Candidate,
+        layout: &Layout,
+        on_stage: &mut dyn FnMut(crate::Stage),
+    ) -> Result<Checked> {
+        let validation = match &self.ids {
+            Some(r) => {
+                on_stage(crate::Stage::Validate);
+                Some(ids::validate(r, original, rewritten, candidate, layout)?)
+            }
+            None => None,
+        };
+        let text = match &self.text {
+            Some(r) => {
+                on_stage(crate::Stage::HeldOut);
+                Some(text::compare_text(r, original, rewritten, candidate)?)
+            }
+            None => None,
+        };
+        Ok(Checked { validation, text })
+    }
+}

@@ -1,0 +1,328 @@
+//! The held-out text check: tokenized sentences run through the original once (prepare stage,
+//! kept as a [`TextReference`]) and through each rewritten candidate, in tract. Encoders are
+//! compared by their mean-pooled sentence embeddings, decoders by their next-token distributions.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+use super::tract::{Runner, as_f32, cosine, input_values, make_tensor};
+use crate::error::{Error, Result, Role};
+use crate::onnx::Model;
+use crate::onnx::graph::GraphView;
+use crate::rewrite::find::Candidate;
+
+/// Tokenized held-out sentences and how to feed them.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct HeldOut {
+    /// Token ids of each sentence (special tokens included).
+    pub sentences: Vec<Vec<u32>>,
+    /// The id that pads short sentences (its positions are masked out).
+    pub pad_id: u32,
+    /// Sentences per run.
+    pub batch: usize,
+    /// Tokens per sentence at most (longer ones are cut).
+    pub max_len: usize,
+}
+
+impl HeldOut {
+    /// Sentences per run by default.
+    pub const BATCH: usize = 8;
+    /// Tokens per sentence at most, by default.
+    pub const MAX_LEN: usize = 128;
+
+    /// `sentences` padded with `pad_id`, run [`HeldOut::BATCH`] at a time and cut at
+    /// [`HeldOut::MAX_LEN`] tokens.
+    pub fn new(sentences: Vec<Vec<u32>>, pad_id: u32) -> HeldOut {
+        HeldOut { sentences, pad_id, batch: Self::BATCH, max_len: Self::MAX_LEN }
+    }
+}
+
+/// What the comparison on held-out text found.
+#[derive(Debug, Clone, Serialize)]
+pub struct TextValidation {
+    /// Whether pooled embeddings (encoder) or next-token logits (decoder) were compared.
+    pub kind: ModelKind,
+    /// The output compared.
+    pub output: String,
+    /// Sentences compared.
+    pub sentences: usize,
+    /// Mean and minimum cosine between original and rewritten: of sentence embeddings for an
+    /// encoder, of per-token logit vectors for a decoder.
+    pub mean_cosine: f64,
+    pub min_cosine: f64,
+    /// Encoders: how often a sentence's nearest other sentence stays the same.
+    pub nn_agreement: Option<f64>,
+    /// Decoders: how often the most likely next token stays the same.
+    pub top1_agreement: Option<f64>,
+    /// Decoders: mean KL(original || rewritten) of the next-token distributions, in nats.
+    pub mean_kl: Option<f64>,
+    pub seconds: f64,
+}
+
+/// What kind of model the held-out comparison found, from its outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Hidden states or pooled embeddings: sentences compared by their mean-pooled vectors.
+    Encoder,
+    /// Logits over the vocabulary: compared token by token.
+    Decoder,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::Encoder => "encoder",
+            ModelKind::Decoder => "decoder",
+        })
+    }
+}
+
+/// The original's logits kept for a decoder's comparison, at most (floats): 256 MiB. Sentences
+/// past it are left out of the comparison (their number is in the report).
+const MAX_KEPT_LOGITS: usize = 64 << 20;
+
+/// The original model's outputs on the held-out sentences, computed once (prepare stage) and
+/// compared with every candidate.
+pub(crate) struct TextReference {
+    /// The usable sentences, cut to the maximum length.
+    sentences: Vec<Vec<u32>>,
+    pad_id: u32,
+    batch: usize,
+    max_len: usize,
+    /// The output compared, by index, and what kind of model it shows.
+    output: usize,
+    kind: ModelKind,
+    /// Per sentence what the comparison needs of the original's output: the pooled vector
+    /// (encoder) or the logits of its tokens (decoder); `None` past [`MAX_KEPT_LOGITS`].
+    original: Vec<Option<Vec<f32>>>,
+    seconds: f64,
+}
+
+/// The output to compare: logits over the vocabulary (`[batch, sequence, n]`: a decoder),
+/// else hidden states (`[batch, sequence, _]`) or pooled embeddings (`[batch, _]`).
+fn pick_output(outputs: &[TValue], n: usize, batch: usize) -> Option<(usize, ModelKind)> {
+    let is_float = |v: &TValue| v.datum_type().is_float();
+    let shape = |v: &TValue| v.shape().to_vec();
+    outputs
+        .iter()
+        .position(|v| is_float(v) && shape(v).len() == 3 && shape(v)[2] == n)
+        .map(|i| (i, ModelKind::Decoder))
+        .or_else(|| outputs.iter().position(|v| is_float(v) && shape(v).len() == 3).map(|i| (i, ModelKind::Encoder)))
+        .or_else(|| {
+            outputs
+                .iter()
+                .position(|v| is_float(v) && shape(v).len() == 2 && shape(v)[0] == batch)
+                .map(|i| (i, ModelKind::Encoder))
+        })
+}
+
+fn bad(reason: String) -> Error {
+    Error::ValidationMismatch(format!("held-out text: {reason}"))
+}
+
+/// Runs `held_out` through the original model and keeps what the comparisons need.
+pub(crate) fn run_original_text(original: &Model, candidate: &Candidate, held_out: &HeldOut) -> Result<TextReference> {
+    let start = Instant::now();
+    let max_len = held_out.max_len.max(1);
+    let sentences: Vec<Vec<u32>> =
+        held_out.sentences.iter().filter(|s| !s.is_empty()).map(|s| s[..s.len().min(max_len)].to_vec()).collect();
+    if sentences.len() < 2 {
+        return Err(bad(format!("{} usable sentences; at least 2 are needed", sentences.len())));
+    }
+    let n = candidate.rows;
+    if let Some(&id) = sentences.iter().flat_map(|s| s.iter()).find(|&&id| id as usize >= n) {
+        return Err(bad(format!("the tokenizer produces id {id}, past the table's {n} rows: wrong tokenizer for this model?")));
+    }
+    let mut reference = TextReference {
+        sentences,
+        pad_id: held_out.pad_id,
+        batch: held_out.batch.max(1),
+        max_len,
+        output: 0,
+        kind: ModelKind::Encoder,
+        original: Vec::new(),
+        seconds: 0.0,
+    };
+    let keep = vec![true; reference.sentences.len()];
+    let mut picked = None;
+    reference.original = reference.outputs(original, Role::Original, candidate, &keep, &mut picked)?;
+    (reference.output, reference.kind) = picked.expect("at least one batch ran");
+    reference.seconds = start.elapsed().as_secs_f64();
+    Ok(reference)
+}
+
+/// Runs the held-out sentences of `reference` through `rewritten` and compares.
+pub(crate) fn compare_text(reference: &TextReference, original: &Model, rewritten: &Model, candidate: &Candidate) -> Result<TextValidation> {
+    let start = Instant::now();
+    let keep: Vec<bool> = reference.original.iter().map(Option::is_some).collect();
+    let mut picked = Some((reference.output, reference.kind));
+    let after = reference.outputs(rewritten, Role::Rewritten, candidate, &keep, &mut picked)?;
+    let pairs: Vec<(&[f32], &[f32])> = reference
+        .original
+        .iter()
+        .zip(&after)
+        .filter_map(|(a, b)| Some((a.as_deref()?, b.as_deref()?)))
+        .collect();
+    let width_of_logits = candidate.rows;
+    let (mut cosines, mut top1, mut kl) = (Vec::new(), Vec::new(), Vec::new());
+    let mut nn_agreement = None;
+    match reference.kind {
+        ModelKind::Decoder => {
+            for (a, b) in &pairs {
+                for (p, q) in a.chunks(width_of_logits).zip(b.chunks(width_of_logits)) {
+                    cosines.push(cosine(p, q));
+                    top1.push(f64::from(argmax(p) == argmax(q)));
+                    kl.push(kl_divergence(p, q));
+                }
+            }
+        }
+        ModelKind::Encoder => {
+            cosines = pairs.iter().map(|(p, q)| cosine(p, q)).collect();
+            let nearest = |v: &[&[f32]], i: usize| -> usize {
+                (0..v.len()).filter(|&j| j != i).max_by(|&x, &y| cosine(v[i], v[x]).total_cmp(&cosine(v[i], v[y]))).expect("2+")
+            };
+            let (a, b): (Vec<&[f32]>, Vec<&[f32]>) = pairs.iter().copied().unzip();
+            let agree = (0..a.len()).filter(|&i| nearest(&a, i) == nearest(&b, i)).count();
+            nn_agreement = Some(agree as f64 / a.len() as f64);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let decoder = reference.kind == ModelKind::Decoder;
+    Ok(TextValidation {
+        kind: reference.kind,
+        output: original.graph().output.get(reference.output).map_or_else(String::new, |o| o.name().to_string()),
+        sentences: pairs.len(),
+        mean_cosine: mean(&cosines),
+        min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
+        nn_agreement,
+        top1_agreement: decoder.then(|| mean(&top1)),
+        mean_kl: decoder.then(|| mean(&kl)),
+        seconds: reference.seconds + start.elapsed().as_secs_f64(),
+    })
+}
+
+impl TextReference {
+    /// Runs the sentences marked in `keep` through `model`, in buckets of similar length (16,
+    /// 32, 64, ... tokens, one plan per bucket), and returns per sentence the pooled output
+    /// (encoder) or its tokens' logits (decoder). `picked` is the output to take, chosen from the
+    /// first batch when `None`.
+    fn outputs(
+        &self,
+        model: &Model,
+        role: Role,
+        candidate: &Candidate,
+        keep: &[bool],
+        picked: &mut Option<(usize, ModelKind)>,
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        let ids_input = candidate.ids_input().ok_or_else(|| bad("the token ids do not come from a graph input".into()))?;
+        let view = GraphView::new(model.graph());
+        let inputs: Vec<_> = view.runtime_inputs().cloned().collect();
+        let sentences = &self.sentences;
+        let cap = self.max_len.next_power_of_two();
+        let bucket_of = |len: usize| len.next_power_of_two().max(16).min(cap);
+        let mut buckets: Vec<usize> = (0..sentences.len()).filter(|&i| keep[i]).map(|i| bucket_of(sentences[i].len())).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; sentences.len()];
+        let mut kept_floats = 0usize;
+        for len in buckets {
+            let members: Vec<usize> =
+                (0..sentences.len()).filter(|&i| keep[i] && bucket_of(sentences[i].len()) == len).collect();
+            let batch = self.batch.clamp(1, members.len());
+            let feed = |chunk: &[usize]| -> Result<Vec<(String, Tensor)>> {
+                let (mut ids, mut mask) = (Vec::with_capacity(batch * len), Vec::with_capacity(batch * len));
+                for r in 0..batch {
+                    // Missing rows of the last batch repeat its first sentence; their results are dropped.
+                    let s = &sentences[*chunk.get(r).unwrap_or(&chunk[0])];
+                    for t in 0..len {
+                        ids.push(s.get(t).map_or(self.pad_id as i64, |&id| id as i64));
+                        mask.push(i64::from(t < s.len()));
+                    }
+                }
+                inputs
+                    .iter()
+                    .map(|i| {
+                        let values = input_values(i.name(), Some(ids_input), &[batch, len], &ids, &mask);
+                        Ok((i.name().to_string(), make_tensor(i, &[batch, len], &values)?))
+                    })
+                    .collect()
+            };
+            let runner = Runner::load(model, role, &feed(&members[..batch])?, &[])?;
+            for chunk in members.chunks(batch) {
+                let values = runner.run(&feed(chunk)?)?;
+                let (output, kind) = match *picked {
+                    Some(p) => p,
+                    None => *picked.insert(pick_output(&values, candidate.rows, batch).ok_or_else(|| {
+                        bad("no float output of shape [batch, sequence, _] or [batch, _] to compare".into())
+                    })?),
+                };
+                let value = values.get(output).ok_or_else(|| bad(format!("the {role} model has no output {output}")))?;
+                let shape = value.shape().to_vec();
+                let x = as_f32(value).map_err(|e| Error::Tract { which: role, message: format!("{e:#}") })?;
+                let width = *shape.last().ok_or_else(|| bad("a scalar output".into()))?;
+                for (r, &i) in chunk.iter().enumerate() {
+                    let s = &sentences[i];
+                    let row = |t: usize| &x[(r * len + t) * width..(r * len + t + 1) * width];
+                    out[i] = Some(match (shape.len(), kind) {
+                        (2, _) => x[r * width..(r + 1) * width].to_vec(),
+                        (_, ModelKind::Decoder) => {
+                            if role == Role::Original && kept_floats + s.len() * width > MAX_KEPT_LOGITS {
+                                continue;
+                            }
+                            kept_floats += s.len() * width;
+                            (0..s.len()).flat_map(row).copied().collect()
+                        }
+                        (_, ModelKind::Encoder) => {
+                            let mut acc = vec![0f32; width];
+                            for t in 0..s.len() {
+                                acc.iter_mut().zip(row(t)).for_each(|(m, v)| *m += v / s.len() as f32);
+                            }
+                            acc
+                        }
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Index of the first largest value.
+fn argmax(v: &[f32]) -> usize {
+    (1..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+/// KL(softmax(p) || softmax(q)) in nats.
+fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
+    let log_softmax = |x: &[f32]| -> Vec<f64> {
+        let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln() + m;
+        x.iter().map(|&v| v as f64 - lse).collect()
+    };
+    let (lp, lq) = (log_softmax(p), log_softmax(q));
+    lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum::<f64>().max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kl_is_zero_for_equal_logits_and_positive_otherwise() {
+        assert!(kl_divergence(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]).abs() < 1e-12);
+        // softmax is shift-invariant
+        assert!(kl_divergence(&[1.0, 2.0, 3.0], &[11.0, 12.0, 13.0]).abs() < 1e-9);
+        let kl = kl_divergence(&[0.0, 0.0], &[0.0, 2f32.ln()]);
+        // p = (1/2, 1/2), q = (1/3, 2/3): KL = 1/2 ln(3/2) + 1/2 ln(3/4)
+        assert!((kl - (0.5 * 1.5f64.ln() + 0.5 * 0.75f64.ln())).abs() < 1e-6, "{kl}");
+    }
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax(&[0.0, 3.0, 3.0, 1.0]), 1);
+    }
+}

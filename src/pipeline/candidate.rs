@@ -1,0 +1,277 @@
+//! One candidate: the best k at a size fitted ([`best_k`]), its SVD baseline, the rewrite, the
+//! check against the prepared references, and its report ([`build`]).
+
+use super::fit::{self, Fitted};
+use super::options::{Options, ks};
+use super::prepare::Prepared;
+use crate::error::Result;
+use crate::onnx::Model;
+use crate::progress::{Clock, Phase, Progress, Stage};
+use crate::onnx::tensor::FloatType;
+use crate::report::{FitFigures, Report, SvdFigures, TierFigures, Tried};
+use crate::rewrite::{self, Layout};
+use crate::storage::{Rows, Size};
+
+/// Whether [`build`] may free the prepared table once it is done with it (before the check,
+/// so tract's copy of the model and the table are never held together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    Table,
+    Keep,
+}
+
+/// One candidate, rewritten and checked.
+pub(crate) struct Built {
+    pub(crate) model: Model,
+    pub(crate) report: Report,
+}
+
+/// The stored layout of one candidate and what the fit found, when there was one.
+pub(crate) struct Stored<'f> {
+    pub(crate) layout: Layout,
+    /// `None` for plain storage (no fit).
+    pub(crate) fitted: Option<&'f Fitted>,
+    pub(crate) tried: Vec<Tried>,
+    pub(crate) relative_error: f64,
+    pub(crate) weighted_relative_error: Option<f64>,
+    /// The frequent tier, when there is one.
+    pub(crate) tiers: Option<TierFigures>,
+}
+
+/// The store stage: the fitted rows (or, for plain storage, the table's) kept as `storage`
+/// asks, a frequent tier's rows plain at their own precision, and the errors of what is stored.
+pub(crate) fn store<'f>(prepared: &Prepared, options: &Options, fitted: Option<&'f Fitted>, tried: Vec<Tried>) -> Result<Stored<'f>> {
+    let storage = &options.storage;
+    let (table, dtype) = (prepared.table(), prepared.candidate.dtype);
+    let mut branches = Vec::new();
+    let tiers = storage.hot.map(|h| prepared.tiers_for(h.mass)).transpose()?;
+    if let (Some(tiers), Some(hot)) = (&tiers, storage.hot) {
+        branches.push(Layout::plain_branch(table.view(), tiers.hot.clone(), dtype, storage.quant(hot.bits, Rows::Plain).as_ref())?);
+    }
+    let (basis_dtype, rest) = match fitted {
+        Some(f) => match &storage.quant(storage.bits, Rows::Coefficients) {
+            // Bases are small: f16 keeps them to ~5e-4, far below the coefficients' error.
+            Some(q) => {
+                let l = f.layout.quantized(q, FloatType::F16)?;
+                (l.basis_dtype, l.branches)
+            }
+            None => (f.layout.basis_dtype, f.layout.branches.clone()),
+        },
+        None => {
+            let rows = tiers.as_ref().map_or_else(|| (0..table.nrows()).collect(), |t| t.cold.clone());
+            (dtype, vec![Layout::plain_branch(table.view(), rows, dtype, storage.quant(storage.bits, Rows::Plain).as_ref())?])
+        }
+    };
+    branches.extend(rest.into_iter().filter(|b| !b.members.is_empty()));
+    let layout = Layout { n: table.nrows(), d: table.ncols(), dtype, basis_dtype, branches };
+    let (relative_error, weighted_relative_error) = layout.errors(table.view(), prepared.weights.as_deref(), options.threads);
+    let footprint = layout.footprint();
+    let tiers = tiers.map(|t| TierFigures { hot_rows: t.hot.len(), mass: t.mass, hot: footprint.branches[0] });
+    Ok(Stored { layout, fitted, tried, relative_error, weighted_relative_error, tiers })
+}
+
+/// Fits the best k for `size` (see [`best_k`]; no fit for plain storage), stores it, rewrites
+/// the model and checks it: one candidate. Its report's seconds are this candidate's stages
+/// only.
+pub(crate) fn build(prepared: &mut Prepared, options: &Options, size: Size, release: Release, progress: &mut dyn FnMut(Progress)) -> Result<Built> {
+    let clock = Clock::start();
+    let (fitted, tried) = match options.storage.plain {
+        true => (None, Vec::new()),
+        false => {
+            let (f, t) = best_k(prepared, options, size, progress)?;
+            (Some(f), t)
+        }
+    };
+    let mut built = finish(prepared, options, size, fitted.as_ref(), tried, release, progress)?;
+    built.report.seconds.insert(0, Phase { phase: Stage::Fit, seconds: clock.elapsed() });
+    Ok(built)
+}
+
+/// Stores `fitted` (or the table's rows, for plain storage) as `options.storage` asks,
+/// rewrites the model and checks it. Its report's seconds are the stages after the fit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish(
+    prepared: &mut Prepared,
+    options: &Options,
+    size: Size,
+    fitted: Option<&Fitted>,
+    tried: Vec<Tried>,
+    release: Release,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Built> {
+    let (stored, svd, seconds) = store_with_baseline(prepared, options, fitted, tried, progress)?;
+    if release == Release::Table {
+        prepared.release_table();
+    }
+    rewrite_and_check(prepared, options, size, stored, svd, seconds, progress)
+}
+
+/// [`finish`] without releasing the table, on a shared prepared model (the sweep runs several
+/// at once).
+pub(crate) fn evaluate(
+    prepared: &Prepared,
+    options: &Options,
+    size: Size,
+    fitted: Option<&Fitted>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Built> {
+    let (stored, svd, seconds) = store_with_baseline(prepared, options, fitted, Vec::new(), progress)?;
+    rewrite_and_check(prepared, options, size, stored, svd, seconds, progress)
+}
+
+/// The store stage and, after a fit, the SVD baseline at the same numbers.
+fn store_with_baseline<'f>(
+    prepared: &Prepared,
+    options: &Options,
+    fitted: Option<&'f Fitted>,
+    tried: Vec<Tried>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Stored<'f>, Option<SvdFigures>, Vec<Phase>)> {
+    let mut seconds: Vec<Phase> = Vec::new();
+    let mut clock = Clock::start();
+    let stored = store(prepared, options, fitted, tried)?;
+    clock.lap(&mut seconds, Stage::Store);
+    let svd = match &stored.fitted {
+        Some(_) => {
+            progress(Progress::Stage(Stage::SvdBaseline));
+            let svd = prepared.svd_baseline(stored.layout.stored_numbers())?;
+            clock.lap(&mut seconds, Stage::SvdBaseline);
+            Some(svd)
+        }
+        None => None,
+    };
+    Ok((stored, svd, seconds))
+}
+
+/// Splices the stored layout into a copy of the model, checks it against the references and
+/// reports.
+fn rewrite_and_check(
+    prepared: &Prepared,
+    options: &Options,
+    size: Size,
+    stored: Stored,
+    svd: Option<SvdFigures>,
+    mut seconds: Vec<Phase>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Built> {
+    let mut clock = Clock::start();
+    progress(Progress::Stage(Stage::Rewrite));
+    let model = prepared.model;
+    let mut rewritten = model.clone();
+    let patch = rewrite::patch::apply(&mut rewritten, &prepared.candidate, &stored.layout, options.allow_shared)?;
+    clock.lap(&mut seconds, Stage::Rewrite);
+
+    let mut checked = None;
+    if !prepared.references.is_empty() {
+        let mut stage = None;
+        let result = prepared.references.check(model, &rewritten, &prepared.candidate, &stored.layout, &mut |s| {
+            if let Some(previous) = stage.replace(s) {
+                clock.lap(&mut seconds, previous);
+            }
+            progress(Progress::Stage(s));
+        })?;
+        if let Some(last) = stage {
+            clock.lap(&mut seconds, last);
+        }
+        checked = Some(result);
+    }
+    let report = assemble(prepared, options, size, stored, svd, patch.table_kept, checked, seconds);
+    Ok(Built { model: rewritten, report })
+}
+
+/// The report of one candidate.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    prepared: &Prepared,
+    options: &Options,
+    size: Size,
+    stored: Stored,
+    svd: Option<SvdFigures>,
+    table_kept: bool,
+    checked: Option<crate::check::Checked>,
+    seconds: Vec<Phase>,
+) -> Report {
+    let candidate = &prepared.candidate;
+    let (n, d) = (candidate.rows, candidate.cols);
+    let Stored { layout, fitted, tried, relative_error, weighted_relative_error, tiers } = stored;
+    let numbers_before = (n * d) as u64;
+    let footprint = layout.footprint();
+    let numbers_after = footprint.numbers() + if table_kept { numbers_before } else { 0 };
+    let bytes_after = footprint.bytes() + if table_kept { (n * d * candidate.dtype.size()) as u64 } else { 0 };
+    let (validation, text_validation) = checked.map_or((None, None), |c| (c.validation, c.text));
+    let mut fit = FitFigures {
+        relative_error,
+        weighted_relative_error,
+        cost: 0.0,
+        iterations: 0,
+        restart_costs: Vec::new(),
+        cluster_sizes: layout.cluster_sizes(),
+    };
+    let (k, j) = match fitted {
+        Some(f) => {
+            (fit.cost, fit.iterations, fit.restart_costs) = (f.clustering.cost, f.clustering.iterations, f.clustering.restart_costs.clone());
+            (f.k, f.j)
+        }
+        None => (0, 0),
+    };
+    Report {
+        table: candidate.table.clone(),
+        lookups: candidate.lookups.iter().map(|l| l.name.clone()).collect(),
+        shape: [n, d],
+        dtype: candidate.dtype,
+        size,
+        storage: options.storage,
+        k,
+        clusters: layout.subspaces().count(),
+        j,
+        dims: layout.dims(),
+        numbers_before,
+        numbers_after,
+        embedding_bytes_before: (n * d * candidate.dtype.size()) as u64,
+        embedding_bytes_after: bytes_after,
+        stored: footprint,
+        saved_percent: 100.0 * (1.0 - numbers_after as f64 / numbers_before as f64),
+        table_kept,
+        fit,
+        tiers,
+        tried,
+        svd,
+        validation,
+        text_validation,
+        probes: Vec::new(),
+        points: Vec::new(),
+        chosen: None,
+        corpus: prepared.corpus.clone(),
+        bytes_before: None,
+        bytes_after: None,
+        external_data: None,
+        seconds,
+    }
+}
+
+/// Fits every k of [`ks`] at `size` and keeps the lowest (weighted) error; with several k, the
+/// figures of each are returned too.
+pub(crate) fn best_k(prepared: &Prepared, options: &Options, size: Size, progress: &mut dyn FnMut(Progress)) -> Result<(Fitted, Vec<Tried>)> {
+    let ks = ks(options.k, size, prepared.candidate.rows, prepared.candidate.cols)?;
+    progress(Progress::Stage(Stage::Fit));
+    let mut tried = Vec::new();
+    let mut best: Option<Fitted> = None;
+    for &k in &ks {
+        let fitted = fit::fit(prepared, options, k, size, ks.len(), progress)?;
+        tried.push(Tried {
+            k,
+            dims: fitted.layout.dims(),
+            numbers: fitted.layout.stored_numbers(),
+            relative_error: fitted.relative_error,
+            weighted_relative_error: fitted.weighted_relative_error,
+        });
+        if best.as_ref().is_none_or(|b| fitted.score() < b.score()) {
+            best = Some(fitted);
+        }
+    }
+    if ks.len() == 1 {
+        tried.clear();
+    }
+    Ok((best.expect("ks is never empty"), tried))
+}
+

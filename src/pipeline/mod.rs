@@ -1,0 +1,41 @@
+//! The pipeline: prepare (find, decode, check, weigh, run the original once) -> fit (one
+//! candidate per setting) -> rewrite (`crate::rewrite::patch`) -> check (`crate::check`) ->
+//! [`Report`]. [`compress`] is their composition; the searches ([`compress_to_target`], and
+//! `k` = auto inside each candidate) reuse one prepared model.
+//!
+//! Modules, each importing only those listed before it: `options`, `prepare`, `fit`,
+//! `candidate` (fit the best k, SVD baseline, rewrite, check, report), `search`, `sweep` (the
+//! family's grid, its front, and the point a goal picks: [`compress_to_front`]).
+
+mod candidate;
+mod fit;
+mod options;
+mod prepare;
+mod search;
+pub(crate) mod sweep;
+
+pub use options::{AUTO_K, Options, Subspaces};
+pub use search::compress_to_target;
+pub use sweep::{Goal, Sweep, SweepGrid, compress_to_front, sweep};
+
+use crate::check::floor;
+use crate::error::Result;
+use crate::onnx::Model;
+use crate::progress::Progress;
+use crate::report::Report;
+use candidate::{Release, build};
+use prepare::Prepared;
+
+/// Compresses the word-embedding table of `model`: returns the rewritten model and a report
+/// (file sizes left for the caller, who reads and writes the files). `progress` hears when
+/// each stage starts, about token counting and about every Lloyd iteration.
+pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progress)) -> Result<(Model, Report)> {
+    let mut prepared = Prepared::new(model, options, Some(options.size), progress)?;
+    let built = build(&mut prepared, options, options.size, Release::Table, progress)?;
+    if let Some(x) = options.min_cos {
+        floor::check_floor(x, built.report.validation.as_ref(), built.report.text_validation.as_ref())?;
+    }
+    let mut report = built.report;
+    report.seconds = [prepared.seconds.clone(), report.seconds].concat();
+    Ok((built.model, report))
+}

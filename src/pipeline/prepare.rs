@@ -1,0 +1,248 @@
+//! The prepare stage: everything a candidate needs that does not depend on its setting, done
+//! once per model. Find the table, apply the dtype policy, decode and check it, count the
+//! corpus, weigh the rows, and run the original model once on random ids and held-out text.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use ndarray::Array2;
+
+use super::options::{Options, ks};
+use crate::check::References;
+use crate::cluster::linalg;
+use crate::corpus::CorpusFigures;
+use crate::error::{Error, Param, Result, Role};
+use crate::onnx::Model;
+use crate::onnx::graph::GraphView;
+use crate::onnx::tensor::{FloatType, float_matrix};
+use crate::progress::{Clock, Phase, Progress, Stage};
+use crate::report::SvdFigures;
+use crate::rewrite::find::{Candidate, find_embedding};
+use crate::storage::{self, Size};
+
+/// The rows of a frequent-token tier and the others.
+#[derive(Debug, Clone)]
+pub(crate) struct Tiers {
+    /// The share asked for.
+    pub(crate) asked: f64,
+    pub(crate) hot: Vec<usize>,
+    pub(crate) cold: Vec<usize>,
+    /// Share of the counted tokens the hot rows cover.
+    pub(crate) mass: f64,
+}
+
+impl Tiers {
+    /// The fewest rows whose counts cover `mass` of all counted tokens (most frequent first,
+    /// ties to the lower id), and the rest.
+    pub(crate) fn of(counts: &[u64], mass: f64) -> Tiers {
+        let total: u64 = counts.iter().sum();
+        let mut order: Vec<usize> = (0..counts.len()).collect();
+        order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
+        let (mut covered, mut taken) = (0u64, 0usize);
+        while taken < order.len() && (covered as f64) < mass * total as f64 {
+            covered += counts[order[taken]];
+            taken += 1;
+        }
+        let mut hot = order[..taken].to_vec();
+        hot.sort_unstable();
+        let mut is_hot = vec![false; counts.len()];
+        hot.iter().for_each(|&t| is_hot[t] = true);
+        let cold = (0..counts.len()).filter(|&t| !is_hot[t]).collect();
+        Tiers { asked: mass, hot, cold, mass: if total > 0 { covered as f64 / total as f64 } else { 0.0 } }
+    }
+}
+
+/// A model ready for candidates: its table decoded and weighted, the original's answers kept.
+pub(crate) struct Prepared<'m> {
+    pub(crate) model: &'m Model,
+    pub(crate) candidate: Candidate,
+    /// The table `[n, d]` as f32; `None` once released.
+    table: Option<Array2<f32>>,
+    /// Row weights `[n]`, checked.
+    pub(crate) weights: Option<Vec<f32>>,
+    /// The table's rows scaled by `sqrt(weight)`, what the fit sees (squared distances are then
+    /// weighted); `None` without weights.
+    scaled: Option<Array2<f32>>,
+    /// Eigenvalues of the (weighted) Gram matrix, decreasing: every SVD baseline's error.
+    gram_eigenvalues: OnceLock<Vec<f64>>,
+    pub(crate) references: References,
+    pub(crate) corpus: Option<CorpusFigures>,
+    /// Token counts `[n]`, when data-aware.
+    pub(crate) counts: Option<Vec<u64>>,
+    /// With a frequent-token tier in the options: its rows and the others, each increasing.
+    pub(crate) tiers: Option<Tiers>,
+    /// Threads for the dense kernels (0: all).
+    threads: usize,
+    /// Seconds of the prepare stages.
+    pub(crate) seconds: Vec<Phase>,
+}
+
+impl<'m> Prepared<'m> {
+    /// Prepares `model` for `options`; a `size` given is checked against the table first (with
+    /// `options.k`), so a bad setting fails before the long parts.
+    pub(crate) fn new(model: &'m Model, options: &Options, size: Option<Size>, progress: &mut dyn FnMut(Progress)) -> Result<Prepared<'m>> {
+        let mut seconds = Vec::new();
+        let mut clock = Clock::start();
+        let view = GraphView::new(model.graph());
+        let discovery = find_embedding(&view, options.embedding.as_deref())?;
+        let candidate = discovery.chosen()?.clone();
+        crate::rewrite::patch::check_shared(&candidate, options.allow_shared)?; // before the costly parts
+        if let Some(v) = &options.validate {
+            v.check()?;
+            if candidate.dtype == FloatType::Bf16 {
+                return Err(Error::Tract {
+                    which: Role::Original,
+                    message: format!(
+                        "tract cannot run BFLOAT16 tensors such as the table '{}'; pass --no-validate",
+                        candidate.table
+                    ),
+                });
+            }
+        }
+        let decode = || -> Result<Array2<f32>> {
+            let proto = view.initializer(&candidate.table).expect("candidates are initializers");
+            let table = float_matrix(proto)?;
+            check_finite(&candidate.table, &table)?;
+            Ok(table)
+        };
+        // Checked now so a bad table fails before the long parts; decoded again after them so
+        // the table and tract's copy of the model are never held together.
+        drop(decode()?);
+        let n = candidate.rows;
+        if let (Some(size), false) = (size, options.storage.plain) {
+            ks(options.k, size, n, candidate.cols)?;
+        }
+
+        options.storage.check()?;
+        let mut corpus = None;
+        let mut counts = None;
+        let mut weights = options.weights.clone();
+        let mut held_out = options.held_out.clone();
+        if let Some(data) = &options.data {
+            progress(Progress::Stage(Stage::Count));
+            let counted = data.count(n, &mut |files_done, files, tokens| {
+                progress(Progress::Count { files_done, files, tokens })
+            })?;
+            clock.lap(&mut seconds, Stage::Count);
+            weights = weights.or(counted.weights);
+            held_out = held_out.or(counted.held_out);
+            corpus = Some(counted.figures);
+            counts = Some(counted.counts);
+        }
+        let tiers = match (options.storage.hot, &counts) {
+            (None, _) => None,
+            (Some(h), Some(c)) => Some(Tiers::of(c, h.mass)),
+            (Some(_), None) => return Err(no_counts()),
+        };
+        check_weights(weights.as_deref(), n)?;
+        // Held-out text is compared in tract: not without validation.
+        let held_out = held_out.filter(|_| options.validate.is_some());
+
+        let references = if options.validate.is_some() || held_out.is_some() {
+            progress(Progress::Stage(Stage::RunOriginal));
+            let r = References::run(model, &candidate, n, options.validate.as_ref(), held_out.as_ref())?;
+            clock.lap(&mut seconds, Stage::RunOriginal);
+            r
+        } else {
+            References::run(model, &candidate, n, None, None)?
+        };
+
+        progress(Progress::Stage(Stage::Prepare));
+        let table = decode()?;
+        let scaled = weights.as_deref().map(|w| {
+            let mut t = table.clone();
+            linalg::scale_rows(t.view_mut(), w);
+            t
+        });
+        clock.lap(&mut seconds, Stage::Prepare);
+        Ok(Prepared {
+            model,
+            candidate,
+            table: Some(table),
+            weights,
+            scaled,
+            gram_eigenvalues: OnceLock::new(),
+            references,
+            corpus,
+            counts,
+            tiers,
+            threads: options.threads,
+            seconds,
+        })
+    }
+
+    /// The table `[n, d]`.
+    pub(crate) fn table(&self) -> &Array2<f32> {
+        self.table.as_ref().expect("the table is used only before it is released")
+    }
+
+    /// What the fit sees: the rows scaled by `sqrt(weight)`, or the table.
+    pub(crate) fn fit_rows(&self) -> &Array2<f32> {
+        self.scaled.as_ref().unwrap_or_else(|| self.table())
+    }
+
+    /// The frequent tier covering `mass` of the counted tokens: the options' when it is that
+    /// one, else computed from the counts; an error without counts.
+    pub(crate) fn tiers_for(&self, mass: f64) -> Result<Cow<'_, Tiers>> {
+        match (&self.tiers, &self.counts) {
+            (Some(t), _) if t.asked == mass => Ok(Cow::Borrowed(t)),
+            (_, Some(c)) => Ok(Cow::Owned(Tiers::of(c, mass))),
+            _ => Err(no_counts()),
+        }
+    }
+
+    /// Frees the table (after the last candidate's fit).
+    pub(crate) fn release_table(&mut self) {
+        self.table = None;
+        self.scaled = None;
+    }
+
+    /// The error of the best rank-j' approximation storing at most `numbers` numbers (weighted
+    /// rows when there are weights: the error is then the weighted one).
+    pub(crate) fn svd_baseline(&self, numbers: u64) -> Result<SvdFigures> {
+        let (n, d) = (self.candidate.rows, self.candidate.cols);
+        let rank = storage::svd_rank(numbers, n, d);
+        let eig = match self.gram_eigenvalues.get() {
+            Some(e) => e,
+            None => {
+                let e = linalg::eigenvalues_desc(&linalg::gram_lower(self.fit_rows().view(), self.threads))?;
+                self.gram_eigenvalues.get_or_init(|| e)
+            }
+        };
+        let energy: f64 = eig.iter().map(|&e| e.max(0.0)).sum();
+        let rest: f64 = eig[rank.min(d)..].iter().map(|&e| e.max(0.0)).sum();
+        let relative_error = linalg::relative_frobenius(rest, energy);
+        Ok(SvdFigures { rank, numbers: storage::svd_numbers(rank, n, d), relative_error })
+    }
+}
+
+/// The error of a frequent tier without token counts.
+fn no_counts() -> Error {
+    Error::InvalidParameter {
+        param: Param::HotBits,
+        reason: "a frequent-token tier needs token counts: give a corpus or token counts".into(),
+    }
+}
+
+/// The weights, checked: one per row, finite and positive.
+fn check_weights(weights: Option<&[f32]>, n: usize) -> Result<()> {
+    let Some(w) = weights else { return Ok(()) };
+    if w.len() != n {
+        return Err(Error::InvalidParameter { param: Param::Weights, reason: format!("{} weights for a table of {n} rows", w.len()) });
+    }
+    if let Some((row, v)) = w.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v > 0.0)) {
+        return Err(Error::InvalidParameter {
+            param: Param::Weights,
+            reason: format!("the weight of row {row} is {v}; weights must be finite and positive"),
+        });
+    }
+    Ok(())
+}
+
+/// An error naming the first NaN or infinite value of the table.
+fn check_finite(name: &str, table: &Array2<f32>) -> Result<()> {
+    match table.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        Some(((row, column), &value)) => Err(Error::NonFinite { tensor: name.into(), row, column, value }),
+        None => Ok(()),
+    }
+}

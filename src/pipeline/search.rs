@@ -1,0 +1,80 @@
+//! Searches over candidates of one prepared model: the smallest model that reaches a cosine
+//! ([`compress_to_target`]). The original model runs once, in the prepare stage, whatever the
+//! number of candidates.
+
+use super::candidate::{Release, build};
+use super::options::{Options, ks};
+use super::prepare::Prepared;
+use crate::check::floor;
+use crate::error::{Error, Param, Result};
+use crate::onnx::Model;
+use crate::progress::{Progress, add_time};
+use crate::report::{self, Report};
+use crate::storage::Size;
+
+/// Searches the highest ratio whose compressed model still reaches a mean cosine of `target`
+/// (see [`Options::min_cos`] for what is measured), by bisection over `probes` probes in (0, 1).
+/// The model is prepared once: the original runs once whatever the number of probes. Returns
+/// the smallest model that met the target, its report listing every probe;
+/// [`Error::QualityFloor`] when no probe met it.
+pub fn compress_to_target(
+    model: &Model,
+    options: &Options,
+    target: f64,
+    probes: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Model, Report)> {
+    floor::check_cosine(Param::TargetCos, target)?;
+    if probes == 0 {
+        return Err(Error::InvalidParameter { param: Param::Probes, reason: "at least one probe is needed".into() });
+    }
+    if options.validate.is_none() {
+        floor::require(Param::TargetCos, None, None)?;
+    }
+    let mut prepared = Prepared::new(model, options, None, progress)?;
+    let (n, d) = (prepared.candidate.rows, prepared.candidate.cols);
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    let mut best: Option<(Model, Report)> = None;
+    let mut tried: Vec<report::Probe> = Vec::new();
+    let mut worst_seen: Option<floor::Measured> = None;
+    let mut seconds = prepared.seconds.clone();
+    for probe in 0..probes {
+        let ratio = (lo + hi) / 2.0;
+        progress(Progress::Probe { probe, of: probes, ratio });
+        let size = Size::Ratio(ratio);
+        if ks(options.k, size, n, d).is_err() {
+            hi = ratio; // too aggressive for this k: fails the target
+            continue;
+        }
+        let built = build(&mut prepared, options, size, Release::Keep, progress)?;
+        for p in &built.report.seconds {
+            add_time(&mut seconds, p.phase, p.seconds);
+        }
+        let measured = floor::require(Param::TargetCos, built.report.validation.as_ref(), built.report.text_validation.as_ref())?;
+        let met = measured.cosine >= target;
+        tried.push(report::Probe { ratio, saved_percent: built.report.saved_percent, mean_cosine: measured.cosine, met });
+        if met {
+            lo = ratio;
+            best = Some((built.model, built.report));
+        } else {
+            hi = ratio;
+            worst_seen = Some(measured);
+        }
+    }
+    match best {
+        Some((out, mut report)) => {
+            report.probes = tried;
+            report.seconds = seconds;
+            Ok((out, report))
+        }
+        None => {
+            let m = worst_seen.unwrap_or(floor::Measured { cosine: f64::NAN, on: "no probe".into() });
+            Err(Error::QualityFloor {
+                measured: m.cosine,
+                floor: target,
+                on: format!("{} at the smallest ratio probed", m.on),
+                param: Param::TargetCos,
+            })
+        }
+    }
+}

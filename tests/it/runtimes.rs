@@ -1,0 +1,650 @@
+//! The runtimes users deploy to: each variant of [`CASES`] is compressed by the binary, then the
+//! original and the output run in tract, onnxruntime (Python, CPU) and onnxruntime-web (its
+//! wasm backend, from node) on the same seeded inputs, `[1, 16]` and `[2, 7]` (the second row
+//! of the latter padded). Checked per variant, for every output and both shapes:
+//!
+//! - each runtime's output of the compressed model agrees with tract's (largest difference
+//!   relative to the largest magnitude of tract's output, [`tolerance`] by table type), and so
+//!   does its output of the original;
+//! - onnxruntime and onnxruntime-web agree with each other, at the same tolerance (for bf16,
+//!   which tract cannot run, that is the only check);
+//! - as a sanity bound, the compressed model's outputs stay close to the original's in every
+//!   runtime (mean cosine along the last axis, [`Case::min_cosine`]).
+//!
+//! All figures are printed as a table (`--nocapture`), then every failing variant is listed.
+//!
+//! These tests are `#[ignore]`d because they need the pinned runtimes that `.ci/run` installs;
+//! `.ci/run` runs them with `cargo test --locked --test it -- --ignored runtimes::` and sets
+//! `ONNX_EMBCOMP_PYTHON` (a python with onnxruntime and numpy: `target/ci-venv/bin/python`)
+//! and `ONNX_EMBCOMP_ORT_WEB` (a folder whose `node_modules` holds onnxruntime-web:
+//! `tests/runtimes`); `ONNX_EMBCOMP_NODE` names node (default `node`). Run without them, they
+//! fail saying so. The runner scripts and their JSON exchange format: `tests/runtimes/`.
+//!
+//! Adding a variant is one line in [`CASES`]: `case(NAME, SOURCE, &[CLI ARGS])`, with
+//! `.min_cosine(X)` appended when it must not meet the default sanity bound. Its tolerance
+//! follows the table type the compression reports (`--json`'s `dtype`); tract is skipped for
+//! bf16 only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use onnx_embcomp::Model;
+use onnx_embcomp::onnx::io::{read_model, write_model_externalising_over};
+use onnx_embcomp::onnx::proto::{tensor_proto::DataType, type_proto};
+use onnx_embcomp::onnx::tensor::FloatType;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::fixtures::{self, Ids, Variant};
+use crate::{fixture, read_json, run, tempdir};
+
+/// Where a variant's input model comes from.
+#[derive(Clone, Copy)]
+pub enum Source {
+    /// A committed file of `fixtures/`.
+    Fixture(&'static str),
+    /// A model built by the fixture generator, written inline.
+    Built(fn() -> Model),
+    /// A model built by the fixture generator, written with every tensor of 1 KiB or more as
+    /// external data (`NAME.onnx.data` beside it).
+    External(fn() -> Model),
+}
+
+/// One variant: a name, the input model, the arguments given to the binary after
+/// `INPUT OUTPUT`, and the sanity bound on how close its outputs stay to the original's.
+pub struct Case {
+    pub name: &'static str,
+    pub source: Source,
+    pub args: &'static [&'static str],
+    pub min_cosine: f64,
+}
+
+/// A variant with the default sanity bound (mean cosine >= 0.99 to the original).
+const fn case(name: &'static str, source: Source, args: &'static [&'static str]) -> Case {
+    Case { name, source, args, min_cosine: 0.99 }
+}
+
+impl Case {
+    /// The same variant with another bound on the mean cosine to the original.
+    #[allow(dead_code)]
+    const fn min_cosine(self, min_cosine: f64) -> Case {
+        Case { min_cosine, ..self }
+    }
+}
+
+use Source::{Built, External, Fixture};
+
+/// The variants checked in every runtime. One line each.
+pub const CASES: &[Case] = &[
+    case("encoder", Fixture("encoder.onnx"), &[]),
+    case("encoder_svd", Fixture("encoder.onnx"), &["-k", "1"]),
+    case("encoder_k4_r0.8", Fixture("encoder.onnx"), &["-k", "4", "--ratio", "0.8"]),
+    case("encoder_adaptive_j", Fixture("encoder.onnx"), &["--adaptive-j"]),
+    case("decoder_tied", Fixture("decoder.onnx"), &["--allow-shared"]),
+    case("encoder_f16", Built(encoder_f16), &[]),
+    case("encoder_bf16", Built(encoder_bf16), &["--no-validate"]),
+    case("opset13_ir7", Built(opset13), &[]),
+    case("opset21_ir10", Built(opset21), &[]),
+    case("int32_ids", Built(int32_ids), &[]),
+    case("external_data", External(fixtures::encoder), &[]),
+    // Quantized storage: coefficients, plain rows, tiers, at every width; f16 and bf16 tables;
+    // external data.
+    case("encoder_bits8", Fixture("encoder.onnx"), &["--bits", "8"]),
+    case("encoder_bits4", Fixture("encoder.onnx"), &["--bits", "4"]),
+    case("encoder_bits2", Fixture("encoder.onnx"), &["--bits", "2"]).min_cosine(0.9),
+    case("encoder_svd_bits4", Fixture("encoder.onnx"), &["-k", "1", "--bits", "4"]),
+    case("encoder_bits4_block16", Fixture("encoder.onnx"), &["--bits", "4", "--block", "16"]),
+    case("encoder_adaptive_j_bits4", Fixture("encoder.onnx"), &["--adaptive-j", "--bits", "4"]),
+    case("plain_bits8", Fixture("encoder.onnx"), &["--plain", "--bits", "8"]),
+    case("plain_bits4", Fixture("encoder.onnx"), &["--plain", "--bits", "4"]),
+    case("plain_bits2", Fixture("encoder.onnx"), &["--plain", "--bits", "2"]).min_cosine(0.9),
+    case("plain_tiers", Fixture("encoder.onnx"), &["--plain", "--bits", "2", "--hot-bits", "4", "--token-counts", COUNTS]).min_cosine(0.9),
+    case("encoder_tiers", Fixture("encoder.onnx"), &["--bits", "4", "--hot-bits", "8", "--token-counts", COUNTS]),
+    case("encoder_tiers_float", Fixture("encoder.onnx"), &["--hot-bits", "float", "--token-counts", COUNTS]),
+    case("decoder_bits4", Fixture("decoder.onnx"), &["--allow-shared", "--bits", "4"]),
+    case("encoder_f16_bits4", Built(encoder_f16), &["--bits", "4"]),
+    case("encoder_f16_plain4", Built(encoder_f16), &["--plain", "--bits", "4"]),
+    case("encoder_bf16_bits4", Built(encoder_bf16), &["--no-validate", "--bits", "4"]),
+    case("encoder_bf16_plain2", Built(encoder_bf16), &["--no-validate", "--plain", "--bits", "2"]).min_cosine(0.9),
+    case("opset13_bits4", Built(opset13), &["--bits", "4"]),
+    case("int32_ids_tiers", Built(int32_ids), &["--bits", "2", "--hot-bits", "8", "--token-counts", COUNTS]).min_cosine(0.9),
+    case("external_data_bits4", External(fixtures::encoder), &["--bits", "4"]),
+];
+
+/// The placeholder of a generated token-count file in a case's arguments.
+const COUNTS: &str = "@counts";
+
+fn encoder_f16() -> Model {
+    fixtures::encoder_with(FloatType::F16)
+}
+
+fn encoder_bf16() -> Model {
+    fixtures::encoder_with(FloatType::Bf16)
+}
+
+fn opset13() -> Model {
+    fixtures::embedding_only(&fixtures::encoder_table(), FloatType::F32, 13, 7)
+}
+
+fn opset21() -> Model {
+    fixtures::encoder_variant(&Variant { opset: 21, ir_version: 10, ..Variant::default() })
+}
+
+fn int32_ids() -> Model {
+    fixtures::encoder_variant(&Variant { ids: Ids::Int32, ..Variant::default() })
+}
+
+/// Input shapes `[batch, sequence]` every variant runs on.
+const SHAPES: [[usize; 2]; 2] = [[1, 16], [2, 7]];
+
+/// Largest difference from the reference, relative to the reference's largest magnitude, for
+/// a table of type `dtype`. The test prints the figures (onnxruntime 1.32.0, onnxruntime-web
+/// 1.31.1, tract 0.23.9: at most 3.5e-7 for f32, any pair of runtimes); f32's bound is the one
+/// asked for the quantized layouts to come, the others leave about 3 times what was measured.
+fn tolerance(dtype: &str) -> f64 {
+    match dtype {
+        "f32" => 1e-4,
+        // Measured 3.6e-4 to tract: tract rounds the f16 MatMul's product to f16 (its lookup is
+        // the correctly rounded product), onnxruntime and onnxruntime-web compute it in f32 and
+        // drop the Cast pair around it, so their lookup is not rounded. Both agree to 2e-7.
+        "f16" => 1e-3,
+        // the product runs in f32 between Casts; compared are onnxruntime and onnxruntime-web
+        // (tract has no bf16), which agree to f32 rounding
+        "bf16" => 1e-5,
+        other => panic!("no tolerance for tables of type {other}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the runtimes
+
+/// The external runners, from the environment `.ci/run` sets.
+struct Runtimes {
+    python: PathBuf,
+    node: PathBuf,
+    ort_web: PathBuf,
+}
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtimes")
+}
+
+impl Runtimes {
+    fn from_env() -> Runtimes {
+        let var = |name: &str, what: &str| {
+            std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
+                panic!(
+                    "{name} is not set: it names {what}. These tests need the pinned runtimes that \
+                     `bash .ci/run` installs (and sets {name} for); run that, or set ONNX_EMBCOMP_PYTHON \
+                     and ONNX_EMBCOMP_ORT_WEB yourself"
+                )
+            })
+        };
+        let python = var("ONNX_EMBCOMP_PYTHON", "a python with onnxruntime and numpy (target/ci-venv/bin/python)");
+        let ort_web = var("ONNX_EMBCOMP_ORT_WEB", "the folder whose node_modules holds onnxruntime-web (tests/runtimes)");
+        let node = std::env::var_os("ONNX_EMBCOMP_NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from);
+        assert!(python.exists(), "ONNX_EMBCOMP_PYTHON={} does not exist (run `bash .ci/run`)", python.display());
+        assert!(
+            ort_web.join("node_modules/onnxruntime-web").is_dir(),
+            "ONNX_EMBCOMP_ORT_WEB={}: no node_modules/onnxruntime-web in it (run `bash .ci/run`, or `npm ci` there)",
+            ort_web.display()
+        );
+        Runtimes { python, node, ort_web }
+    }
+
+    /// `python ort_run.py` with the triples (model, inputs, outputs).
+    fn onnxruntime(&self, jobs: &[Job]) -> Command {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(scripts().join("ort_run.py"));
+        for job in jobs {
+            cmd.args([&job.model, &job.inputs, &job.outputs("onnxruntime")]);
+        }
+        cmd
+    }
+
+    /// `node ort_web_run.mjs` with the triples (model, inputs, outputs).
+    fn onnxruntime_web(&self, jobs: &[Job]) -> Command {
+        let mut cmd = Command::new(&self.node);
+        cmd.arg(scripts().join("ort_web_run.mjs")).env("ORT_WEB_DIR", &self.ort_web);
+        for job in jobs {
+            cmd.args([&job.model, &job.inputs, &job.outputs("onnxruntime-web")]);
+        }
+        cmd
+    }
+}
+
+/// One model to run on one inputs file.
+struct Job {
+    model: PathBuf,
+    inputs: PathBuf,
+}
+
+impl Job {
+    fn outputs(&self, runtime: &str) -> PathBuf {
+        self.model.with_extension(format!("{runtime}.json"))
+    }
+}
+
+/// Runs `cmd` (its stdout and stderr captured); returns its stderr, and whether it succeeded.
+fn spawn(mut cmd: Command) -> std::thread::JoinHandle<(bool, String)> {
+    std::thread::spawn(move || {
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        (out.status.success(), stderr)
+    })
+}
+
+/// One output of one run: name, shape and values as f32 (exact for every float type here).
+#[derive(Debug, Clone)]
+struct Output {
+    name: String,
+    shape: Vec<usize>,
+    values: Vec<f32>,
+}
+
+/// The outputs per run, in input order.
+type Outputs = Vec<Vec<Output>>;
+
+fn number(v: &Value) -> f32 {
+    match v {
+        Value::Number(n) => n.as_f64().expect("a number") as f32,
+        Value::String(s) if s == "nan" => f32::NAN,
+        Value::String(s) if s == "inf" => f32::INFINITY,
+        Value::String(s) if s == "-inf" => f32::NEG_INFINITY,
+        Value::Bool(b) => f32::from(u8::from(*b)),
+        other => panic!("not a value of the exchange format: {other}"),
+    }
+}
+
+/// Reads an outputs file of the exchange format; also returns the runtime's name.
+fn read_outputs(path: &Path) -> (String, Outputs) {
+    let v = read_json(path);
+    let runs = v["runs"].as_array().unwrap_or_else(|| panic!("{}: no runs", path.display()));
+    let runs = runs
+        .iter()
+        .map(|r| {
+            r["outputs"]
+                .as_array()
+                .expect("outputs")
+                .iter()
+                .map(|o| Output {
+                    name: o["name"].as_str().expect("a name").to_string(),
+                    shape: o["shape"].as_array().expect("a shape").iter().map(|d| d.as_u64().unwrap() as usize).collect(),
+                    values: o["values"].as_array().expect("values").iter().map(number).collect(),
+                })
+                .collect()
+        })
+        .collect();
+    (v["runtime"].as_str().unwrap_or("?").to_string(), runs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// inputs and tract
+
+/// One input tensor fed to every runtime.
+struct Feed {
+    name: String,
+    int32: bool,
+    shape: [usize; 2],
+    values: Vec<i64>,
+}
+
+/// Seeded inputs for `model` of shape `shape`: token ids below `rows` for id inputs, ones for
+/// masks (the last two positions of the second row padded when the batch has two), zeros for
+/// token types, `0..` for positions.
+fn feeds(model: &Model, rows: usize, shape: [usize; 2], seed: u64) -> Vec<Feed> {
+    let g = model.graph();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let [b, s] = shape;
+    g.input
+        .iter()
+        .filter(|i| !g.initializer.iter().any(|t| t.name() == i.name()))
+        .map(|i| {
+            let elem = match i.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(type_proto::Value::TensorType(t)) => t.elem_type(),
+                other => panic!("input {}: {other:?}", i.name()),
+            };
+            let int32 = elem == DataType::Int32 as i32;
+            assert!(int32 || elem == DataType::Int64 as i32, "input {} is neither int64 nor int32", i.name());
+            let name = i.name().to_lowercase();
+            let values = (0..b * s)
+                .map(|k| {
+                    let (row, col) = (k / s, k % s);
+                    if name.contains("mask") {
+                        i64::from(!(row == 1 && col + 2 >= s))
+                    } else if name.contains("token_type") {
+                        0
+                    } else if name.contains("position") {
+                        col as i64
+                    } else {
+                        rng.random_range(0..rows as i64)
+                    }
+                })
+                .collect();
+            Feed { name: i.name().to_string(), int32, shape, values }
+        })
+        .collect()
+}
+
+/// The inputs file of the exchange format for these runs.
+fn inputs_json(runs: &[Vec<Feed>]) -> Value {
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|feeds| {
+            let inputs: Vec<Value> = feeds
+                .iter()
+                .map(|f| {
+                    let dtype = if f.int32 { "int32" } else { "int64" };
+                    json!({"name": f.name, "dtype": dtype, "shape": f.shape, "values": f.values})
+                })
+                .collect();
+            json!({ "inputs": inputs })
+        })
+        .collect();
+    json!({ "runs": runs })
+}
+
+/// Runs the model file at `path` in tract (external data read beside it) on every run.
+fn tract_outputs(path: &Path, runs: &[Vec<Feed>]) -> Result<Outputs, String> {
+    use tract_onnx::prelude::*;
+    let run_one = |feeds: &[Feed]| -> TractResult<Vec<Output>> {
+        let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_path(path)?;
+        let mut values = TVec::new();
+        for i in 0..m.input_outlets()?.len() {
+            let name = m.node(m.input_outlets()?[i].node).name.clone();
+            let f = feeds.iter().find(|f| f.name == name).ok_or_else(|| anyhow::anyhow!("no feed for input {name}"))?;
+            let t = if f.int32 {
+                Tensor::from_shape(&f.shape, &f.values.iter().map(|&v| v as i32).collect::<Vec<_>>())?
+            } else {
+                Tensor::from_shape(&f.shape, &f.values)?
+            };
+            m.set_input_fact(i, InferenceFact::dt_shape(t.datum_type(), t.shape()))?;
+            values.push(t.into_tvalue());
+        }
+        let names: Vec<String> = m
+            .output_outlets()?
+            .iter()
+            .map(|o| m.outlet_label(*o).map_or_else(|| m.node(o.node).name.clone(), str::to_string))
+            .collect();
+        let plan = m.into_optimized()?.into_runnable()?;
+        let out = plan.run(values)?;
+        out.iter()
+            .zip(names)
+            .map(|(v, name)| {
+                let t = v.cast_to::<f32>()?;
+                Ok(Output { name, shape: t.shape().to_vec(), values: t.to_plain_array_view::<f32>()?.iter().copied().collect() })
+            })
+            .collect()
+    };
+    runs.iter().map(|feeds| run_one(feeds).map_err(|e| format!("{e:#}"))).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// comparisons
+
+/// Largest `|a - b|` over all outputs of all runs, relative to the largest `|reference|` of
+/// the same output; an error when names or shapes differ or a value is not finite.
+fn relative_max_diff(got: &Outputs, reference: &Outputs) -> Result<f64, String> {
+    let mut worst = 0f64;
+    if got.len() != reference.len() {
+        return Err(format!("{} runs instead of {}", got.len(), reference.len()));
+    }
+    for (g_run, r_run) in got.iter().zip(reference) {
+        if g_run.len() != r_run.len() {
+            return Err(format!("{} outputs instead of {}", g_run.len(), r_run.len()));
+        }
+        for (g, r) in g_run.iter().zip(r_run) {
+            if g.name != r.name || g.shape != r.shape {
+                return Err(format!("output {} {:?} instead of {} {:?}", g.name, g.shape, r.name, r.shape));
+            }
+            if let Some(bad) = g.values.iter().chain(&r.values).find(|v| !v.is_finite()) {
+                return Err(format!("output {} holds {bad}", g.name));
+            }
+            let scale = r.values.iter().fold(0f64, |m, v| m.max(v.abs() as f64)).max(f64::MIN_POSITIVE);
+            let diff = g.values.iter().zip(&r.values).fold(0f64, |m, (a, b)| m.max((a - b).abs() as f64));
+            worst = worst.max(diff / scale);
+        }
+    }
+    Ok(worst)
+}
+
+/// The smallest mean cosine along the last axis over all outputs of all runs.
+fn min_mean_cosine(a: &Outputs, b: &Outputs) -> f64 {
+    let mut worst = f64::INFINITY;
+    for (a_run, b_run) in a.iter().zip(b) {
+        for (x, y) in a_run.iter().zip(b_run) {
+            let last = x.shape.last().copied().unwrap_or(1).max(1);
+            let cosines: Vec<f64> =
+                x.values.chunks(last).zip(y.values.chunks(last)).map(|(p, q)| onnx_embcomp::check::cosine(p, q)).collect();
+            worst = worst.min(cosines.iter().sum::<f64>() / cosines.len().max(1) as f64);
+        }
+    }
+    worst
+}
+
+/// A prepared variant: its models, inputs and what the compression reported.
+struct Prepared {
+    case: &'static Case,
+    original: PathBuf,
+    compressed: PathBuf,
+    inputs: PathBuf,
+    runs: Vec<Vec<Feed>>,
+    dtype: String,
+    external: bool,
+}
+
+/// Writes the variant's input model into `dir`, compresses it with the binary and writes the
+/// inputs file.
+fn prepare(case: &'static Case, dir: &Path) -> Prepared {
+    let dir = dir.join(case.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let original = match case.source {
+        Fixture(name) => {
+            // copied, so that every runner writes its outputs beside it, in the temporary folder
+            let path = dir.join("original.onnx");
+            std::fs::copy(fixture(name), &path).unwrap();
+            path
+        }
+        Built(build) => crate::write_model(&dir, "original.onnx", &build()),
+        External(build) => {
+            let path = dir.join("original.onnx");
+            let written = write_model_externalising_over(&build(), &path, 0).expect("write with external data");
+            assert!(written.external_data.is_some(), "{}: nothing was written as external data", case.name);
+            path
+        }
+    };
+    let compressed = dir.join("compressed.onnx");
+    let report = dir.join("report.json");
+    let mut args: Vec<std::ffi::OsString> =
+        vec![original.clone().into(), compressed.clone().into(), "-q".into(), "--json".into(), report.clone().into()];
+    for &arg in case.args {
+        // `@counts`: a token-count file, for the frequent-token tier (ids 0..300, falling counts).
+        args.push(if arg == COUNTS {
+            crate::cli::counts_file(&dir).into()
+        } else {
+            arg.into()
+        });
+    }
+    let r = run(&args);
+    assert_eq!(r.code, Some(0), "{}: compression failed:\n{r:#?}", case.name);
+    let report = read_json(&report);
+    let rows = report["shape"][0].as_u64().expect("the table's rows") as usize;
+    let dtype = report["dtype"].as_str().expect("the table's dtype").to_string();
+    let model = read_model(&original).expect("the input model reads back");
+    let runs: Vec<Vec<Feed>> = SHAPES.iter().enumerate().map(|(k, &shape)| feeds(&model, rows, shape, k as u64)).collect();
+    let inputs = dir.join("inputs.json");
+    std::fs::write(&inputs, inputs_json(&runs).to_string()).unwrap();
+    let external = matches!(case.source, External(_));
+    Prepared { case, original, compressed, inputs, runs, dtype, external }
+}
+
+/// The figures of one variant, and what failed.
+#[derive(Default)]
+struct Figures {
+    /// "RUNTIME-vs-REFERENCE MODEL" -> relative max difference.
+    diffs: BTreeMap<String, f64>,
+    /// Smallest mean cosine, compressed against original, over the runtimes.
+    cosine: Option<f64>,
+    failures: Vec<String>,
+}
+
+#[test]
+#[ignore = "needs the pinned runtimes: run by .ci/run (cargo test -- --ignored runtimes::)"]
+fn runtimes_agree_on_every_variant() {
+    let runtimes = Runtimes::from_env();
+    let dir = tempdir();
+    let prepared: Vec<Prepared> = CASES.iter().map(|c| prepare(c, dir.path())).collect();
+
+    // One invocation per runtime for every model, both started before tract runs.
+    let jobs: Vec<Job> = prepared
+        .iter()
+        .flat_map(|p| [&p.original, &p.compressed].map(|m| Job { model: m.clone(), inputs: p.inputs.clone() }))
+        .collect();
+    let ort = spawn(runtimes.onnxruntime(&jobs));
+    let web = spawn(runtimes.onnxruntime_web(&jobs));
+    let tract: Vec<[Option<Result<Outputs, String>>; 2]> = prepared
+        .iter()
+        .map(|p| {
+            let runs_in_tract = p.dtype != "bf16";
+            [&p.original, &p.compressed].map(|m| runs_in_tract.then(|| tract_outputs(m, &p.runs)))
+        })
+        .collect();
+    let (ort_ok, ort_stderr) = ort.join().unwrap();
+    let (web_ok, web_stderr) = web.join().unwrap();
+
+    let mut runtime_names = BTreeMap::new();
+    let mut table = vec![];
+    for (k, p) in prepared.iter().enumerate() {
+        let mut f = Figures::default();
+        // outputs[runtime] = [original, compressed]
+        let mut outputs: BTreeMap<&str, [Option<Outputs>; 2]> = BTreeMap::new();
+        for (runtime, stderr) in [("onnxruntime", &ort_stderr), ("onnxruntime-web", &web_stderr)] {
+            let pair = [0, 1].map(|m| {
+                let job = &jobs[2 * k + m];
+                let path = job.outputs(runtime);
+                if path.exists() {
+                    let (name, o) = read_outputs(&path);
+                    runtime_names.insert(runtime, name);
+                    Some(o)
+                } else {
+                    let which = ["original", "compressed"][m];
+                    let said: Vec<&str> = stderr.lines().filter(|l| l.contains(&*job.model.to_string_lossy())).collect();
+                    f.failures.push(format!("{runtime} cannot run the {which} model: {}", said.join("; ")));
+                    None
+                }
+            });
+            outputs.insert(runtime, pair);
+        }
+        let [t_original, t_compressed] = &tract[k];
+        for (which, t) in [("original", t_original), ("compressed", t_compressed)] {
+            if let Some(Err(e)) = t {
+                f.failures.push(format!("tract cannot run the {which} model: {e}"));
+            }
+        }
+        let tract_pair = [t_original, t_compressed].map(|t| t.as_ref().and_then(|r| r.as_ref().ok()));
+        let tol = tolerance(&p.dtype);
+        let mut check = |label: String, got: Option<&Outputs>, reference: Option<&Outputs>| {
+            if let (Some(got), Some(reference)) = (got, reference) {
+                match relative_max_diff(got, reference) {
+                    Ok(d) => {
+                        if d > tol {
+                            f.failures.push(format!("{label}: relative difference {d:.2e} > {tol:.0e}"));
+                        }
+                        f.diffs.insert(label, d);
+                    }
+                    Err(e) => f.failures.push(format!("{label}: {e}")),
+                }
+            }
+        };
+        for (m, which) in ["original", "compressed"].iter().enumerate() {
+            // tract's is the reference; both runtimes also agree with each other (for bf16,
+            // that is the only check)
+            for runtime in ["onnxruntime", "onnxruntime-web"] {
+                let short = if runtime == "onnxruntime" { "ort" } else { "web" };
+                check(format!("{short}-vs-tract {which}"), outputs[runtime][m].as_ref(), tract_pair[m]);
+            }
+            let web = outputs["onnxruntime-web"][m].as_ref();
+            check(format!("web-vs-ort {which}"), web, outputs["onnxruntime"][m].as_ref());
+        }
+        let mut pairs: Vec<(&str, &Outputs, &Outputs)> = outputs
+            .iter()
+            .filter_map(|(runtime, [a, b])| Some((*runtime, a.as_ref()?, b.as_ref()?)))
+            .collect();
+        if let [Some(a), Some(b)] = tract_pair {
+            pairs.push(("tract", a, b));
+        }
+        for (runtime, a, b) in pairs {
+            let c = min_mean_cosine(a, b);
+            if c.is_nan() || c < p.case.min_cosine {
+                f.failures.push(format!("{runtime}: compressed drifted from the original: mean cosine {c:.5} < {}", p.case.min_cosine));
+            }
+            f.cosine = Some(f.cosine.map_or(c, |m: f64| m.min(c)));
+        }
+        table.push(f);
+    }
+
+    // The figures, then the failures.
+    eprintln!("runtimes: {}; tract 0.23", runtime_names.values().cloned().collect::<Vec<_>>().join(", "));
+    eprintln!("relative max |diff| to tract (web/ort: onnxruntime-web to onnxruntime), inputs {SHAPES:?}");
+    eprintln!("1 - cos: the largest 1 - mean cosine, compressed to original, over the runtimes");
+    eprintln!(
+        "{:<20} {:<5} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "variant", "table", "ext", "ort orig", "ort comp", "web orig", "web comp", "web/ort o", "web/ort c", "1 - cos"
+    );
+    for (p, f) in prepared.iter().zip(&table) {
+        let get = |keys: &[&str]| {
+            keys.iter().find_map(|k| f.diffs.get(*k)).map_or_else(|| "-".to_string(), |d| format!("{d:.2e}"))
+        };
+        eprintln!(
+            "{:<20} {:<5} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            p.case.name,
+            p.dtype,
+            if p.external { "yes" } else { "" },
+            get(&["ort-vs-tract original"]),
+            get(&["ort-vs-tract compressed"]),
+            get(&["web-vs-tract original"]),
+            get(&["web-vs-tract compressed"]),
+            get(&["web-vs-ort original"]),
+            get(&["web-vs-ort compressed"]),
+            f.cosine.map_or_else(|| "-".to_string(), |c| format!("{:.1e}", 1.0 - c)),
+        );
+    }
+    let failures: Vec<String> = prepared
+        .iter()
+        .zip(&table)
+        .flat_map(|(p, f)| f.failures.iter().map(move |e| format!("{}: {e}", p.case.name)))
+        .collect();
+    let mut message = failures.join("\n");
+    for (ok, runtime, stderr) in [(ort_ok, "onnxruntime", &ort_stderr), (web_ok, "onnxruntime-web", &web_stderr)] {
+        if !ok {
+            message += &format!("\n{runtime}'s runner failed:\n{stderr}");
+        }
+    }
+    assert!(failures.is_empty() && ort_ok && web_ok, "{} failure(s):\n{message}", failures.len());
+}
+
+#[test]
+#[ignore = "needs the pinned runtimes: run by .ci/run (cargo test -- --ignored runtimes::)"]
+fn runners_fail_cleanly_on_a_bad_model() {
+    let runtimes = Runtimes::from_env();
+    let dir = tempdir();
+    let model = dir.path().join("noise.onnx");
+    std::fs::write(&model, b"not a model at all").unwrap();
+    let inputs = dir.path().join("inputs.json");
+    std::fs::write(&inputs, inputs_json(&[]).to_string()).unwrap();
+    let jobs = [Job { model: model.clone(), inputs }];
+    for (runtime, cmd) in [("onnxruntime", runtimes.onnxruntime(&jobs)), ("onnxruntime-web", runtimes.onnxruntime_web(&jobs))] {
+        let (ok, stderr) = spawn(cmd).join().unwrap();
+        assert!(!ok, "{runtime}: the runner succeeded on a bad model");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{runtime}: one line expected:\n{stderr}");
+        assert!(lines[0].contains(&*model.to_string_lossy()) && lines[0].to_lowercase().contains("protobuf"), "{runtime}: {}", lines[0]);
+        assert!(!jobs[0].outputs(runtime).exists(), "{runtime}: an outputs file was written");
+    }
+}
+
