@@ -4,7 +4,7 @@
 mod cli;
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -83,7 +83,8 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         _ => bail!("usage: onnx-embcomp IN.onnx OUT.onnx [options] (see --help)"),
     };
     io::check_output_path(input, output)?;
-    if let Some(json) = args.json.as_deref().filter(|p| *p != Path::new("-")) {
+    let json = args.json.as_deref().filter(|p| *p != Path::new("-"));
+    if let Some(json) = json {
         io::check_output_path(input, json)?;
     }
     let options = args.options();
@@ -92,6 +93,9 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     let (model, stored) = io::read_model_stored(input)?;
     let write_options = args.external_data.write_options(&stored);
     stored.check_output(output, &write_options)?;
+    if let Some(json) = json {
+        stored.check_output(json, &io::WriteOptions { external_data: io::ExternalData::Never })?;
+    }
     let load = start.elapsed().as_secs_f64();
 
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
@@ -184,9 +188,17 @@ fn show(bar: &ProgressBar, p: Progress) {
 }
 
 fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
-    let model = io::read_model(&args.input)?;
+    let (model, stored) = io::read_model_stored(&args.input)?;
     let (options, grid) = args.options();
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create the folder '{}'", args.out.display()))?;
+    // Every file the sweep writes is checked before it starts, not found unwritable after it.
+    let counts_path = (!args.data.corpus.is_empty()).then(|| args.out.join("token-counts.txt"));
+    let json_path = args.out.join("sweep.json");
+    let plot_paths = (args.out.join("sweep.svg"), args.out.join("sweep.png"));
+    for path in counts_path.iter().chain([&json_path, &plot_paths.0, &plot_paths.1]) {
+        io::check_output_path(&args.input, path)?;
+        stored.check_output(path, &io::WriteOptions { external_data: io::ExternalData::Never })?;
+    }
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
     let mut progress = |p: Progress| {
         if let Some(bar) = &bar {
@@ -200,19 +212,16 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
     let result = result.with_context(|| format!("'{}'", args.input.display()))?;
     // Commands for the front: a corpus's counts, written once, stand for it (the same counts
     // give the same weights, so the same bytes), so the commands stay short.
-    let counts_path = match (&result.counts, args.data.corpus.is_empty()) {
-        (Some(counts), false) => {
-            let path = args.out.join("token-counts.txt");
+    let counts_path = match (&result.counts, counts_path) {
+        (Some(counts), Some(path)) => {
             io::write_atomically(&path, onnx_embcomp::corpus::format_token_counts(counts).as_bytes())?;
             Some(path)
         }
         _ => None,
     };
     print!("{}", render_sweep(&result, &args, counts_path.as_deref()));
-    let json_path = args.out.join("sweep.json");
-    io::check_output_path(&args.input, &json_path)?;
     write_json(&json_path, &result)?;
-    let written = write_plots(&result, &args)?;
+    let written = write_plots(&result, &args, plot_paths)?;
     if !args.quiet {
         eprintln!("wrote {}{}", json_path.display(), written.iter().map(|p| format!(", {}", p.display())).collect::<String>());
     }
@@ -266,7 +275,7 @@ fn render_sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
 }
 
 /// Writes the sweep's plot as SVG and PNG into the output folder; the paths written.
-fn write_plots(s: &Sweep, args: &SweepArgs) -> anyhow::Result<Vec<std::path::PathBuf>> {
+fn write_plots(s: &Sweep, args: &SweepArgs, (svg, png): (PathBuf, PathBuf)) -> anyhow::Result<Vec<PathBuf>> {
     use onnx_embcomp::plot::{PlotPoint, PlotSpec, render_png, render_svg};
     let family = |p: &onnx_embcomp::Point| match (p.family, p.k) {
         (onnx_embcomp::Family::Plain, _) => "plain".to_string(),
@@ -298,7 +307,6 @@ fn write_plots(s: &Sweep, args: &SweepArgs) -> anyhow::Result<Vec<std::path::Pat
         y_label: &y_label,
         reference_bytes: s.fp32_bytes,
     };
-    let (svg, png) = (args.out.join("sweep.svg"), args.out.join("sweep.png"));
     io::write_atomically(&svg, render_svg(&points, &spec)?.as_bytes())?;
     io::write_atomically(&png, &render_png(&points, &spec)?)?;
     Ok(vec![svg, png])

@@ -280,7 +280,7 @@ pub fn read_model_stored(path: &Path) -> Result<(Model, Stored)> {
 }
 
 /// Refuses an `output` that is the `input` file itself (also through links or `./`), and an
-/// output whose folder does not exist.
+/// output whose folder does not exist or takes no new file.
 pub fn check_output_path(input: &Path, output: &Path) -> Result<()> {
     let write_err = |reason: &str| Error::Write {
         path: output.into(),
@@ -305,6 +305,13 @@ pub fn check_output_path(input: &Path, output: &Path) -> Result<()> {
     if same {
         return Err(Error::OutputIsInput { path: output.into() });
     }
+    // A folder that takes no new file fails now, before the costly work, with the error the
+    // write would give (the probe, a temporary file, is removed when dropped).
+    tempfile::Builder::new()
+        .prefix(".onnx-embcomp-")
+        .suffix(".tmp")
+        .tempfile_in(folder)
+        .map_err(|source| Error::Write { path: output.into(), source })?;
     Ok(())
 }
 

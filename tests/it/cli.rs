@@ -578,6 +578,19 @@ fn error_output_would_replace_the_inputs_external_data() {
     assert!(std::fs::read(&data).unwrap() == data_before);
 }
 
+#[test]
+fn error_json_report_would_replace_the_inputs_external_data() {
+    let dir = tempdir();
+    let input = encoder_with_external_data(dir.path());
+    let data = dir.path().join("model.onnx.data");
+    let data_before = std::fs::read(&data).unwrap();
+    let out = dir.path().join("out.onnx");
+    let r = run(&[input.as_os_str(), out.as_os_str(), "-q".as_ref(), "--json".as_ref(), data.as_os_str()]);
+    r.error(&["model.onnx.data", "holds external data of the input model"]);
+    assert!(std::fs::read(&data).unwrap() == data_before, "the input's data changed");
+    assert!(!out.exists(), "an output was written");
+}
+
 // ---------------------------------------------------------------------------------------------
 // compress
 
@@ -1140,6 +1153,26 @@ fn quantized_byte_counts_are_what_the_file_holds() {
             assert!((tiers["mass"].as_f64().unwrap() - covered as f64 / total as f64).abs() < 1e-12);
         }
     }
+}
+
+/// Every file a sweep writes is checked before the sweep starts: a bad one fails at once, with
+/// no sweep table printed and nothing written.
+#[test]
+fn sweep_checks_every_output_before_it_starts() {
+    let dir = tempdir();
+    let out = dir.path().join("sweep");
+    for blocked in ["sweep.json", "sweep.svg", "sweep.png"] {
+        std::fs::create_dir_all(out.join(blocked)).unwrap();
+        let r = run(&["sweep".as_ref(), fixture("encoder.onnx").as_os_str(), "--out".as_ref(), out.as_os_str(), "-q".as_ref()]);
+        r.error(&[blocked, "it is a folder"]);
+        assert!(r.stdout.is_empty(), "the sweep ran before its outputs were checked:\n{}", r.stdout);
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1, "something was written beside {blocked}");
+        std::fs::remove_dir(out.join(blocked)).unwrap();
+    }
+    // A folder that takes no file fails before the sweep too (not even root writes in /proc).
+    #[cfg(target_os = "linux")]
+    run(&["sweep".as_ref(), fixture("encoder.onnx").as_os_str(), "--out".as_ref(), "/proc".as_ref(), "-q".as_ref()])
+        .error(&["cannot write '/proc/sweep.json'"]);
 }
 
 #[test]
