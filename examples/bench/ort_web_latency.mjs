@@ -4,28 +4,16 @@
 //     node ort_web_latency.mjs --inputs FILE [--runs 30] [--warmup 5] ORIGINAL VARIANT [VARIANT ...]
 //
 // Same arguments and JSON output as ort_latency.py (no --threads: one wasm thread, no proxy
-// worker; the CPU times are the node process's, all threads). onnxruntime-web is imported from $ORT_WEB_DIR/node_modules (tests/runtimes after
-// `npm ci` there). Models with external data are not supported here.
+// worker; the CPU times are the node process's, all threads). onnxruntime-web is loaded and
+// models opened, external data included, by tests/runtimes/ort_web.mjs (onnxruntime-web from
+// $ORT_WEB_DIR/node_modules, by default tests/runtimes after `npm ci` there).
 
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 
-const dir = resolve(process.env.ORT_WEB_DIR || '.');
-let ort;
-try {
-  const entry = createRequire(join(dir, 'package.json')).resolve('onnxruntime-web');
-  const module = await import(pathToFileURL(entry).href);
-  ort = module.InferenceSession ? module : module.default;
-} catch (e) {
-  console.error(`ort_web_latency.mjs: cannot load onnxruntime-web from ${dir}/node_modules: ${e.message.split('\n')[0]}`);
-  process.exit(2);
-}
-ort.env.wasm.numThreads = 1;
-ort.env.wasm.proxy = false;
-ort.env.logLevel = 'error';
+import { loadOrt, openSession } from '../../tests/runtimes/ort_web.mjs';
+
+const ort = await loadOrt('ort_web_latency.mjs');
 
 const args = process.argv.slice(2);
 const opt = { runs: 30, warmup: 5 };
@@ -48,7 +36,7 @@ for (const i of run.inputs) {
   feeds[i.name] = new ort.Tensor(i.dtype, data, i.shape);
 }
 
-const open = (path) => ort.InferenceSession.create(readFileSync(path), { executionProviders: ['wasm'] });
+const open = (path) => openSession(ort, path);
 // Wall-clock and process CPU ms (user + system, all of node's threads) of one run.
 async function timed(session, f) {
   const t = performance.now();
