@@ -163,11 +163,16 @@ pub struct CompressArgs {
     /// precision: the grid of `sweep`) that reaches this mean cosine (measured as for
     /// --min-cos); with -k, the highest --ratio of that k, by bisection. The report lists every
     /// probe; nothing is written when none reaches it (exit 1).
-    #[arg(long, value_name = "X", conflicts_with_all = ["j", "ratio", "min_cos", "plain", "bits", "hot_bits"])]
+    #[arg(long, value_name = "X", conflicts_with_all = ["j", "ratio", "min_cos", "plain"])]
     pub target_cos: Option<f64>,
     /// Write the closest model of the family that stores at most this much for the embedding:
     /// bytes, or a share of the fp32 table (`10%`).
-    #[arg(long, value_name = "N|P%", value_parser = parse_size, conflicts_with_all = ["j", "ratio", "min_cos", "target_cos", "k"])]
+    #[arg(
+        long,
+        value_name = "N|P%",
+        value_parser = parse_size,
+        conflicts_with_all = ["j", "ratio", "min_cos", "target_cos", "k", "plain", "bits", "hot_bits", "adaptive_j"]
+    )]
     pub max_bytes: Option<ByteLimit>,
     /// Probes of the --target-cos bisection (with -k).
     #[arg(long, default_value_t = 6)]
@@ -178,9 +183,9 @@ pub struct CompressArgs {
     pub external_data: ExternalDataArg,
     /// Precision of the stored rows (coefficients, or the table's rows with --plain): float
     /// (the table's type, the paper's layout), or 8, 4 or 2 bits in per-row blocks with f16
-    /// scales.
-    #[arg(long, value_name = "float|8|4|2", default_value = "8", value_parser = parse_bits)]
-    pub bits: Precision,
+    /// scales [default: 8].
+    #[arg(long, value_name = "float|8|4|2", value_parser = parse_bits)]
+    pub bits: Option<Precision>,
     /// Values per quantization block along a row.
     #[arg(long, value_name = "N", default_value_t = Storage::default().block)]
     pub block: usize,
@@ -204,6 +209,21 @@ pub struct CompressArgs {
 }
 
 impl CompressArgs {
+    /// Refuses flags that the search across the family (`--target-cos` without -k) would
+    /// ignore: it chooses the storage itself. With -k, the bisection keeps them.
+    pub fn check(&self) -> Result<(), String> {
+        if self.target_cos.is_some() && self.k.is_none() {
+            let given = [("--bits", self.bits.is_some()), ("--hot-bits", self.hot_bits.is_some()), ("--adaptive-j", self.adaptive_j)];
+            if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
+                return Err(format!(
+                    "{flag} cannot be used with --target-cos alone: the search across the family chooses the storage \
+                     and fit itself; add -k to bisect that k's --ratio with {flag} kept"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The library options these flags ask for.
     pub fn options(&self) -> Options {
         let mut o = Options::default();
@@ -218,7 +238,7 @@ impl CompressArgs {
         o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq, self.run.seed));
         o.min_cos = self.min_cos;
         o.data = self.data.options(self.run.seed);
-        o.storage.bits = self.bits;
+        o.storage.bits = self.bits.unwrap_or(o.storage.bits);
         o.storage.block = self.block;
         o.storage.plain = self.plain;
         o.storage.hot = self.hot_bits.map(|bits| HotTier { bits, mass: self.hot_mass });

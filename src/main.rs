@@ -82,6 +82,7 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         (Some(i), Some(o)) => (i.as_path(), o.as_path()),
         _ => bail!("usage: onnx-embcomp IN.onnx OUT.onnx [options] (see --help)"),
     };
+    args.check().map_err(anyhow::Error::msg)?;
     io::check_output_path(input, output)?;
     let json = args.json.as_deref().filter(|p| *p != Path::new("-"));
     if let Some(json) = json {

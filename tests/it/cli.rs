@@ -878,6 +878,40 @@ fn target_cos_keeps_the_highest_ratio_that_meets_it() {
     assert!(out.is_file());
 }
 
+/// With -k, the bisection keeps the storage asked for; without it, the family search chooses
+/// the storage, so storage flags are refused rather than silently dropped.
+#[test]
+fn target_cos_with_k_keeps_the_storage_flags_and_without_k_refuses_them() {
+    let dir = tempdir();
+    let (out, json) = (dir.path().join("out.onnx"), dir.path().join("r.json"));
+    run_target_cos(&out, "0.9", "3", &["--bits".as_ref(), "4".as_ref(), "--json".as_ref(), json.as_os_str(), "-q".as_ref()]).ok();
+    let report = read_json(&json);
+    assert_eq!(report["storage"]["bits"], 4, "{}", report["storage"]);
+    assert!(!report["probes"].as_array().unwrap().is_empty());
+    std::fs::remove_file(&out).unwrap();
+
+    let encoder = fixture("encoder.onnx");
+    for (flags, culprit) in [
+        (&["--bits", "4"][..], "--bits"),
+        (&["--hot-bits", "4", "--token-counts", "counts.txt"][..], "--hot-bits"),
+        (&["--adaptive-j"][..], "--adaptive-j"),
+    ] {
+        let mut args: Vec<&std::ffi::OsStr> = vec![encoder.as_os_str(), out.as_os_str(), "--target-cos".as_ref(), "0.9".as_ref()];
+        args.extend(flags.iter().map(std::ffi::OsStr::new));
+        let msg = run(&args).error(&[culprit, "--target-cos", "-k"]);
+        assert!(!out.exists(), "{msg}");
+    }
+    // --max-bytes has no -k form: the storage flags conflict with it outright.
+    for flag in [&["--bits", "4"][..], &["--plain"][..], &["--adaptive-j"][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = vec![encoder.as_os_str(), out.as_os_str(), "--max-bytes".as_ref(), "10%".as_ref()];
+        args.extend(flag.iter().map(std::ffi::OsStr::new));
+        let r = run(&args);
+        assert_eq!(r.code, Some(2), "{r:#?}");
+        assert!(r.stderr.contains("--max-bytes") && r.stderr.contains(flag[0]), "{}", r.stderr);
+        assert!(!out.exists());
+    }
+}
+
 #[test]
 fn target_cos_out_of_reach_writes_nothing_and_exits_1() {
     let dir = tempdir();
