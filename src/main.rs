@@ -188,7 +188,22 @@ fn show(bar: &ProgressBar, p: Progress) {
     }
 }
 
+/// Runs the sweep into `--out`, creating that folder; a failed sweep leaves no folder it created
+/// behind, unless something was written there.
 fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
+    let created: Vec<PathBuf> =
+        args.out.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf).collect();
+    let result = sweep_into(&args);
+    if result.is_err() {
+        // deepest first; remove_dir leaves a folder that is not empty
+        for folder in &created {
+            let _ = std::fs::remove_dir(folder);
+        }
+    }
+    result
+}
+
+fn sweep_into(args: &SweepArgs) -> anyhow::Result<()> {
     let (model, stored) = io::read_model_stored(&args.input)?;
     let (options, grid) = args.options();
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create the folder '{}'", args.out.display()))?;
@@ -237,6 +252,9 @@ fn render_sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
     let mut out = String::new();
     let on = s.points.first().map_or("", |p| p.on.as_str());
     let _ = writeln!(out, "sweep of {} points on {on}; shares of the fp32 table ({} bytes); * on the front", s.points.len(), s.fp32_bytes);
+    if s.table_kept {
+        let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared): every point stores it too, so no point makes the file smaller");
+    }
     let decoder = s.kind == Some(onnx_embcomp::check::ModelKind::Decoder);
     let extra = if decoder { "top-1   mean KL" } else { "nn agr." };
     let _ = writeln!(out, "  {:<20} {:>11} {:>7} {:>9} {:>9} {:>8} {:>7}", "point", "bytes", "share", "mean cos", "min cos", extra, "s");

@@ -79,6 +79,9 @@ pub struct Sweep {
     pub kind: Option<ModelKind>,
     /// Seconds of the preparation (count, original run, decode) shared by all points.
     pub prepare_seconds: f64,
+    /// The table stays in every point's model for its other readers (`allow_shared`), so every
+    /// point stores more than the table alone.
+    pub table_kept: bool,
     /// The token counts the weights came from, `[n]`, when data-aware.
     #[serde(skip)]
     pub counts: Option<Vec<u64>>,
@@ -300,6 +303,7 @@ fn run<'m>(
     let (tx, rx) = mpsc::channel::<(usize, Result<(Report, f64)>)>();
     let mut points: Vec<Option<Point>> = vec![None; all.len()];
     let mut kind = None;
+    let mut table_kept = false;
     let mut first_error = None;
     progress(Progress::Point { done: 0, of: all.len() });
     std::thread::scope(|scope| {
@@ -331,6 +335,7 @@ fn run<'m>(
         for (i, result) in rx {
             match result.and_then(|(report, seconds)| {
                 kind = kind.or(report.text_validation.as_ref().map(|t| t.kind));
+                table_kept |= report.table_kept;
                 point(&all[i], &report, fp32_bytes, seconds)
             }) {
                 Ok(p) => {
@@ -351,7 +356,7 @@ fn run<'m>(
     let mut points: Vec<Point> = points.into_iter().map(|p| p.expect("every setting evaluated")).collect();
     mark_front(&mut points);
     let counts = prepared.counts.clone();
-    Ok((prepared, Sweep { points, fp32_bytes, kind, prepare_seconds, counts }, all))
+    Ok((prepared, Sweep { points, fp32_bytes, kind, prepare_seconds, table_kept, counts }, all))
 }
 
 /// The point of a checked candidate.

@@ -1189,6 +1189,25 @@ fn quantized_byte_counts_are_what_the_file_holds() {
     }
 }
 
+/// A sweep that fails (here: a tied table without --allow-shared) leaves no folder it created;
+/// with --allow-shared it runs and says that no point can shrink the file.
+#[test]
+fn sweep_of_a_tied_table_fails_cleanly_or_says_the_table_is_kept() {
+    let dir = tempdir();
+    let out = dir.path().join("new").join("sweep");
+    let decoder = fixture("decoder.onnx");
+    let r = run(&["sweep".as_ref(), decoder.as_os_str(), "--out".as_ref(), out.as_os_str(), "-q".as_ref()]);
+    r.error(&["model.embed_tokens.weight", "--allow-shared"]);
+    assert!(!dir.path().join("new").exists(), "the failed sweep left the folders it created");
+
+    let r = run(&["sweep".as_ref(), decoder.as_os_str(), "--out".as_ref(), out.as_os_str(), "-q".as_ref(), "--allow-shared".as_ref()]);
+    r.ok();
+    assert!(r.stdout.contains("the table is kept for its other readers"), "{}", r.stdout);
+    let sweep = read_json(&out.join("sweep.json"));
+    assert_eq!(sweep["table_kept"], true);
+    assert!(sweep["points"].as_array().unwrap().iter().all(|p| p["share"].as_f64().unwrap() > 1.0), "a point with the table kept stores less than the table");
+}
+
 /// Every file a sweep writes is checked before the sweep starts: a bad one fails at once, with
 /// no sweep table printed and nothing written.
 #[test]
