@@ -235,9 +235,9 @@ fn sweep_into(args: &SweepArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    print!("{}", render_sweep(&result, &args, counts_path.as_deref()));
+    print!("{}", render_sweep(&result, args, counts_path.as_deref()));
     write_json(&json_path, &result)?;
-    let written = write_plots(&result, &args, plot_paths)?;
+    let written = write_plots(&result, args, plot_paths)?;
     if !args.quiet {
         eprintln!("wrote {}{}", json_path.display(), written.iter().map(|p| format!(", {}", p.display())).collect::<String>());
     }
