@@ -251,15 +251,17 @@ impl Report {
             let _ = writeln!(s, "note: the table is kept for its other readers (--allow-shared), so the model grows");
         }
         let weighted = self.fit.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
+        // The error is of what is stored (rounded rows included); the SVD baseline's is of
+        // unrounded floats at the same count of numbers, so with quantized storage it is not a
+        // comparison at equal bytes: the line says so.
+        let rounded = self.storage.bits != crate::storage::Precision::Float || self.storage.hot.is_some();
         let svd = self.svd.as_ref().map_or(String::new(), |svd| {
             let w = if weighted.is_empty() { "" } else { " (weighted)" };
-            format!("; SVD rank {} at the same budget: {:.4}{w}", svd.rank, svd.relative_error)
+            let floats = if rounded { ", in floats" } else { "" };
+            format!("; SVD rank {} at the same numbers{floats}: {:.4}{w}", svd.rank, svd.relative_error)
         });
-        let _ = writeln!(
-            s,
-            "fit error   {:.4} relative Frobenius{weighted} ({} iterations){svd}",
-            self.fit.relative_error, self.fit.iterations
-        );
+        let what = if rounded { "relative Frobenius, as stored" } else { "relative Frobenius" };
+        let _ = writeln!(s, "fit error   {:.4} {what}{weighted} ({} iterations){svd}", self.fit.relative_error, self.fit.iterations);
         if let Some(v) = &self.validation {
             let inputs: Vec<String> = v.inputs.iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
             let _ = writeln!(s, "validation  tract, inputs {}", inputs.join(", "));

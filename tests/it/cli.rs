@@ -297,6 +297,26 @@ fn error_output_is_the_input() {
     }
 }
 
+/// The report's SVD baseline is of floats at the same count of numbers: with quantized storage
+/// the line says so, and that the error shown is of the rounded rows.
+#[test]
+fn report_says_when_the_svd_baseline_is_not_at_equal_bytes() {
+    let dir = tempdir();
+    let out = dir.path().join("out.onnx");
+    let input = fixture("encoder.onnx");
+    let line = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![input.as_os_str(), out.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let r = run(&args);
+        r.ok();
+        r.stderr.lines().find(|l| l.starts_with("fit error")).unwrap_or_else(|| panic!("{}", r.stderr)).to_string()
+    };
+    let quantized = line(&["--bits", "4"]);
+    assert!(quantized.contains("as stored") && quantized.contains("at the same numbers, in floats"), "{quantized}");
+    let floats = line(&["--bits", "float"]);
+    assert!(!floats.contains("as stored") && !floats.contains("in floats") && floats.contains("at the same numbers"), "{floats}");
+}
+
 #[test]
 fn error_output_folder_missing() {
     let dir = tempdir();
