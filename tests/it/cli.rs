@@ -796,6 +796,40 @@ pub(crate) fn corpus_dir() -> tempfile::TempDir {
     dir
 }
 
+/// A decoder is validated on held-out text by next-token agreement and KL, in the report and in
+/// the sweep's table.
+#[test]
+fn decoder_held_out_text_gives_top1_agreement_and_kl() {
+    let dir = corpus_dir();
+    let d = dir.path();
+    let (out, json) = (d.join("out.onnx"), d.join("report.json"));
+    let data: Vec<std::ffi::OsString> =
+        vec!["--corpus".into(), d.join("docs").into(), "--tokenizer".into(), d.join("tokenizer.json").into(), "--allow-shared".into()];
+    let mut args: Vec<std::ffi::OsString> = vec![fixture("decoder.onnx").into(), out.clone().into(), "--json".into(), json.clone().into(), "-q".into()];
+    args.extend(data.iter().cloned());
+    run(&args).ok();
+    let text = &read_json(&json)["text_validation"];
+    assert_eq!(text["kind"], "decoder", "{text}");
+    assert_eq!(text["output"], "logits", "{text}");
+    assert!(text["nn_agreement"].is_null(), "{text}");
+    let top1 = text["top1_agreement"].as_f64().unwrap();
+    let kl = text["mean_kl"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&top1) && top1 > 0.5, "{text}");
+    assert!(kl.is_finite() && kl >= 0.0, "{text}");
+
+    let mut args: Vec<std::ffi::OsString> = vec!["sweep".into(), fixture("decoder.onnx").into(), "--out".into(), d.join("sweep").into(), "-q".into()];
+    args.extend(data);
+    args.extend(["--ks".into(), "1".into(), "--ratios".into(), "0.5".into(), "--bits".into(), "8".into()]);
+    let r = run(&args);
+    r.ok();
+    assert!(r.stdout.contains("top-1") && r.stdout.contains("mean KL"), "{}", r.stdout);
+    let sweep = read_json(&d.join("sweep/sweep.json"));
+    for p in sweep["points"].as_array().unwrap() {
+        assert!(p["top1_agreement"].as_f64().is_some_and(|t| (0.0..=1.0).contains(&t)), "{p}");
+        assert!(p["mean_kl"].as_f64().is_some_and(|kl| kl.is_finite() && kl >= 0.0), "{p}");
+    }
+}
+
 #[test]
 fn corpus_weights_the_fit_and_validates_on_held_out_text() {
     let dir = corpus_dir();
