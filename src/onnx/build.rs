@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::Model;
 use super::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
     ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
 };
 use super::tensor::{FloatType, float_tensor};
@@ -131,5 +131,28 @@ impl Names {
         }
         self.0.insert(name.clone());
         name
+    }
+}
+
+/// The nodes (in topological order) and constants of a small graph being built, to be spliced
+/// into a model whose names `names` holds: every new name is made unique there.
+pub(crate) struct Subgraph<'a> {
+    pub names: &'a mut Names,
+    pub nodes: Vec<NodeProto>,
+    pub initializers: Vec<TensorProto>,
+}
+
+impl<'a> Subgraph<'a> {
+    pub(crate) fn new(names: &'a mut Names) -> Self {
+        Subgraph { names, nodes: Vec::new(), initializers: Vec::new() }
+    }
+
+    /// A node `op` named `{prefix}{op in lower case}`, writing `{prefix}{what}` (or the next
+    /// free names); the output's name is returned.
+    pub(crate) fn op(&mut self, prefix: &str, op: &str, inputs: &[&str], what: &str, attrs: Vec<AttributeProto>) -> String {
+        let output = self.names.fresh(&format!("{prefix}{what}"));
+        let name = self.names.fresh(&format!("{prefix}{}", op.to_lowercase()));
+        self.nodes.push(node(&name, op, inputs, &[&output], attrs));
+        output
     }
 }

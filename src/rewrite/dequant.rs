@@ -33,19 +33,10 @@
 //! bit-exact in onnxruntime 1.32 CPU, with and without graph optimisations, when written).
 
 use crate::error::{Error, Result};
-use crate::onnx::build::{Names, int_attr, node};
-use crate::onnx::proto::{NodeProto, TensorProto, tensor_proto::DataType};
+use crate::onnx::build::{Names, Subgraph, int_attr, node};
+use crate::onnx::proto::{TensorProto, tensor_proto::DataType};
 use crate::onnx::tensor::{FloatType, byte_tensor, f16_tensor, float_tensor, int64_tensor};
 use crate::quant::{Bits, QuantParams, QuantizedRows, Scheme};
-
-/// What [`emit`] adds to the graph.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Emitted {
-    /// In topological order.
-    pub nodes: Vec<NodeProto>,
-    /// Small constants (shapes, divisors).
-    pub initializers: Vec<TensorProto>,
-}
 
 /// The initializers holding a quantized table, and their names.
 #[derive(Debug, Clone)]
@@ -86,11 +77,11 @@ pub(crate) fn stored(q: &QuantizedRows, names: &mut Names, prefix: &str) -> Stor
 
 /// The nodes computing `output` `[.., cols]` f32 from gathered rows of a quantized table:
 /// `packed` `[.., row_bytes]` (int8 when [`QuantParams::packed_is_signed`], else uint8), `scales`
-/// `[.., blocks]` f16, and `mins` `[.., blocks]` f16 exactly when the scheme is asymmetric. Node
-/// and constant names start with `prefix`.
+/// `[.., blocks]` f16, and `mins` `[.., blocks]` f16 exactly when the scheme is asymmetric, added
+/// to `g`. Node and constant names start with `prefix`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn emit(
-    names: &mut Names,
+    g: &mut Subgraph,
     prefix: &str,
     packed: &str,
     scales: &str,
@@ -98,7 +89,7 @@ pub(crate) fn emit(
     cols: usize,
     params: &QuantParams,
     output: &str,
-) -> Result<Emitted> {
+) -> Result<()> {
     params.check()?;
     if cols == 0 {
         return Err(Error::Unsupported("dequantizing rows of 0 values".into()));
@@ -112,7 +103,7 @@ pub(crate) fn emit(
     }
     // Constants go under `embcomp-const/`: `embcomp/` names the stored tables.
     let constants = prefix.replacen("embcomp/", "embcomp-const/", 1);
-    let mut g = Builder { names, prefix, constants: &constants, out: Emitted::default() };
+    let mut g = Builder { g, prefix, constants: &constants };
     let q = g.codes(packed, cols, params);
     let s = g.per_value(scales, "scales", cols, params.block);
     let mut value = g.op("Mul", &[&q, &s], "scaled", vec![]);
@@ -126,26 +117,22 @@ pub(crate) fn emit(
     let lead = g.op("Slice", &[&shape, &start, &end, &axes], "lead_dims", vec![]);
     let cols_t = g.i64s("cols", &[cols as i64]);
     let out_shape = g.op("Concat", &[&lead, &cols_t], "out_shape", vec![int_attr("axis", 0)]);
-    let name = g.names.fresh(&format!("{prefix}reshape_out"));
-    g.out.nodes.push(node(&name, "Reshape", &[&value, &out_shape], &[output], vec![]));
-    Ok(g.out)
+    let name = g.g.names.fresh(&format!("{prefix}reshape_out"));
+    g.g.nodes.push(node(&name, "Reshape", &[&value, &out_shape], &[output], vec![]));
+    Ok(())
 }
 
-struct Builder<'a> {
-    names: &'a mut Names,
-    prefix: &'a str,
+struct Builder<'g, 'a> {
+    g: &'g mut Subgraph<'a>,
+    prefix: &'g str,
     /// Prefix of the constants' names.
-    constants: &'a str,
-    out: Emitted,
+    constants: &'g str,
 }
 
-impl Builder<'_> {
+impl Builder<'_, '_> {
     /// A node `op` reading `inputs`; its output is named `{prefix}{what}`, returned.
     fn op(&mut self, op: &str, inputs: &[&str], what: &str, attrs: Vec<crate::onnx::proto::AttributeProto>) -> String {
-        let output = self.names.fresh(&format!("{}{what}", self.prefix));
-        let name = self.names.fresh(&format!("{}{}", self.prefix, op.to_lowercase()));
-        self.out.nodes.push(node(&name, op, inputs, &[&output], attrs));
-        output
+        self.g.op(self.prefix, op, inputs, what, attrs)
     }
 
     fn cast(&mut self, input: &str, to: DataType, what: &str) -> String {
@@ -153,8 +140,8 @@ impl Builder<'_> {
     }
 
     fn i64s(&mut self, what: &str, v: &[i64]) -> String {
-        let name = self.names.fresh(&format!("{}{what}", self.constants));
-        self.out.initializers.push(int64_tensor(&name, &[v.len()], v));
+        let name = self.g.names.fresh(&format!("{}{what}", self.constants));
+        self.g.initializers.push(int64_tensor(&name, &[v.len()], v));
         name
     }
 
@@ -162,8 +149,8 @@ impl Builder<'_> {
     /// (Not a scalar: onnxruntime 1.32 multiplies `[N, rb, 1]` by a scalar 30 times slower than by
     /// a `[1, 1, 1]`, measured: 182 against 6 us for 128 x 109 values.)
     fn f32s(&mut self, what: &str, v: f32, rank: usize) -> String {
-        let name = self.names.fresh(&format!("{}{what}", self.constants));
-        self.out.initializers.push(float_tensor(&name, &vec![1; rank], &[v], FloatType::F32));
+        let name = self.g.names.fresh(&format!("{}{what}", self.constants));
+        self.g.initializers.push(float_tensor(&name, &vec![1; rank], &[v], FloatType::F32));
         name
     }
 
@@ -298,16 +285,16 @@ mod tests {
         };
         let (packed, scales) = (gather(&stored.packed), gather(&stored.scales));
         let mins = stored.mins.as_deref().map(&mut gather);
-        let emitted =
-            emit(&mut names, "embcomp/", &packed, &scales, mins.as_deref(), q.cols, &q.params, "embeddings").unwrap();
-        nodes.extend(emitted.nodes);
+        let mut g = Subgraph::new(&mut names);
+        emit(&mut g, "embcomp/", &packed, &scales, mins.as_deref(), q.cols, &q.params, "embeddings").unwrap();
+        nodes.append(&mut g.nodes);
         let dims: Vec<Dim> = ids_shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
         let mut out_dims: Vec<Dim> = ids_shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
         out_dims.push(Dim::Fixed(q.cols as i64));
         let graph = GraphProto {
             name: Some("quantized lookup".into()),
             node: nodes,
-            initializer: stored.initializers.into_iter().chain(emitted.initializers).collect(),
+            initializer: stored.initializers.into_iter().chain(g.initializers).collect(),
             input: vec![value_info("ids", DataType::Int64, &dims)],
             output: vec![value_info("embeddings", DataType::Float, &out_dims)],
             ..Default::default()
@@ -429,11 +416,12 @@ mod tests {
     #[test]
     fn inconsistent_inputs_rejected() {
         let mut names = Names::default();
+        let mut g = Subgraph::new(&mut names);
         let sym = QuantParams { bits: Bits::B4, block: 32, scheme: Scheme::Symmetric };
-        assert!(emit(&mut names, "", "p", "s", Some("m"), 8, &sym, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", Some("m"), 8, &sym, "o").is_err());
         let asym = QuantParams { scheme: Scheme::Asymmetric, ..sym };
-        assert!(emit(&mut names, "", "p", "s", None, 8, &asym, "o").is_err());
-        assert!(emit(&mut names, "", "p", "s", None, 0, &sym, "o").is_err());
-        assert!(emit(&mut names, "", "p", "s", None, 8, &QuantParams { block: 0, ..sym }, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", None, 8, &asym, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", None, 0, &sym, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", None, 8, &QuantParams { block: 0, ..sym }, "o").is_err());
     }
 }

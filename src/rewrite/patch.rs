@@ -27,7 +27,7 @@ use super::find::Candidate;
 use super::{Branch, Layout, Values, dequant};
 use crate::error::{Error, Result};
 use crate::onnx::Model;
-use crate::onnx::build::{Names, int_attr, node};
+use crate::onnx::build::{Names, Subgraph, int_attr, node};
 use crate::onnx::proto::{NodeProto, TensorProto, tensor_proto::DataType};
 use crate::onnx::tensor::{FloatType, byte_tensor, float_tensor, int32_tensor};
 use crate::quant::QuantizedRows;
@@ -96,7 +96,7 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
     let mut nodes_added = Vec::new();
     for (l, lookup) in candidate.lookups.iter().enumerate() {
         let prefix = if candidate.lookups.len() == 1 { "embcomp/".to_string() } else { format!("embcomp/lookup{l}/") };
-        let mut g = Graph { names: &mut names, nodes: Vec::new(), inits: Vec::new() };
+        let mut g = Subgraph::new(&mut names);
         let ids_of_branch = index.as_ref().map(|(branch, pos)| {
             let b = g.op(&format!("{prefix}index/"), "Gather", &[branch, &lookup.indices], "branch", vec![]);
             let b = g.op(&format!("{prefix}index/"), "Cast", &[&b], "branch_i32", vec![int_attr("to", DataType::Int32 as i64)]);
@@ -110,8 +110,8 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
                 Some((bi, p)) => {
                     // Graph constants go under `embcomp-const/`: `embcomp/` names the stored tables.
                     let constants = at.replacen("embcomp/", "embcomp-const/", 1);
-                    let me = g.i32_scalar(&format!("{constants}id"), b as i32);
-                    let zero_row = g.i32_scalar(&format!("{constants}zero_row"), branch.members.len() as i32);
+                    let me = i32_scalar(&mut g, &format!("{constants}id"), b as i32);
+                    let zero_row = i32_scalar(&mut g, &format!("{constants}zero_row"), branch.members.len() as i32);
                     let mine = g.op(&at, "Equal", &[bi, &me], "mine", vec![]);
                     g.op(&at, "Where", &[&mine, p, &zero_row], "rows", vec![])
                 }
@@ -124,9 +124,7 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
                     let scales = g.op(&at, "Gather", &[&stored.scales, &rows], "scale_rows", vec![]);
                     let mins = stored.mins.as_ref().map(|m| g.op(&at, "Gather", &[m, &rows], "min_rows", vec![]));
                     let out = g.names.fresh(&format!("{at}values"));
-                    let emitted = dequant::emit(g.names, &at, &packed, &scales, mins.as_deref(), *cols, params, &out)?;
-                    g.nodes.extend(emitted.nodes);
-                    g.inits.extend(emitted.initializers);
+                    dequant::emit(&mut g, &at, &packed, &scales, mins.as_deref(), *cols, params, &out)?;
                     (out, FloatType::F32)
                 }
             };
@@ -134,7 +132,7 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
             // then cast once; plain rows are cast each.
             match branch.basis {
                 Some(_) => coefficient_outputs.push(out),
-                None => plain_outputs.push(g.cast(&at, &out.0, out.1, compute)),
+                None => plain_outputs.push(cast(&mut g, &at, &out.0, out.1, compute)),
             }
         }
         let mut sums = plain_outputs;
@@ -147,15 +145,15 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
                     g.op(&prefix, "Concat", &refs, "concat_out", vec![int_attr("axis", -1)])
                 }
             };
-            let joined = g.cast(&prefix, &joined, stored_as, compute);
-            let bases = g.cast(&prefix, bases, layout.basis_dtype, compute);
+            let joined = cast(&mut g, &prefix, &joined, stored_as, compute);
+            let bases = cast(&mut g, &prefix, bases, layout.basis_dtype, compute);
             sums.push(g.op(&prefix, "MatMul", &[&joined, &bases], "matmul_out", vec![]));
         }
         let mut total = sums.remove(0);
         for other in sums {
             total = g.op(&prefix, "Add", &[&total, &other], "sum", vec![]);
         }
-        let total = g.cast(&prefix, &total, compute, dtype);
+        let total = cast(&mut g, &prefix, &total, compute, dtype);
         // The last node writes the old Gather's output.
         let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&total)).map(|n| {
             n.output[0] = lookup.output.clone();
@@ -165,7 +163,7 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
             g.nodes.push(node(&name, "Identity", &[&total], &[&lookup.output], vec![]));
         }
         nodes_added.extend(g.nodes.iter().map(|n| n.name().to_string()));
-        inits.append(&mut g.inits);
+        inits.append(&mut g.initializers);
         replacement[lookup.node] = Some(g.nodes);
     }
     let old = std::mem::take(&mut graph.node);
@@ -191,9 +189,8 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
 fn table(branch: &Branch, dtype: FloatType, zero_row: bool, prefix: &str, names: &mut Names, inits: &mut Vec<TensorProto>) -> Table {
     match &branch.values {
         Values::Float(v) => {
-            let (rows, w) = v.dim();
-            let mut t = Array2::<f32>::zeros((rows + usize::from(zero_row), w));
-            t.slice_mut(ndarray::s![..rows, ..]).assign(v);
+            let t = if zero_row { with_row_of(v, 0.0) } else { v.clone() };
+            let w = t.ncols();
             let what = if branch.basis.is_some() { "coefficients" } else { "rows" };
             let name = names.fresh(&format!("{prefix}{what}"));
             inits.push(float_tensor(&name, &[t.nrows(), w], flat(&t), dtype));
@@ -210,47 +207,37 @@ fn table(branch: &Branch, dtype: FloatType, zero_row: bool, prefix: &str, names:
 
 /// `q` with a row of zeros appended: zero scales (and minimums), so it dequantizes to zeros.
 fn with_zero_row(q: &QuantizedRows) -> QuantizedRows {
-    let grow = |a: &Array2<half::f16>| {
-        let mut out = Array2::from_elem((a.nrows() + 1, a.ncols()), half::f16::ZERO);
-        out.slice_mut(ndarray::s![..a.nrows(), ..]).assign(a);
-        out
-    };
-    let mut packed = Array2::<u8>::zeros((q.packed.nrows() + 1, q.packed.ncols()));
-    packed.slice_mut(ndarray::s![..q.packed.nrows(), ..]).assign(&q.packed);
-    QuantizedRows { packed, scales: grow(&q.scales), mins: q.mins.as_ref().map(grow), cols: q.cols, params: q.params }
+    let zero = half::f16::ZERO;
+    QuantizedRows {
+        packed: with_row_of(&q.packed, 0),
+        scales: with_row_of(&q.scales, zero),
+        mins: q.mins.as_ref().map(|m| with_row_of(m, zero)),
+        cols: q.cols,
+        params: q.params,
+    }
 }
 
-/// Nodes and constants of one lookup's small graph.
-struct Graph<'a> {
-    names: &'a mut Names,
-    nodes: Vec<NodeProto>,
-    inits: Vec<TensorProto>,
+/// `a` with one more row, of `value`.
+fn with_row_of<T: Clone>(a: &Array2<T>, value: T) -> Array2<T> {
+    let mut out = Array2::from_elem((a.nrows() + 1, a.ncols()), value);
+    out.slice_mut(ndarray::s![..a.nrows(), ..]).assign(a);
+    out
 }
 
-impl Graph<'_> {
-    /// A node `op` named under `prefix`, writing `{prefix}{what}` (returned).
-    fn op(&mut self, prefix: &str, op: &str, inputs: &[&str], what: &str, attrs: Vec<crate::onnx::proto::AttributeProto>) -> String {
-        let output = self.names.fresh(&format!("{prefix}{what}"));
-        let name = self.names.fresh(&format!("{prefix}{}", op.to_lowercase()));
-        self.nodes.push(node(&name, op, inputs, &[&output], attrs));
-        output
-    }
+/// An int32 scalar constant named `name` (or the next free name).
+fn i32_scalar(g: &mut Subgraph, name: &str, v: i32) -> String {
+    let name = g.names.fresh(name);
+    g.initializers.push(int32_tensor(&name, &[], &[v]));
+    name
+}
 
-    /// An int32 scalar constant named `name` (or the next free name).
-    fn i32_scalar(&mut self, name: &str, v: i32) -> String {
-        let name = self.names.fresh(name);
-        self.inits.push(int32_tensor(&name, &[], &[v]));
-        name
+/// `input` (of type `from`) cast to `to`; `input` itself when they are the same.
+fn cast(g: &mut Subgraph, prefix: &str, input: &str, from: FloatType, to: FloatType) -> String {
+    if from == to {
+        return input.to_string();
     }
-
-    /// `input` (of type `from`) cast to `to`; `input` itself when they are the same.
-    fn cast(&mut self, prefix: &str, input: &str, from: FloatType, to: FloatType) -> String {
-        if from == to {
-            return input.to_string();
-        }
-        let what = format!("{}_{}", input.rsplit('/').next().unwrap_or(input), format!("{to:?}").to_lowercase());
-        self.op(prefix, "Cast", &[input], &what, vec![int_attr("to", to.code() as i64)])
-    }
+    let what = format!("{}_{}", input.rsplit('/').next().unwrap_or(input), format!("{to:?}").to_lowercase());
+    g.op(prefix, "Cast", &[input], &what, vec![int_attr("to", to.code() as i64)])
 }
 
 /// Refuses a table that other nodes read, unless `allow_shared`.
