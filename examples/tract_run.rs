@@ -95,7 +95,7 @@ fn run_model(model: &Path, inputs: &Path, outputs: &Path) -> TractResult<()> {
             .collect::<TractResult<_>>()?;
         results.push(json!({ "outputs": outs }));
     }
-    std::fs::write(outputs, json!({"runtime": "tract 0.23.9", "runs": results}).to_string())?;
+    std::fs::write(outputs, json!({"runtime": concat!("tract ", env!("ONNX_EMBCOMP_TRACT_VERSION")), "runs": results}).to_string())?;
     Ok(())
 }
 

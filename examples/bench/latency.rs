@@ -154,7 +154,8 @@ pub fn main(args: &[String], models: &Path, out: &Path) {
     let paths: Vec<PathBuf> = rows.iter().map(|r| r.1.clone()).collect();
 
     let mut columns: Vec<Column> = Vec::new();
-    columns.push(measure("tract 0.23.9 (dev profile)", || Ok(tract_pairs(&original, &paths, &inputs, runs, warmup))));
+    let tract = concat!("tract ", env!("ONNX_EMBCOMP_TRACT_VERSION"), " (", env!("ONNX_EMBCOMP_PROFILE"), ")");
+    columns.push(measure(tract, || Ok(tract_pairs(&original, &paths, &inputs, runs, warmup))));
     let python = std::env::var("ONNX_EMBCOMP_PYTHON").ok();
     let script_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/bench");
     let mut notes = Vec::new();
