@@ -49,8 +49,35 @@ const CASES: &[Case] = &[
     Case { name: "synthetic 128256x2048", source: Source::Synthetic { n: 128256, d: 2048 } },
 ];
 
+/// Flags taking a value, and flags alone, of both modes.
+const VALUE_FLAGS: &[&str] = &["--models", "--cases", "--out", "--case", "--path", "--runs", "--warmup", "--variants", "--original", "--extra"];
+const SWITCHES: &[&str] = &["--long", "--latency"];
+
+const USAGE: &str = "usage: cargo run --example bench -- [--models DIR] [--cases a,b,...] [--long] [--out BENCHMARKS.md]
+       cargo run --example bench -- --latency [--models DIR] [--out BENCHMARKS.md] [--runs N] [--warmup N]
+                                   [--variants a,b|none] [--original PATH] [--extra LABEL=PATH ...]
+(the first replaces the first table of --out, the second its latency section)";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // An unknown flag (--help included) stops before any work: a mistyped flag must not run the
+    // whole benchmark and rewrite BENCHMARKS.md.
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if VALUE_FLAGS.contains(&a) {
+            i += 2;
+        } else if SWITCHES.contains(&a) {
+            i += 1;
+        } else {
+            let help = a == "--help" || a == "-h";
+            if !help {
+                eprintln!("bench: unknown argument '{a}'");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if help { 0 } else { 2 });
+        }
+    }
     let flag = |name: &str| flag(&args, name);
     let models = flag("--models").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/onnx-embcomp-models")
