@@ -82,8 +82,9 @@ pub(crate) fn build(prepared: &mut Prepared, options: &Options, size: Size, rele
             (Some(f), t)
         }
     };
+    let fit_seconds = clock.elapsed();
     let mut built = finish(prepared, options, size, fitted.as_ref(), tried, release, progress)?;
-    built.report.seconds.insert(0, Phase { phase: Stage::Fit, seconds: clock.elapsed() });
+    built.report.seconds.insert(0, Phase { phase: Stage::Fit, seconds: fit_seconds });
     Ok(built)
 }
 
