@@ -105,9 +105,13 @@ impl<'m> Prepared<'m> {
             check_finite(&candidate.table, &table)?;
             Ok(table)
         };
-        // Checked now so a bad table fails before the long parts; decoded again after them so
-        // the table and tract's copy of the model are never held together.
-        drop(decode()?);
+        // Checked now so a bad table fails before the long parts. When the original runs in
+        // tract, the table is dropped and decoded again after that run, so the table and
+        // tract's copy of the model are never held together.
+        let mut table = Some(decode()?);
+        if options.validate.is_some() {
+            table = None;
+        }
         let n = candidate.rows;
         if let (Some(size), false) = (size, options.storage.plain) {
             ks(options.k, size, n, candidate.cols)?;
@@ -135,20 +139,28 @@ impl<'m> Prepared<'m> {
             (Some(_), None) => return Err(no_counts()),
         };
         check_weights(weights.as_deref(), n)?;
-        // Held-out text is compared in tract: not without validation.
+        // Held-out text is compared in tract: not without validation (and then none is counted
+        // as held out in the report).
         let held_out = held_out.filter(|_| options.validate.is_some());
+        if let Some(figures) = &mut corpus {
+            figures.held_out = held_out.as_ref().map_or(0, |h| h.sentences.len());
+        }
 
-        let references = if options.validate.is_some() || held_out.is_some() {
-            progress(Progress::Stage(Stage::RunOriginal));
-            let r = References::run(model, &candidate, n, options.validate.as_ref(), held_out.as_ref())?;
-            clock.lap(&mut seconds, Stage::RunOriginal);
-            r
-        } else {
-            References::run(model, &candidate, n, None, None)?
+        let references = match &options.validate {
+            Some(validate) => {
+                progress(Progress::Stage(Stage::RunOriginal));
+                let r = References::run(model, &candidate, n, Some(validate), held_out.as_ref())?;
+                clock.lap(&mut seconds, Stage::RunOriginal);
+                r
+            }
+            None => References::run(model, &candidate, n, None, None)?,
         };
 
         progress(Progress::Stage(Stage::Prepare));
-        let table = decode()?;
+        let table = match table {
+            Some(table) => table,
+            None => decode()?,
+        };
         let scaled = weights.as_deref().map(|w| {
             let mut t = table.clone();
             linalg::scale_rows(t.view_mut(), w);

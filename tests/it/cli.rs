@@ -830,6 +830,30 @@ fn decoder_held_out_text_gives_top1_agreement_and_kl() {
     }
 }
 
+/// Without validation no sentence is compared, so none is reported as held out.
+#[test]
+fn corpus_without_validation_reports_no_held_out_sentences() {
+    let dir = corpus_dir();
+    let d = dir.path();
+    let (out, json) = (d.join("out.onnx"), d.join("report.json"));
+    let r = run(&[
+        fixture("encoder.onnx"),
+        out.clone(),
+        "--corpus".into(),
+        d.join("docs"),
+        "--tokenizer".into(),
+        d.join("tokenizer.json"),
+        "--no-validate".into(),
+        "--json".into(),
+        json.clone(),
+    ]);
+    r.ok();
+    let report = read_json(&json);
+    assert_eq!(report["corpus"]["held_out"], 0, "{}", report["corpus"]);
+    assert!(report["text_validation"].is_null());
+    assert!(r.stderr.contains(" 0 held-out sentences"), "{}", r.stderr);
+}
+
 #[test]
 fn corpus_weights_the_fit_and_validates_on_held_out_text() {
     let dir = corpus_dir();
