@@ -255,24 +255,23 @@ fn assemble(
 pub(crate) fn best_k(prepared: &Prepared, options: &Options, size: Size, progress: &mut dyn FnMut(Progress)) -> Result<(Fitted, Vec<Tried>)> {
     let ks = ks(options.k, size, prepared.candidate.rows, prepared.candidate.cols)?;
     progress(Progress::Stage(Stage::Fit));
+    if let [k] = ks[..] {
+        // Nothing to rank: the errors are measured once, on what is stored.
+        return Ok((fit::fit(prepared, options, k, size, 1, progress)?, Vec::new()));
+    }
+    let table = prepared.table();
     let mut tried = Vec::new();
-    let mut best: Option<Fitted> = None;
+    let mut best: Option<(Fitted, f64)> = None;
     for &k in &ks {
         let fitted = fit::fit(prepared, options, k, size, ks.len(), progress)?;
-        tried.push(Tried {
-            k,
-            dims: fitted.layout.dims(),
-            numbers: fitted.layout.stored_numbers(),
-            relative_error: fitted.relative_error,
-            weighted_relative_error: fitted.weighted_relative_error,
-        });
-        if best.as_ref().is_none_or(|b| fitted.score() < b.score()) {
-            best = Some(fitted);
+        let (relative_error, weighted_relative_error) = fitted.layout.errors(table.view(), prepared.weights.as_deref(), options.threads);
+        tried.push(Tried { k, dims: fitted.layout.dims(), numbers: fitted.layout.stored_numbers(), relative_error, weighted_relative_error });
+        // Ranked by the weighted error when there are weights.
+        let score = weighted_relative_error.unwrap_or(relative_error);
+        if best.as_ref().is_none_or(|(_, s)| score < *s) {
+            best = Some((fitted, score));
         }
     }
-    if ks.len() == 1 {
-        tried.clear();
-    }
-    Ok((best.expect("ks is never empty"), tried))
+    Ok((best.expect("ks is never empty").0, tried))
 }
 

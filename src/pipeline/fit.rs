@@ -1,5 +1,6 @@
 //! The fit stage: one candidate for one setting (k subspaces at a size), its factors rounded to
-//! what the file stores, and their errors against the table.
+//! the table's type. Their errors against the table are measured where they are needed: on
+//! what is stored (`candidate::store`), and when several k compete (`candidate::best_k`).
 
 use ndarray::Axis;
 use rand::SeedableRng;
@@ -13,22 +14,13 @@ use crate::progress::Progress;
 use crate::rewrite::Layout;
 use crate::storage::{self, Size};
 
-/// One fitted candidate: its k, seed dimension, float layout and fit figures.
+/// One fitted candidate: its k, seed dimension, clustering and float layout.
 pub(crate) struct Fitted {
     pub(crate) k: usize,
     pub(crate) j: usize,
     pub(crate) clustering: cluster::Clustering,
     /// The fitted rows as floats of the table's type.
     pub(crate) layout: Layout,
-    pub(crate) relative_error: f64,
-    pub(crate) weighted_relative_error: Option<f64>,
-}
-
-impl Fitted {
-    /// What candidates are ranked by: the weighted error when there are weights.
-    pub(crate) fn score(&self) -> f64 {
-        self.weighted_relative_error.unwrap_or(self.relative_error)
-    }
 }
 
 /// Fits `k` subspaces at `size` to the prepared table's rows (all but a frequent tier's); `of`
@@ -74,8 +66,7 @@ fn fit_rows(
     let clustering = params.fit(fit_rows.view(), &mut rng, &mut |e| progress(Progress::Fit(e)))?;
     let table = prepared.table();
     let layout = Layout::of_clustering(&clustering, table.view(), rows, prepared.candidate.dtype, options.threads);
-    let (relative_error, weighted_relative_error) = layout.errors(table.view(), prepared.weights.as_deref(), options.threads);
-    Ok(Fitted { k, j, clustering, layout, relative_error, weighted_relative_error })
+    Ok(Fitted { k, j, clustering, layout })
 }
 
 
