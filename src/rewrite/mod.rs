@@ -154,7 +154,7 @@ impl Layout {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Layout { branches, basis_dtype, ..self.clone() })
+        Ok(Layout { n: self.n, d: self.d, dtype: self.dtype, basis_dtype, branches })
     }
 
     /// Whether one branch holds every row: the lookup then needs no index.
