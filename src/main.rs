@@ -95,7 +95,7 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     let write_options = args.external_data.write_options(&stored);
     stored.check_output(output, &write_options)?;
     if let Some(json) = json {
-        stored.check_output(json, &io::WriteOptions { external_data: io::ExternalData::Never })?;
+        stored.check_side_output(json)?;
     }
     let load = start.elapsed().as_secs_f64();
 
@@ -204,17 +204,21 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
 }
 
 fn sweep_into(args: &SweepArgs) -> anyhow::Result<()> {
-    let (model, stored) = io::read_model_stored(&args.input)?;
-    let (options, grid) = args.options();
+    // Every file the sweep writes is checked before it starts (the cheap checks before the
+    // model is even read), not found unwritable after it.
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create the folder '{}'", args.out.display()))?;
-    // Every file the sweep writes is checked before it starts, not found unwritable after it.
     let counts_path = (!args.data.corpus.is_empty()).then(|| args.out.join("token-counts.txt"));
     let json_path = args.out.join("sweep.json");
     let plot_paths = (args.out.join("sweep.svg"), args.out.join("sweep.png"));
-    for path in counts_path.iter().chain([&json_path, &plot_paths.0, &plot_paths.1]) {
+    let outputs = || counts_path.iter().chain([&json_path, &plot_paths.0, &plot_paths.1]);
+    for path in outputs() {
         io::check_output_path(&args.input, path)?;
-        stored.check_output(path, &io::WriteOptions { external_data: io::ExternalData::Never })?;
     }
+    let (model, stored) = io::read_model_stored(&args.input)?;
+    for path in outputs() {
+        stored.check_side_output(path)?;
+    }
+    let (options, grid) = args.options();
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
     let mut progress = |p: Progress| {
         if let Some(bar) = &bar {

@@ -264,6 +264,12 @@ impl Stored {
         }
         Ok(())
     }
+
+    /// [`Stored::check_output`] for a file beside the model that is not a model (a report, a
+    /// plot): refused when it is one of the input's external-data files.
+    pub fn check_side_output(&self, path: &Path) -> Result<()> {
+        self.check_output(path, &WriteOptions { external_data: ExternalData::Never })
+    }
 }
 
 /// Reads and decodes the model at `path`, with its external data, and says how it was stored.
