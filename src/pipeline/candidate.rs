@@ -83,32 +83,18 @@ pub(crate) fn build(prepared: &mut Prepared, options: &Options, size: Size, rele
         }
     };
     let fit_seconds = clock.elapsed();
-    let mut built = finish(prepared, options, size, fitted.as_ref(), tried, release, progress)?;
+    let (stored, svd, seconds) = store_with_baseline(prepared, options, fitted.as_ref(), tried, progress)?;
+    if release == Release::Table {
+        prepared.release_table();
+    }
+    let mut built = rewrite_and_check(prepared, options, size, stored, svd, seconds, progress)?;
     built.report.seconds.insert(0, Phase { phase: Stage::Fit, seconds: fit_seconds });
     Ok(built)
 }
 
 /// Stores `fitted` (or the table's rows, for plain storage) as `options.storage` asks,
-/// rewrites the model and checks it. Its report's seconds are the stages after the fit.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn finish(
-    prepared: &mut Prepared,
-    options: &Options,
-    size: Size,
-    fitted: Option<&Fitted>,
-    tried: Vec<Tried>,
-    release: Release,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Built> {
-    let (stored, svd, seconds) = store_with_baseline(prepared, options, fitted, tried, progress)?;
-    if release == Release::Table {
-        prepared.release_table();
-    }
-    rewrite_and_check(prepared, options, size, stored, svd, seconds, progress)
-}
-
-/// [`finish`] without releasing the table, on a shared prepared model (the sweep runs several
-/// at once).
+/// rewrites the model and checks it, on a shared prepared model (the sweep runs several at
+/// once; the table is kept). Its report's seconds are the stages after the fit.
 pub(crate) fn evaluate(
     prepared: &Prepared,
     options: &Options,
