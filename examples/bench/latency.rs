@@ -191,11 +191,10 @@ pub fn main(args: &[String], models: &Path, out: &Path) {
     eprintln!("wrote the latency section of {}", out.display());
 }
 
-/// A file's bytes, its external data (`PATH.data`) included (for `--extra` files, which the
-/// harness did not write).
+/// A model file's bytes with every external-data file it names (for `--extra` files, which
+/// the harness did not write); 0 when it cannot be read.
 fn file_bytes(p: &Path) -> u64 {
-    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    len(p) + len(&PathBuf::from(format!("{}.data", p.display())))
+    read_model_stored(p).map_or(0, |(_, stored)| stored.file_bytes)
 }
 
 /// One runtime's timings: per variant the original's and the variant's run times in ms, or an

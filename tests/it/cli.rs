@@ -1197,10 +1197,15 @@ fn outputs_get_the_umask_mode_or_keep_the_mode_of_the_file_replaced() {
     assert!(read_model(&a.join("out.onnx")).is_ok());
 }
 
-/// A token-count file for the encoder fixture: ids 0..300 with falling counts.
+/// Falling token counts for the encoder fixture's ids 0..300 (index = id).
+fn fixture_counts() -> Vec<u64> {
+    (0..300).map(|id| 3000 / (id + 1)).collect()
+}
+
+/// A token-count file of [`fixture_counts`].
 pub(crate) fn counts_file(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("counts.txt");
-    std::fs::write(&path, (0..300).map(|id| format!("{id} {}\n", 3000 / (id + 1))).collect::<String>()).unwrap();
+    std::fs::write(&path, fixture_counts().iter().enumerate().map(|(id, c)| format!("{id} {c}\n")).collect::<String>()).unwrap();
     path
 }
 
@@ -1250,13 +1255,13 @@ fn quantized_byte_counts_are_what_the_file_holds() {
             .map(|t| t.raw_data.as_ref().unwrap().len() as u64)
             .sum();
         assert_eq!(report["embedding_bytes_after"].as_u64(), Some(stored), "{args:?}");
-        assert_eq!(report["embedding_bytes_before"].as_u64(), Some(1000 * 64 * 4));
+        assert_eq!(report["embedding_bytes_before"].as_u64(), Some(encoder_fp32_table_bytes()));
         let v = &report["validation"];
         assert!(v["embedding_rel_error"].as_f64().unwrap() <= 1e-5, "{args:?}: {v}");
         if args.contains(&"--hot-bits") {
             let tiers = &report["tiers"];
             // The frequent rows cover the asked share of the counted tokens, and no fewer do.
-            let counts: Vec<u64> = (0..300).map(|id| 3000 / (id + 1)).collect();
+            let counts = fixture_counts();
             let total: u64 = counts.iter().sum();
             let hot = tiers["hot_rows"].as_u64().unwrap() as usize;
             let covered: u64 = counts[..hot].iter().sum();
@@ -1387,7 +1392,7 @@ fn family_target_cos_out_of_reach_writes_nothing_and_exits_1() {
 #[test]
 fn max_bytes_keeps_the_closest_point_within_the_limit_as_bytes_or_a_share() {
     let dir = tempdir();
-    let fp32 = read_json_of_inspect_table_bytes();
+    let fp32 = encoder_fp32_table_bytes();
     let go = |limit: &str, name: &str| {
         let (out, json) = (dir.path().join(format!("{name}.onnx")), dir.path().join(format!("{name}.json")));
         let r = run(&[fixture("encoder.onnx"), out.clone(), "--max-bytes".into(), limit.into(), "--json".into(), json.clone(), "-q".into()]);
@@ -1419,11 +1424,10 @@ fn max_bytes_keeps_the_closest_point_within_the_limit_as_bytes_or_a_share() {
 }
 
 /// The fp32 bytes of the encoder fixture's word table, from `inspect --json`.
-fn read_json_of_inspect_table_bytes() -> u64 {
-    let r = run(&["inspect".into(), fixture("encoder.onnx"), "--json".into()]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let chosen = &v["embedding"]["candidates"][v["embedding"]["chosen"].as_u64().unwrap() as usize];
-    chosen["rows"].as_u64().unwrap() * chosen["cols"].as_u64().unwrap() * 4
+/// Bytes of the encoder fixture's table as fp32, from the generator's shape.
+fn encoder_fp32_table_bytes() -> u64 {
+    let (n, d, _, _) = fixtures::ENCODER_SHAPE;
+    (n * d * 4) as u64
 }
 
 #[test]

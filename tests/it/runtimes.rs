@@ -68,7 +68,6 @@ const fn case(name: &'static str, source: Source, args: &'static [&'static str])
 
 impl Case {
     /// The same variant with another bound on the mean cosine to the original.
-    #[allow(dead_code)]
     const fn min_cosine(self, min_cosine: f64) -> Case {
         Case { min_cosine, ..self }
     }
@@ -589,7 +588,7 @@ fn runtimes_agree_on_every_variant() {
     }
 
     // The figures, then the failures.
-    eprintln!("runtimes: {}; tract 0.23", runtime_names.values().cloned().collect::<Vec<_>>().join(", "));
+    eprintln!(concat!("runtimes: {}; tract ", env!("ONNX_EMBCOMP_TRACT_VERSION")), runtime_names.values().cloned().collect::<Vec<_>>().join(", "));
     eprintln!("relative max |diff| to tract (web/ort: onnxruntime-web to onnxruntime), inputs {SHAPES:?}");
     eprintln!("1 - cos: the largest 1 - mean cosine, compressed to original, over the runtimes");
     eprintln!(
