@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use onnx_embcomp::corpus::{DataOptions, Holdout, Weighting};
 use onnx_embcomp::onnx::io;
 use onnx_embcomp::quant::Bits;
-use onnx_embcomp::{HotTier, Options, Param, Precision, Size, Storage, Subspaces, SweepGrid, ValidateOptions};
+use onnx_embcomp::{Goal, HotTier, Options, Param, Precision, Size, Storage, Subspaces, SweepGrid, ValidateOptions};
 
 /// `--weighting` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -173,7 +173,7 @@ pub struct CompressArgs {
         value_parser = parse_size,
         conflicts_with_all = ["j", "ratio", "min_cos", "target_cos", "k", "plain", "bits", "hot_bits", "adaptive_j"]
     )]
-    pub max_bytes: Option<ByteLimit>,
+    pub max_bytes: Option<Goal>,
     /// Probes of the --target-cos bisection (with -k).
     #[arg(long, default_value_t = 6)]
     pub probes: usize,
@@ -317,20 +317,14 @@ impl DataArgs {
     }
 }
 
-/// `--max-bytes`: bytes, or a share of the fp32 table.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ByteLimit {
-    Bytes(u64),
-    Share(f64),
-}
-
-fn parse_size(s: &str) -> Result<ByteLimit, String> {
+/// `--max-bytes`: bytes, or a share of the fp32 table (`10%`).
+fn parse_size(s: &str) -> Result<Goal, String> {
     match s.strip_suffix('%') {
         Some(p) => match p.trim().parse::<f64>() {
-            Ok(v) if v > 0.0 && v <= 100.0 => Ok(ByteLimit::Share(v / 100.0)),
+            Ok(v) if v > 0.0 && v <= 100.0 => Ok(Goal::MaxShare(v / 100.0)),
             _ => Err(format!("'{s}' is not a share in (0, 100]%")),
         },
-        None => s.parse::<u64>().map(ByteLimit::Bytes).map_err(|_| format!("'{s}' is neither a byte count nor a share like 10%")),
+        None => s.parse::<u64>().map(Goal::MaxBytes).map_err(|_| format!("'{s}' is neither a byte count nor a share like 10%")),
     }
 }
 

@@ -16,7 +16,7 @@ use onnx_embcomp::onnx::io;
 use onnx_embcomp::progress::Phase;
 use onnx_embcomp::{Error, Goal, Progress, Stage, Sweep, SweepGrid, compress, compress_to_front, compress_to_target, sweep};
 
-use cli::{ByteLimit, Cli, Command, CompressArgs, InspectArgs, SweepArgs};
+use cli::{Cli, Command, CompressArgs, InspectArgs, SweepArgs};
 
 fn main() -> ExitCode {
     onnx_embcomp::return_large_frees_to_os();
@@ -106,19 +106,13 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         }
     };
     let grid = SweepGrid::default();
-    let result = match (args.target_cos, args.max_bytes, args.k) {
-        (Some(target), _, Some(_)) => compress_to_target(&model, &options, target, args.probes, &mut progress),
-        (Some(target), _, None) => {
-            compress_to_front(&model, &options, &grid, Goal::Cosine(target), &mut progress).map(|(m, r, _)| (m, r))
-        }
-        (None, Some(limit), _) => {
-            let goal = match limit {
-                ByteLimit::Bytes(b) => Goal::MaxBytes(b),
-                ByteLimit::Share(share) => Goal::MaxShare(share),
-            };
-            compress_to_front(&model, &options, &grid, goal, &mut progress).map(|(m, r, _)| (m, r))
-        }
-        (None, None, _) => compress(&model, &options, &mut progress),
+    // --target-cos and --max-bytes conflict; --max-bytes has no -k form.
+    let result = match (args.target_cos, args.k) {
+        (Some(target), Some(_)) => compress_to_target(&model, &options, target, args.probes, &mut progress),
+        (target, _) => match target.map(Goal::Cosine).or(args.max_bytes) {
+            Some(goal) => compress_to_front(&model, &options, &grid, goal, &mut progress).map(|(m, r, _)| (m, r)),
+            None => compress(&model, &options, &mut progress),
+        },
     };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
