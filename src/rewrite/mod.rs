@@ -56,6 +56,15 @@ impl Values {
         }
     }
 
+    /// Rows `range` as the graph computes them, exactly (f32): [`Values::dequantized`] of those
+    /// rows only (a view of float values).
+    fn rows_in(&self, range: std::ops::Range<usize>) -> CowArray<'_, f32, Ix2> {
+        match self {
+            Values::Float(v) => v.slice(ndarray::s![range, ..]).into(),
+            Values::Quantized(q) => dequantize_rows(q, &range.collect::<Vec<_>>()).into(),
+        }
+    }
+
     /// Row `p` as the graph computes it, exactly (f32): [`Values::dequantized`] of one row.
     fn row(&self, p: usize) -> Array1<f32> {
         match self {
@@ -243,12 +252,13 @@ impl Layout {
         let (mut weighted_diff, mut weighted_norm) = (0f64, 0f64);
         let (block, par) = (linalg::ROW_BLOCK, linalg::par(threads));
         for b in &self.branches {
-            let values = b.values.dequantized();
             let basis_t = b.basis.as_ref().map(|v| v.t().as_standard_layout().into_owned());
-            for (rows, chunk) in b.members.chunks(block).zip(values.axis_chunks_iter(Axis(0), block)) {
-                let approx = match &basis_t {
-                    Some(basis_t) => linalg::gemm(chunk.as_standard_layout().view(), basis_t.view(), par),
-                    None => chunk.to_owned(),
+            // A block of rows at a time: quantized rows are dequantized a block at a time too.
+            for (c, rows) in b.members.chunks(block).enumerate() {
+                let chunk = b.values.rows_in(c * block..c * block + rows.len());
+                let approx: CowArray<'_, f32, Ix2> = match &basis_t {
+                    Some(basis_t) => linalg::gemm(chunk.as_standard_layout().view(), basis_t.view(), par).into(),
+                    None => chunk,
                 };
                 for (&t, approx) in rows.iter().zip(approx.rows()) {
                     let (mut row_diff, mut row_norm) = (0f64, 0f64);
