@@ -24,10 +24,11 @@ pub enum Values {
 }
 
 impl Values {
-    /// `values` `[rows, width]` stored as `dtype` (rounded to it) or quantized with `quant`.
-    pub(crate) fn store(values: Array2<f32>, dtype: FloatType, quant: Option<&QuantParams>) -> Result<Values> {
+    /// `values` `[rows, width]` stored as `dtype` (rounded to it) or quantized with `quant`
+    /// (read where they are: only float storage of a view copies them).
+    pub(crate) fn store(values: CowArray<'_, f32, Ix2>, dtype: FloatType, quant: Option<&QuantParams>) -> Result<Values> {
         Ok(match quant {
-            None => Values::Float(round(values, dtype)),
+            None => Values::Float(round(values.into_owned(), dtype)),
             Some(q) => Values::Quantized(quantize(values.view(), q)?),
         })
     }
@@ -145,7 +146,13 @@ impl Layout {
 
     /// The rows `members` of `table` stored as they are, as `dtype` or quantized with `quant`.
     pub(crate) fn plain_branch(table: ArrayView2<f32>, members: Vec<usize>, dtype: FloatType, quant: Option<&QuantParams>) -> Result<Branch> {
-        let values = Values::store(table.select(Axis(0), &members), dtype, quant)?;
+        // Every row in order (plain storage without tiers) is the table itself: no copy.
+        let every_row = members.len() == table.nrows() && members.iter().enumerate().all(|(i, &m)| i == m);
+        let rows: CowArray<'_, f32, Ix2> = match every_row {
+            true => table.into(),
+            false => table.select(Axis(0), &members).into(),
+        };
+        let values = Values::store(rows, dtype, quant)?;
         Ok(Branch { members, values, basis: None })
     }
 
@@ -158,7 +165,7 @@ impl Layout {
             .map(|b| {
                 Ok(Branch {
                     members: b.members.clone(),
-                    values: Values::store(b.values.dequantized().into_owned(), self.dtype, Some(quant))?,
+                    values: Values::store(b.values.dequantized().view().into(), self.dtype, Some(quant))?,
                     basis: b.basis.as_ref().map(|v| round(v.clone(), basis_dtype)),
                 })
             })
