@@ -21,6 +21,8 @@
 //! otherwise in f32, cast back to the table's type at the end. bf16 always computes in f32
 //! (onnxruntime's CPU has no bf16 MatMul).
 
+use std::borrow::Cow;
+
 use ndarray::Array2;
 
 use super::find::Candidate;
@@ -189,7 +191,7 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
 fn table(branch: &Branch, dtype: FloatType, zero_row: bool, prefix: &str, names: &mut Names, inits: &mut Vec<TensorProto>) -> Table {
     match &branch.values {
         Values::Float(v) => {
-            let t = if zero_row { with_row_of(v, 0.0) } else { v.clone() };
+            let t = if zero_row { Cow::Owned(with_row_of(v, 0.0)) } else { Cow::Borrowed(v) };
             let w = t.ncols();
             let what = if branch.basis.is_some() { "coefficients" } else { "rows" };
             let name = names.fresh(&format!("{prefix}{what}"));
@@ -197,10 +199,10 @@ fn table(branch: &Branch, dtype: FloatType, zero_row: bool, prefix: &str, names:
             Table::Float(name)
         }
         Values::Quantized(q) => {
-            let q = if zero_row { with_zero_row(q) } else { q.clone() };
-            let stored = dequant::stored(&q, names, prefix);
-            inits.extend(stored.initializers.iter().cloned());
-            Table::Quantized { stored: dequant::Stored { initializers: Vec::new(), ..stored }, cols: q.cols, params: q.params }
+            let q = if zero_row { Cow::Owned(with_zero_row(q)) } else { Cow::Borrowed(q) };
+            let mut stored = dequant::stored(&q, names, prefix);
+            inits.append(&mut stored.initializers);
+            Table::Quantized { stored, cols: q.cols, params: q.params }
         }
     }
 }
