@@ -238,15 +238,16 @@ pub fn quantize(rows: ArrayView2<f32>, params: &QuantParams) -> Result<Quantized
     let (b, k) = (params.bits.count(), params.bits.per_byte());
     let mut values = vec![0f32; params.block.min(cols)];
     let mut codes = vec![0i32; values.len()];
+    let mut scratch = vec![0i32; values.len()];
     for (r, row) in rows.rows().into_iter().enumerate() {
         for blk in 0..nblocks {
             let start = blk * params.block;
             let end = (start + params.block).min(cols);
-            let (x, q) = (&mut values[..end - start], &mut codes[..end - start]);
+            let (x, q, trial) = (&mut values[..end - start], &mut codes[..end - start], &mut scratch[..end - start]);
             for (v, c) in x.iter_mut().zip(start..end) {
                 *v = row[c];
             }
-            let (scale, min) = quantize_block(x, params, q);
+            let (scale, min) = quantize_block(x, params, q, trial);
             scales[[r, blk]] = scale;
             if let Some(m) = mins.as_mut() {
                 m[[r, blk]] = min;
@@ -275,11 +276,11 @@ pub fn dequantize_rows(q: &QuantizedRows, ids: &[usize]) -> Array2<f32> {
     out
 }
 
-/// Quantizes one block `x` into codes `q` (same length); returns the scale and the minimum
-/// (0 for the symmetric schemes).
-fn quantize_block(x: &[f32], params: &QuantParams, q: &mut [i32]) -> (f16, f16) {
+/// Quantizes one block `x` into codes `q` (same length; `trial` is scratch space of that length);
+/// returns the scale and the minimum (0 for the symmetric schemes).
+fn quantize_block(x: &[f32], params: &QuantParams, q: &mut [i32], trial: &mut [i32]) -> (f16, f16) {
     if params.scheme == Scheme::MidRise {
-        return (quantize_mid_rise(x, params.bits, q), f16::ZERO);
+        return (quantize_mid_rise(x, params.bits, q, trial), f16::ZERO);
     }
     // (MidRise is handled above; it shares the asymmetric arm below only to be exhaustive.)
     let (qmin, qmax) = params.range();
@@ -301,26 +302,24 @@ fn quantize_block(x: &[f32], params: &QuantParams, q: &mut [i32]) -> (f16, f16) 
     }
     // Rounded up, every value is in range; rounded down may be better, if no error grows
     // past half its scale.
-    let s = up;
+    let (sse_up, _) = codes(x, up, min, qmin, qmax, q);
     if down != up && down != f16::ZERO {
-        let (sse_up, _) = codes(x, up, min, qmin, qmax, q);
-        let (sse_down, valid) = codes(x, down, min, qmin, qmax, q);
+        let (sse_down, valid) = codes(x, down, min, qmin, qmax, trial);
         if valid && sse_down < sse_up {
+            q.copy_from_slice(trial);
             return (down, min);
         }
     }
-    codes(x, s, min, qmin, qmax, q);
-    (s, min)
+    (up, min)
 }
 
 /// [`Scheme::MidRise`]: stored codes `u` with `x ≈ (2u - L) * scale`, `L = 2^bits - 1`; the scale
 /// is the f16 (nearest to `c * max|x| / L`, c from 0.4 to 1 by 0.05) of least squared error of
 /// the f32 dequantization. Returns the scale (0, all codes 0, for a zero block).
-fn quantize_mid_rise(x: &[f32], bits: Bits, q: &mut [i32]) -> f16 {
+fn quantize_mid_rise(x: &[f32], bits: Bits, q: &mut [i32], trial: &mut [i32]) -> f16 {
     let levels = (1i32 << bits.count()) - 1;
     let m = x.iter().map(|&v| (v as f64).abs()).filter(|v| !v.is_nan()).fold(0.0, f64::max).min(f16::MAX.to_f64());
     let mut best: Option<(f64, f16)> = None;
-    let mut trial = vec![0i32; x.len()];
     for i in 0..=12 {
         let scale = f16::from_f64(m * (0.4 + 0.05 * i as f64) / levels as f64);
         if scale.to_f64().is_nan() || scale.to_f64() <= 0.0 || best.is_some_and(|(_, s)| s == scale) {
@@ -335,7 +334,7 @@ fn quantize_mid_rise(x: &[f32], bits: Bits, q: &mut [i32]) -> f16 {
         }
         if best.is_none_or(|(e, _)| sse < e) {
             best = Some((sse, scale));
-            q.copy_from_slice(&trial);
+            q.copy_from_slice(trial);
         }
     }
     match best {
