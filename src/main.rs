@@ -99,24 +99,15 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     }
     let load = start.elapsed().as_secs_f64();
 
-    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
-    let mut progress = |p: Progress| {
-        if let Some(bar) = &bar {
-            show(bar, p);
-        }
-    };
     let grid = SweepGrid::default();
     // --target-cos and --max-bytes conflict; --max-bytes has no -k form.
-    let result = match (args.target_cos, args.k) {
-        (Some(target), Some(_)) => compress_to_target(&model, &options, target, args.probes, &mut progress),
+    let result = with_progress_bar(args.quiet, |progress| match (args.target_cos, args.k) {
+        (Some(target), Some(_)) => compress_to_target(&model, &options, target, args.probes, progress),
         (target, _) => match target.map(Goal::Cosine).or(args.max_bytes) {
-            Some(goal) => compress_to_front(&model, &options, &grid, goal, &mut progress).map(|(m, r, _)| (m, r)),
-            None => compress(&model, &options, &mut progress),
+            Some(goal) => compress_to_front(&model, &options, &grid, goal, progress).map(|(m, r, _)| (m, r)),
+            None => compress(&model, &options, progress),
         },
-    };
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    });
     let (rewritten, mut report) = result.with_context(|| format!("'{}'", input.display()))?;
     drop(model);
 
@@ -136,6 +127,21 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
         eprintln!("{}", written.summary(output));
     }
     Ok(())
+}
+
+/// Runs `work` with a progress bar on stderr (none when `quiet` or stderr is not a terminal),
+/// cleared when it ends.
+fn with_progress_bar<T>(quiet: bool, work: impl FnOnce(&mut dyn FnMut(Progress)) -> T) -> T {
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
+    let result = work(&mut |p: Progress| {
+        if let Some(bar) = &bar {
+            show(bar, p);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    result
 }
 
 /// Renders one progress event on the bar: a bar of iterations while fitting, of files while
@@ -213,16 +219,7 @@ fn sweep_into(args: &SweepArgs) -> anyhow::Result<()> {
         stored.check_side_output(path)?;
     }
     let (options, grid) = args.options();
-    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(ProgressBar::new_spinner);
-    let mut progress = |p: Progress| {
-        if let Some(bar) = &bar {
-            show(bar, p);
-        }
-    };
-    let result = sweep(&model, &options, &grid, &mut progress);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    let result = with_progress_bar(args.quiet, |progress| sweep(&model, &options, &grid, progress));
     let result = result.with_context(|| format!("'{}'", args.input.display()))?;
     // Commands for the front: a corpus's counts, written once, stand for it (the same counts
     // give the same weights, so the same bytes), so the commands stay short.
