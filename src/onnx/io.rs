@@ -312,12 +312,23 @@ pub fn check_output_path(input: &Path, output: &Path) -> Result<()> {
         return Err(Error::OutputIsInput { path: output.into() });
     }
     // A folder that takes no new file fails now, before the costly work, with the error the
-    // write would give (the probe, a temporary file, is removed when dropped).
-    tempfile::Builder::new()
-        .prefix(".onnx-embcomp-")
-        .suffix(".tmp")
-        .tempfile_in(folder)
-        .map_err(|source| Error::Write { path: output.into(), source })?;
+    // write would give.
+    probe_folder(folder).map_err(|source| Error::Write { path: output.into(), source })
+}
+
+/// Creates and removes a file in `folder`. The probe is registered like a write's temporary
+/// file, so an interrupt meanwhile removes it too, and named `.onnx-embcomp-*.probe`, apart
+/// from the writes' `.tmp` files.
+fn probe_folder(folder: &Path) -> std::io::Result<()> {
+    let _registered;
+    let _probe = {
+        let mut list = in_progress();
+        let probe = tempfile::Builder::new().prefix(".onnx-embcomp-").suffix(".probe").tempfile_in(folder)?;
+        list.push(probe.path().to_path_buf());
+        _registered = InProgress(probe.path().to_path_buf());
+        probe
+    };
+    // Dropped in reverse order: the probe is removed, then taken off the list.
     Ok(())
 }
 
