@@ -73,12 +73,11 @@ pub struct Holdout {
     pub fraction: f64,
     /// Held-out sentences kept for validation at most.
     pub max: usize,
-    pub seed: u64,
 }
 
 impl Default for Holdout {
     fn default() -> Self {
-        Holdout { fraction: 0.02, max: 200, seed: 0 }
+        Holdout { fraction: 0.02, max: 200 }
     }
 }
 
@@ -112,13 +111,14 @@ pub fn corpus_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Counts the tokens of every text file under `paths` for a table of `n` rows, holding out
-/// sentences as `holdout` says. Files that are not UTF-8 text are skipped (and listed).
+/// sentences as `holdout` says (which ones, by `seed`). Files that are not UTF-8 text are skipped (and listed).
 /// `progress(files_done, files_total, tokens)` is called after each batch.
 pub fn count_corpus(
     tokenizer: &TextTokenizer,
     paths: &[PathBuf],
     n: usize,
     holdout: &Holdout,
+    seed: u64,
     progress: &mut dyn FnMut(usize, usize, u64),
 ) -> Result<CorpusCounts> {
     let files = corpus_files(paths)?;
@@ -172,7 +172,7 @@ pub fn count_corpus(
             }
             out.lines += 1;
             if is_sentence(line) {
-                let h = hash(holdout.seed, line);
+                let h = hash(seed, line);
                 if h < threshold {
                     if !kept.iter().any(|(kh, t)| *kh == h && t == line) {
                         kept.push((h, line.to_string()));
@@ -325,7 +325,7 @@ pub struct DataOptions {
     /// Weight added to every row, as a fraction of the mean weight (default 0.1).
     pub weight_floor: f64,
     /// Sentences held out of the count (default [`Holdout::default`]: 2% of sentence-like
-    /// lines, at most 200, seed 0).
+    /// lines, at most 200; which ones, the run's seed decides).
     pub holdout: Holdout,
     /// Held-out sentences per tract run (default [`HeldOut::BATCH`]) and tokens per sentence at
     /// most (default [`HeldOut::MAX_LEN`]).
@@ -356,8 +356,9 @@ impl DataOptions {
     }
 
     /// Counts the tokens for a table of `n` rows and turns them into weights and held-out
-    /// sentences. `progress(files_done, files, tokens)` hears about a corpus's counting.
-    pub fn count(&self, n: usize, progress: &mut dyn FnMut(usize, usize, u64)) -> Result<TokenData> {
+    /// sentences (chosen by `seed`). `progress(files_done, files, tokens)` hears about a
+    /// corpus's counting.
+    pub fn count(&self, n: usize, seed: u64, progress: &mut dyn FnMut(usize, usize, u64)) -> Result<TokenData> {
         if !(self.weight_floor >= 0.0 && self.weight_floor.is_finite()) {
             return Err(Error::InvalidParameter {
                 param: Param::WeightFloor,
@@ -368,7 +369,7 @@ impl DataOptions {
             TokenSource::Counts(path) => (read_token_counts(path, n)?, 1, 0, None),
             TokenSource::Text { paths, tokenizer } => {
                 let tokenizer = TextTokenizer::from_file(tokenizer)?;
-                let counted = count_corpus(&tokenizer, paths, n, &self.holdout, progress)?;
+                let counted = count_corpus(&tokenizer, paths, n, &self.holdout, seed, progress)?;
                 let sentences: Vec<&str> = counted.held_out.iter().map(String::as_str).collect();
                 let held_out = if sentences.len() >= 2 {
                     let mut h = HeldOut::new(tokenizer.encode(&sentences)?, tokenizer.pad_id());

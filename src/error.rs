@@ -49,6 +49,14 @@ pub enum Param {
     Plain,
     /// The most bytes a search may pick.
     MaxBytes,
+    /// Which node or initializer is the table.
+    Embedding,
+    /// Rewriting a table that other nodes read too.
+    AllowShared,
+    /// The validation in tract (on or off).
+    Validate,
+    /// Where large tensors are written (inline or as external data).
+    ExternalData,
 }
 
 impl Param {
@@ -76,6 +84,10 @@ impl Param {
             Param::HotMass => "hot_mass",
             Param::Plain => "plain",
             Param::MaxBytes => "max_bytes",
+            Param::Embedding => "embedding",
+            Param::AllowShared => "allow_shared",
+            Param::Validate => "validate",
+            Param::ExternalData => "external_data",
         }
     }
 }
@@ -137,16 +149,12 @@ pub enum Error {
     #[error("no word-embedding Gather found: {reason}")]
     NoEmbedding { reason: String },
 
-    /// `--embedding NAME` names nothing usable.
-    #[error("--embedding '{name}': {reason}")]
+    /// The table asked for by name ([`Param::Embedding`]) names nothing usable.
+    #[error("{}", self.describe(Param::name))]
     EmbeddingOverride { name: String, reason: String },
 
     /// The embedding table is read by other nodes too (e.g. a tied LM head).
-    #[error(
-        "embedding table '{table}' is also read by {readers}; rewriting would keep the full table \
-         and grow the file (tied decoders also lose much accuracy). Pass --allow-shared to rewrite \
-         the lookup anyway"
-    )]
+    #[error("{}", self.describe(Param::name))]
     SharedTable { table: String, readers: String },
 
     /// A setting has a value the method cannot use.
@@ -178,9 +186,10 @@ pub enum Error {
     #[error("numerical failure: {0}")]
     Numerical(String),
 
-    /// tract could not load or run a model during validation.
-    #[error("validation with tract failed on the {which} model: {message}")]
-    Tract { which: Role, message: String },
+    /// tract could not load or run a model during validation; `remedy` names the settings
+    /// that would avoid it.
+    #[error("{}", self.describe(Param::name))]
+    Tract { which: Role, message: String, remedy: Vec<Param> },
 
     /// The rewritten model does not compute what was fitted.
     #[error("validation failed: {0}")]
@@ -201,6 +210,17 @@ impl Error {
                 "quality floor not met: mean cosine {measured:.4} on {on} is below {} {floor}; nothing written",
                 name(*param)
             ),
+            Error::EmbeddingOverride { name: table, reason } => format!("{} '{table}': {reason}", name(Param::Embedding)),
+            Error::SharedTable { table, readers } => format!(
+                "embedding table '{table}' is also read by {readers}; rewriting would keep the full table \
+                 and grow the file (tied decoders also lose much accuracy). Pass {} to rewrite the lookup anyway",
+                name(Param::AllowShared)
+            ),
+            Error::Tract { which, message, remedy } => {
+                let remedy: Vec<&str> = remedy.iter().map(|p| name(*p)).collect();
+                let remedy = if remedy.is_empty() { String::new() } else { format!(" (try {})", remedy.join(" or ")) };
+                format!("validation with tract failed on the {which} model: {message}{remedy}")
+            }
             other => other.to_string(),
         }
     }

@@ -1,7 +1,5 @@
 //! What `inspect` shows of a model: header, inputs/outputs, parameters, embedding candidates.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 use crate::error::Result;
@@ -61,64 +59,6 @@ impl Summary {
                 .fold(0, u64::saturating_add), // dims may be absurd
             embedding: find_embedding(&view, embedding)?,
         })
-    }
-
-    /// Human-readable text; `verbose` adds every rejected Gather and why.
-    pub fn render(&self, verbose: bool) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "producer    {}", if self.producer.is_empty() { "(none)" } else { &self.producer });
-        let _ = writeln!(s, "ir version  {}", self.ir_version);
-        let opsets: Vec<String> = self.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
-        let _ = writeln!(s, "opsets      {}", opsets.join(", "));
-        let _ = writeln!(s, "nodes       {}", self.nodes);
-        let _ = writeln!(s, "parameters  {}", self.parameters);
-        for (title, list) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
-            let _ = writeln!(s, "{title}:");
-            for i in list {
-                let _ = writeln!(s, "  {} {} [{}]", i.name, i.dtype, i.shape.join(", "));
-            }
-        }
-        let e = &self.embedding;
-        let _ = writeln!(s, "embedding candidates:");
-        if e.candidates.is_empty() {
-            let _ = writeln!(s, "  (none)");
-        }
-        for (i, c) in e.candidates.iter().enumerate() {
-            let mark = if e.chosen == Some(i) { "*" } else { " " };
-            let lookups: Vec<&str> = c.lookups.iter().map(|l| l.name.as_str()).collect();
-            let readers = if c.other_readers.is_empty() {
-                "none".to_string()
-            } else {
-                c.other_readers.iter().map(|r| format!("{} '{}'", r.op_type, r.node)).collect::<Vec<_>>().join(", ")
-            };
-            let _ = writeln!(
-                s,
-                "{mark} {} [{} x {}] {:?}, {} bytes; node {}; ids from {}; other readers: {readers}",
-                c.table,
-                c.rows,
-                c.cols,
-                c.dtype,
-                c.bytes,
-                lookups.join(", "),
-                c.ids_input().unwrap_or("(computed)"),
-            );
-        }
-        match e.chosen {
-            Some(i) => {
-                let how = if e.overridden { " (by --embedding)" } else { "" };
-                let _ = writeln!(s, "chosen: {}{how}", e.candidates[i].table);
-            }
-            None => {
-                let _ = writeln!(s, "chosen: none");
-            }
-        }
-        if verbose {
-            let _ = writeln!(s, "rejected:");
-            for r in &e.rejections {
-                let _ = writeln!(s, "  {}: {}", r.node, r.reason);
-            }
-        }
-        s
     }
 }
 

@@ -12,13 +12,18 @@
 //! [`Report`]; [`progress`] names them.
 
 pub mod check;
+/// The command line (flags, terminal text, progress bar, plot): the binary's and the Python
+/// package's console script, not the library's API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 pub mod cluster;
 pub mod corpus;
 mod error;
+pub mod files;
 pub mod inspect;
 pub mod onnx;
 mod pipeline;
-pub mod plot;
 pub mod progress;
 pub mod report;
 pub(crate) mod rewrite;
@@ -28,7 +33,7 @@ pub mod quant;
 pub use check::ValidateOptions;
 pub use error::{Error, Param, Result, Role};
 pub use onnx::Model;
-pub use pipeline::{AUTO_K, Options, Subspaces, compress, compress_to_target};
+pub use pipeline::{AUTO_K, Data, FitTuning, Method, Options, Setting, Subspaces, compress, compress_to_target};
 pub use pipeline::{Goal, Sweep, SweepGrid, compress_to_front, sweep};
 pub use report::{Family, Point};
 pub use progress::{Progress, Stage};

@@ -1,7 +1,5 @@
 //! The summary of a compression run: figures for humans (stderr) and for machines (JSON).
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 use crate::check::{TextValidation, Validation};
@@ -22,8 +20,8 @@ pub struct Report {
     pub shape: [usize; 2],
     /// Element type of the table (and of the new tables).
     pub dtype: FloatType,
-    /// The size asked for.
-    pub size: Size,
+    /// The size asked for (`None` for plain storage).
+    pub size: Option<Size>,
     /// How the compressed table is stored.
     pub storage: Storage,
     /// Subspaces fitted (0 for plain storage).
@@ -121,7 +119,8 @@ pub struct Point {
     /// Subspaces and ratio (clustering and SVD), `None` for plain storage.
     pub k: Option<usize>,
     pub ratio: Option<f64>,
-    pub storage: Storage,
+    /// The candidate's setting: what `compress` takes to write this point's model.
+    pub setting: crate::pipeline::Setting,
     /// Bytes the embedding stores, and their share of the table as fp32.
     pub bytes: u64,
     pub share: f64,
@@ -138,9 +137,6 @@ pub struct Point {
     pub seconds: f64,
     /// No other point is at most as large and at least as close, and better in one.
     pub on_front: bool,
-    /// The arguments that produce this point's model with `compress` (after `IN OUT` and the
-    /// data-aware flags of the sweep).
-    pub args: Vec<String>,
 }
 
 /// The frequent-token tier of a layout.
@@ -187,143 +183,3 @@ pub struct SvdFigures {
     pub relative_error: f64,
 }
 
-impl Report {
-    /// A before/after table for a terminal.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        let [n, d] = self.shape;
-        let _ = writeln!(s, "embedding   {} [{n} x {d}] {:?}, lookups: {}", self.table, self.dtype, self.lookups.join(", "));
-        let dims = if self.dims.iter().all(|&j| j == self.j) {
-            format!("j = {}", self.j)
-        } else {
-            format!("j per cluster {:?}", self.dims)
-        };
-        let storage = &self.storage;
-        if let (Some(t), Some(h)) = (&self.tiers, storage.hot) {
-            let _ = writeln!(
-                s,
-                "tier        {} most frequent rows ({:.2}% of the counted tokens) plain at {}: {} bytes",
-                t.hot_rows,
-                100.0 * t.mass,
-                h.bits,
-                t.hot.bytes
-            );
-        }
-        let rest = if self.tiers.is_some() { "other rows" } else { "rows" };
-        if self.k == 0 {
-            let _ = writeln!(s, "layout      {rest} plain at {} (block {})", storage.bits, storage.block);
-        } else {
-            let values = match storage.bits {
-                crate::storage::Precision::Float => String::new(),
-                b => format!(", coefficients at {b} (block {}), bases f16", storage.block),
-            };
-            let _ = writeln!(
-                s,
-                "layout      k = {} ({} non-empty), {dims}; rows per cluster {:?}{values}",
-                self.k, self.clusters, self.fit.cluster_sizes
-            );
-        }
-        for t in &self.tried {
-            let w = t.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
-            let mark = if t.k == self.k { " (chosen)" } else { "" };
-            let _ = writeln!(s, "  tried     k = {}: error {:.4}{w}, {} numbers{mark}", t.k, t.relative_error, t.numbers);
-        }
-        let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>10}", "", "before", "after", "change");
-        let _ = writeln!(
-            s,
-            "{:<22}{:>16}{:>16}{:>9.1}%",
-            "embedding numbers",
-            self.numbers_before,
-            self.numbers_after,
-            -self.saved_percent
-        );
-        let pct = 100.0 * (self.embedding_bytes_after as f64 / self.embedding_bytes_before.max(1) as f64 - 1.0);
-        let _ = writeln!(
-            s,
-            "{:<22}{:>16}{:>16}{:>9.1}%",
-            "embedding bytes", self.embedding_bytes_before, self.embedding_bytes_after, pct
-        );
-        if let (Some(b), Some(a)) = (self.bytes_before, self.bytes_after) {
-            let pct = 100.0 * (a as f64 / b.max(1) as f64 - 1.0);
-            let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>9.1}%", "file bytes", b, a, pct);
-        }
-        if self.table_kept {
-            let _ = writeln!(s, "note: the table is kept for its other readers (--allow-shared), so the model grows");
-        }
-        let weighted = self.fit.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
-        // The error is of what is stored (rounded rows included); the SVD baseline's is of
-        // unrounded floats at the same count of numbers, so with quantized storage it is not a
-        // comparison at equal bytes: the line says so.
-        let rounded = self.storage.bits != crate::storage::Precision::Float || self.storage.hot.is_some();
-        let svd = self.svd.as_ref().map_or(String::new(), |svd| {
-            let w = if weighted.is_empty() { "" } else { " (weighted)" };
-            let floats = if rounded { ", in floats" } else { "" };
-            format!("; SVD rank {} at the same numbers{floats}: {:.4}{w}", svd.rank, svd.relative_error)
-        });
-        let what = if rounded { "relative Frobenius, as stored" } else { "relative Frobenius" };
-        let _ = writeln!(s, "fit error   {:.4} {what}{weighted} ({} iterations){svd}", self.fit.relative_error, self.fit.iterations);
-        if let Some(v) = &self.validation {
-            let inputs: Vec<String> = v.inputs.iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
-            let _ = writeln!(s, "validation  tract, inputs {}", inputs.join(", "));
-            if let Some(e) = v.embedding_rel_error {
-                let _ = writeln!(s, "            lookup output = fitted reconstruction (relative difference {e:.1e})");
-            }
-            for o in &v.outputs {
-                let cos = o.mean_cosine.map_or("-".to_string(), |c| format!("{c:.5}"));
-                let _ = writeln!(
-                    s,
-                    "            output {} {:?}: mean cosine {cos}, max |diff| {:.4e}",
-                    o.name, o.shape, o.max_abs_diff
-                );
-            }
-        }
-        if let Some(c) = &self.corpus {
-            let scheme = match c.weighting {
-                crate::corpus::Weighting::None => "none (--weighting none)".to_string(),
-                w => format!("{w:?} of token counts + {} x mean", c.weight_floor).to_lowercase(),
-            };
-            let _ = writeln!(
-                s,
-                "weights     {scheme}; {} tokens from {} file(s), {} of {n} rows seen, {} held-out sentences",
-                c.tokens, c.files, c.seen_rows, c.held_out
-            );
-        }
-        if let Some(t) = &self.text_validation {
-            let extra = match (t.nn_agreement, t.top1_agreement, t.mean_kl) {
-                (Some(nn), _, _) => format!(", nearest-neighbour agreement {nn:.3}"),
-                (_, Some(top1), Some(kl)) => format!(", top-1 next-token agreement {top1:.3}, mean KL {kl:.4}"),
-                _ => String::new(),
-            };
-            let _ = writeln!(
-                s,
-                "held-out    {} sentences ({}, output {}): mean cosine {:.4}, min {:.4}{extra}",
-                t.sentences, t.kind, t.output, t.mean_cosine, t.min_cosine
-            );
-        }
-        if let Some(c) = self.chosen {
-            let _ = writeln!(s, "search      {} points of the family, on {}:", self.points.len(), self.points[c].on);
-            for (i, p) in self.points.iter().enumerate() {
-                let mark = if i == c { " <- chosen" } else if p.on_front { " (front)" } else { "" };
-                let _ = writeln!(s, "            {:<18} {:>10} bytes {:>6.2}%  mean cosine {:.4}{mark}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine);
-            }
-            let reference: Vec<String> = self
-                .points
-                .iter()
-                .filter(|p| p.family == Family::Plain && matches!(p.storage.bits, crate::storage::Precision::Bits(b) if b.count() >= 4))
-                .map(|p| format!("{} {} bytes ({:.2}%) keeps {:.4}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine))
-                .collect();
-            let _ = writeln!(s, "reference   {}", reference.join("; "));
-        }
-        for p in &self.probes {
-            let verdict = if p.met { "meets" } else { "misses" };
-            let _ = writeln!(
-                s,
-                "probe       --ratio {:.3}: {:.1}% saved, mean cosine {:.4} ({verdict} the target)",
-                p.ratio, p.saved_percent, p.mean_cosine
-            );
-        }
-        let phases: Vec<String> = self.seconds.iter().map(|p| format!("{} {:.2}s", p.phase, p.seconds)).collect();
-        let _ = writeln!(s, "time        {}", phases.join(", "));
-        s
-    }
-}

@@ -71,13 +71,11 @@ pub struct HotTier {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Storage {
-    /// Precision of the stored rows: coefficients, or the rows themselves when `plain`
-    /// (default 8 bits).
+    /// Precision of the stored values: coefficients, or the rows themselves for plain
+    /// storage (default 8 bits).
     pub bits: Precision,
     /// Values per quantization block along a row (default 32).
     pub block: usize,
-    /// Store the table's rows themselves (no clustering): plain quantization.
-    pub plain: bool,
     /// A frequent-token tier (needs token counts).
     pub hot: Option<HotTier>,
 }
@@ -86,7 +84,7 @@ impl Default for Storage {
     fn default() -> Self {
         // 8-bit coefficients: on all-MiniLM-L6-v2 (weighted, k 4, ratio 0.4) the held-out
         // cosine moved by 2e-5 against floats, for 17% of the table's bytes instead of 60%.
-        Storage { bits: Precision::Bits(Bits::B8), block: crate::quant::DEFAULT_BLOCK, plain: false, hot: None }
+        Storage { bits: Precision::Bits(Bits::B8), block: crate::quant::DEFAULT_BLOCK, hot: None }
     }
 }
 
@@ -113,12 +111,12 @@ impl Storage {
         }
     }
 
-    /// The settings, checked.
-    pub(crate) fn check(&self) -> Result<()> {
+    /// The settings, checked; `plain`: they store the table's rows (no fit).
+    pub(crate) fn check(&self, plain: bool) -> Result<()> {
         if let Some(q) = self.quant(self.bits, Rows::Plain).or(self.hot.and_then(|h| self.quant(h.bits, Rows::Plain))) {
             q.check()?;
         }
-        if self.plain && self.bits == Precision::Float && self.hot.is_none() {
+        if plain && self.bits == Precision::Float && self.hot.is_none() {
             return Err(Error::InvalidParameter {
                 param: Param::Plain,
                 reason: "plain float storage is the table itself: give 8, 4 or 2 bits".into(),
@@ -272,6 +270,12 @@ pub fn allowed_numbers(n: usize, d: usize, k: usize, size: Size) -> u64 {
         Size::Dim(j) => stored_numbers(n, d, k, j),
         Size::Ratio(r) => ((1.0 - r) * (n as f64) * (d as f64)).floor() as u64,
     }
+}
+
+/// The share of a table's `before` numbers that `after` saves, in percent (negative when the
+/// model grows).
+pub fn saved_percent(before: u64, after: u64) -> f64 {
+    100.0 * (1.0 - after as f64 / before as f64)
 }
 
 /// Numbers a rank-`rank` SVD of a `[n, d]` table stores: `rank·(n + d)`.

@@ -28,8 +28,8 @@ use onnx_embcomp::corpus::DataOptions;
 use onnx_embcomp::inspect::Summary;
 use onnx_embcomp::onnx::io::{read_model_stored, write_model};
 use onnx_embcomp::quant::Bits;
-use onnx_embcomp::plot::thousands;
-use onnx_embcomp::{HotTier, Options, Precision, Size, Subspaces, compress};
+use onnx_embcomp::cli::plot::thousands;
+use onnx_embcomp::{Data, HotTier, Method, Options, Precision, Setting, Size, Storage, compress};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -46,35 +46,34 @@ struct Variant {
 }
 
 enum VariantSource {
-    Built { slug: &'static str, options: Box<Options> },
+    Built { slug: &'static str, options: Box<(Options, Setting)> },
     File(PathBuf),
 }
 
-fn options(k: usize, bits: Precision, plain: bool) -> Options {
+fn options(k: usize, bits: Precision, plain: bool) -> (Options, Setting) {
     let mut o = Options::default();
-    o.k = Subspaces::Fixed(k);
-    o.size = Size::Ratio(0.4);
-    o.storage.bits = bits;
-    o.storage.plain = plain;
     o.validate = None;
-    o
+    let mut storage = Storage::default();
+    storage.bits = bits;
+    let method = if plain { Method::Plain } else { Method::subspaces(k, Size::Ratio(0.4)) };
+    (o, Setting::new(method, storage))
 }
 
 fn variants(counts: &Path) -> Vec<Variant> {
-    let built = |label: &str, slug: &'static str, o: Options| Variant {
+    let built = |label: &str, slug: &'static str, o: (Options, Setting)| Variant {
         label: label.to_string(),
         source: VariantSource::Built { slug, options: Box::new(o) },
     };
     let b = |n| Precision::Bits(Bits::new(n).expect("2, 4 or 8"));
     let mut tiered = options(4, b(2), true);
-    tiered.storage.hot = Some(HotTier { bits: b(4), mass: 0.999 });
-    tiered.data = Some(DataOptions::counts(counts.to_path_buf()));
+    tiered.1.storage.hot = Some(HotTier { bits: b(4), mass: 0.999 });
+    tiered.0.data = Some(Data::Count(DataOptions::counts(counts.to_path_buf())));
     vec![
         built("`-k 4 --ratio 0.4 --bits float` (paper layout)", "k4-float", options(4, Precision::Float, false)),
         built("`-k 4 --ratio 0.4` (default, 8-bit coefficients)", "k4-b8", {
             let mut o = Options::default();
             o.validate = None;
-            o
+            (o, Setting::default())
         }),
         built("`-k 4 --ratio 0.4 --bits 4`", "k4-b4", options(4, b(4), false)),
         built("`--plain --bits 8`", "plain-b8", options(4, b(8), true)),
@@ -136,7 +135,7 @@ pub fn main(args: &[String], models: &Path, out: &Path) {
             VariantSource::File(p) => (p.clone(), None, file_bytes(p)),
             VariantSource::Built { slug, options } => {
                 eprintln!("compressing {} ...", v.label);
-                let (m, report) = compress(&model, options, &mut |_| {}).expect("compress");
+                let (m, report) = compress(&model, &options.0, &options.1, &mut |_| {}).expect("compress");
                 let path = dir.join(format!("{slug}.onnx"));
                 let written = write_model(&m, &path).expect("write the variant");
                 let note = report.tiers.as_ref().map(|t| format!("{} hot rows", t.hot_rows));

@@ -24,7 +24,7 @@ use onnx_embcomp::onnx::build::lookup_model;
 use onnx_embcomp::onnx::io::{read_model, write_model};
 use onnx_embcomp::Stage;
 use onnx_embcomp::progress::Phase;
-use onnx_embcomp::{Options, compress};
+use onnx_embcomp::{Options, Setting, compress};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -176,7 +176,7 @@ fn run_case(name: &str, path: &Path, long: bool) -> Value {
     let load = start.elapsed().as_secs_f64();
     let mut options = Options::default();
     options.allow_shared = name.contains("tied");
-    let (out, mut report) = compress(&model, &options, &mut |_| {}).expect("compress");
+    let (out, mut report) = compress(&model, &options, &Setting::default(), &mut |_| {}).expect("compress");
     let tmp = tempfile::tempdir_in(path.parent().expect("folder")).expect("temp dir");
     let write_start = Instant::now();
     let bytes = write_model(&out, &tmp.path().join("out.onnx")).expect("write").model_bytes;
@@ -207,10 +207,10 @@ fn run_case(name: &str, path: &Path, long: bool) -> Value {
     if long {
         drop(out);
         let mut options = options;
-        (options.restarts, options.max_iter, options.sample_rows, options.polish_iter) = (8, 20, Some(usize::MAX), 0);
+        (options.fit.restarts, options.fit.max_iter, options.fit.sample_rows, options.fit.polish_iter) = (8, 20, Some(usize::MAX), 0);
         options.validate = None;
         let t = Instant::now();
-        let (_, long_report) = compress(&model, &options, &mut |_| {}).expect("long fit");
+        let (_, long_report) = compress(&model, &options, &Setting::default(), &mut |_| {}).expect("long fit");
         v["long_cost"] = json!(long_report.fit.cost);
         v["long_seconds"] = json!(t.elapsed().as_secs_f64());
     }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use onnx_embcomp::inspect::Summary;
-use onnx_embcomp::{Model, Options, Size, Subspaces, compress};
+use onnx_embcomp::{Method, Model, Options, Setting, Size, Storage, compress};
 
 /// Larger tables make slow inputs without reaching new code.
 const MAX_TABLE_ELEMENTS: usize = 200_000;
@@ -16,7 +16,7 @@ pub fn decode_find(data: &[u8]) {
         return;
     };
     if let Ok(summary) = Summary::of(&model, None) {
-        let _ = summary.render(true);
+        let _ = onnx_embcomp::cli::render::summary(&summary, true);
         let _ = summary.embedding.chosen();
     }
 }
@@ -34,11 +34,10 @@ pub fn decode_find_rewrite(data: &[u8]) -> bool {
         return false;
     }
     let mut options = Options::default();
-    options.k = Subspaces::Fixed(2);
-    options.size = Size::Dim(2);
-    (options.restarts, options.max_iter, options.threads) = (1, 2, 1);
+    (options.fit.restarts, options.fit.max_iter, options.threads) = (1, 2, 1);
     options.validate = None;
-    match compress(&model, &options, &mut |_| {}) {
+    let setting = Setting::new(Method::subspaces(2, Size::Dim(2)), Storage::default());
+    match compress(&model, &options, &setting, &mut |_| {}) {
         Ok((rewritten, _report)) => {
             let bytes = bytes::Bytes::from(rewritten.encode());
             Model::decode(bytes, None, Path::new("rewritten.onnx")).expect("the rewritten model decodes");

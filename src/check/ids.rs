@@ -26,21 +26,19 @@ pub struct ValidateOptions {
     pub batch: usize,
     /// Sequence length fed for other symbolic dimensions.
     pub seq: usize,
-    /// Seed of the random token ids.
-    pub seed: u64,
 }
 
 impl Default for ValidateOptions {
-    /// One sequence of 16 tokens, seed 0.
+    /// One sequence of 16 tokens.
     fn default() -> Self {
-        ValidateOptions { batch: 1, seq: 16, seed: 0 }
+        ValidateOptions { batch: 1, seq: 16 }
     }
 }
 
 impl ValidateOptions {
-    /// Feeds `batch` sequences of `seq` tokens drawn with `seed`.
-    pub fn new(batch: usize, seq: usize, seed: u64) -> ValidateOptions {
-        ValidateOptions { batch, seq, seed }
+    /// Feeds `batch` sequences of `seq` tokens (drawn with the run's seed).
+    pub fn new(batch: usize, seq: usize) -> ValidateOptions {
+        ValidateOptions { batch, seq }
     }
 
     /// The options, checked: batch and sequence length at least 1.
@@ -117,11 +115,12 @@ pub(crate) struct Reference {
 }
 
 /// Runs the original model in tract on seeded inputs (token ids below `n`, the table's rows,
-/// for the inputs a lookup of `candidate` reads). An error when tract cannot load or run it.
-pub(crate) fn run_original(original: &Model, candidate: &Candidate, n: usize, options: &ValidateOptions) -> Result<Reference> {
+/// for the inputs a lookup of `candidate` reads, drawn with `seed`). An error when tract cannot
+/// load or run it.
+pub(crate) fn run_original(original: &Model, candidate: &Candidate, n: usize, options: &ValidateOptions, seed: u64) -> Result<Reference> {
     let start = Instant::now();
     let view = GraphView::new(original.graph());
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut fed = Vec::new();
     // Random token ids for each graph input that some lookup reads.
     let mut ids: Vec<(String, Vec<usize>)> = Vec::new();
@@ -133,7 +132,8 @@ pub(crate) fn run_original(original: &Model, candidate: &Candidate, n: usize, op
             _ => {
                 return Err(Error::Tract {
                     which: Role::Original,
-                    message: format!("input '{name}' declares shape {shape:?}, too large to feed (pass --no-validate)"),
+                    message: format!("input '{name}' declares shape {shape:?}, too large to feed"),
+                    remedy: vec![Param::Validate],
                 });
             }
         };
@@ -180,7 +180,7 @@ pub(crate) fn validate(
     let mut embedding_rel_error: Option<f64> = None;
     let lookup_values = &after[after.len() - checked.len()..];
     for ((output, ids), got) in checked.iter().zip(lookup_values) {
-        let got = as_f32(got).map_err(|e| Error::Tract { which: Role::Rewritten, message: format!("{e:#}") })?;
+        let got = as_f32(got).map_err(|e| Error::Tract { which: Role::Rewritten, message: format!("{e:#}"), remedy: vec![] })?;
         let expected = layout.reconstruct(ids);
         if got.len() != expected.len() {
             return Err(Error::ValidationMismatch(format!(
@@ -254,7 +254,7 @@ fn compare(name: &str, a: &Tensor, b: &Tensor) -> Result<OutputFidelity> {
         )));
     }
     let is_float = a.datum_type().is_float();
-    let fail = |e: TractError| Error::Tract { which: Role::Rewritten, message: format!("output '{name}': {e}") };
+    let fail = |e: TractError| Error::Tract { which: Role::Rewritten, message: format!("output '{name}': {e}"), remedy: vec![] };
     let (x, y) = (as_f32(a).map_err(fail)?, as_f32(b).map_err(fail)?);
     let max_abs_diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs() as f64).fold(0.0, f64::max);
     let mean_cosine = is_float.then(|| {

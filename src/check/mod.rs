@@ -36,16 +36,17 @@ pub(crate) struct Checked {
 }
 
 impl References {
-    /// Runs the original `model` (table of `n` rows) on random ids when `validate` is given and
-    /// on `held_out` text when given.
+    /// Runs the original `model` (table of `n` rows) on random ids drawn with `seed` when
+    /// `validate` is given and on `held_out` text when given.
     pub(crate) fn run(
         model: &Model,
         candidate: &Candidate,
         n: usize,
         validate: Option<&ValidateOptions>,
+        seed: u64,
         held_out: Option<&HeldOut>,
     ) -> Result<References> {
-        let ids = validate.map(|v| ids::run_original(model, candidate, n, v)).transpose()?;
+        let ids = validate.map(|v| ids::run_original(model, candidate, n, v, seed)).transpose()?;
         let text = held_out.map(|h| text::run_original_text(model, candidate, h)).transpose()?;
         Ok(References { ids, text })
     }

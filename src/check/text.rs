@@ -262,7 +262,7 @@ impl TextReference {
                 };
                 let value = values.get(output).ok_or_else(|| bad(format!("the {role} model has no output {output}")))?;
                 let shape = value.shape().to_vec();
-                let x = as_f32(value).map_err(|e| Error::Tract { which: role, message: format!("{e:#}") })?;
+                let x = as_f32(value).map_err(|e| Error::Tract { which: role, message: format!("{e:#}"), remedy: vec![] })?;
                 let width = *shape.last().ok_or_else(|| bad("a scalar output".into()))?;
                 for (r, &i) in chunk.iter().enumerate() {
                     let s = &sentences[i];

@@ -3,7 +3,7 @@
 
 use tract_onnx::prelude::*;
 
-use crate::error::{Error, Result, Role};
+use crate::error::{Error, Param, Result, Role};
 use crate::onnx::Model;
 use crate::onnx::proto::{ValueInfoProto, tensor_proto::DataType};
 
@@ -49,7 +49,7 @@ fn elem_type(input: &ValueInfoProto) -> i32 {
 }
 
 pub(crate) fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64]) -> Result<Tensor> {
-    let fail = |e: TractError| Error::Tract { which: Role::Original, message: format!("input '{}': {e}", input.name()) };
+    let fail = |e: TractError| Error::Tract { which: Role::Original, message: format!("input '{}': {e}", input.name()), remedy: vec![] };
     let code = elem_type(input);
     let t = match DataType::try_from(code) {
         Ok(DataType::Int64) => Tensor::from_shape(shape, values),
@@ -60,10 +60,11 @@ pub(crate) fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64
             return Err(Error::Tract {
                 which: Role::Original,
                 message: format!(
-                    "input '{}' is of type {}, which validation cannot feed (pass --no-validate)",
+                    "input '{}' is of type {}, which validation cannot feed",
                     input.name(),
                     crate::onnx::tensor::dtype_name(code)
                 ),
+                remedy: vec![Param::Validate],
             });
         }
     };
@@ -160,7 +161,7 @@ impl Runner {
 /// ids past a position table) into [`Error::Tract`] naming the model and the inputs.
 fn guarded<T>(which: Role, fed: &[(String, Tensor)], f: impl FnOnce() -> TractResult<T>) -> Result<T> {
     match quietly_catching_panics(f) {
-        Ok(result) => result.map_err(|e| Error::Tract { which, message: format!("{e:#}") }),
+        Ok(result) => result.map_err(|e| Error::Tract { which, message: format!("{e:#}"), remedy: vec![] }),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()
@@ -170,9 +171,10 @@ fn guarded<T>(which: Role, fed: &[(String, Tensor)], f: impl FnOnce() -> TractRe
             Err(Error::Tract {
                 which,
                 message: format!(
-                    "tract crashed ({what}) on inputs {:?}; try a smaller --seq or --batch, or --no-validate",
+                    "tract crashed ({what}) on inputs {:?}",
                     fed.iter().map(|(n, t)| format!("{n}{:?}", t.shape())).collect::<Vec<_>>()
                 ),
+                remedy: vec![Param::Seq, Param::Batch, Param::Validate],
             })
         }
     }

@@ -2,15 +2,15 @@
 //! check against the prepared references, and its report ([`build`]).
 
 use super::fit::{self, Fitted};
-use super::options::{Options, ks};
 use super::prepare::Prepared;
+use super::setting::Plan;
 use crate::error::Result;
 use crate::onnx::Model;
 use crate::progress::{Clock, Phase, Progress, Stage};
 use crate::onnx::tensor::FloatType;
 use crate::report::{FitFigures, Report, SvdFigures, TierFigures, Tried};
 use crate::rewrite::{self, Layout};
-use crate::storage::{Rows, Size};
+
 
 /// Whether [`build`] may free the prepared table once it is done with it (before the check,
 /// so tract's copy of the model and the table are never held together).
@@ -27,7 +27,7 @@ pub(crate) struct Built {
 }
 
 /// The stored layout of one candidate and what the fit found, when there was one.
-pub(crate) struct Stored<'f> {
+pub(crate) struct StoredLayout<'f> {
     pub(crate) layout: Layout,
     /// `None` for plain storage (no fit).
     pub(crate) fitted: Option<&'f Fitted>,
@@ -38,18 +38,18 @@ pub(crate) struct Stored<'f> {
     pub(crate) tiers: Option<TierFigures>,
 }
 
-/// The store stage: the fitted rows (or, for plain storage, the table's) kept as `storage`
-/// asks, a frequent tier's rows plain at their own precision, and the errors of what is stored.
-pub(crate) fn store<'f>(prepared: &Prepared, options: &Options, fitted: Option<&'f Fitted>, tried: Vec<Tried>) -> Result<Stored<'f>> {
-    let storage = &options.storage;
+/// The store stage: the fitted rows (or, for plain storage, the table's) kept as the plan's
+/// storage asks, a frequent tier's rows plain at their own precision, and the errors of what
+/// is stored.
+pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fitted>, tried: Vec<Tried>) -> Result<StoredLayout<'f>> {
     let (table, dtype) = (prepared.table(), prepared.candidate.dtype);
     let mut branches = Vec::new();
-    let tiers = storage.hot.map(|h| prepared.tiers_for(h.mass)).transpose()?;
-    if let (Some(tiers), Some(hot)) = (&tiers, storage.hot) {
-        branches.push(Layout::plain_branch(table.view(), tiers.hot.clone(), dtype, storage.quant(hot.bits, Rows::Plain).as_ref())?);
+    let tiers = plan.hot.map(|(h, _)| prepared.tiers_for(h.mass)).transpose()?;
+    if let (Some(tiers), Some((_, quant))) = (&tiers, &plan.hot) {
+        branches.push(Layout::plain_branch(table.view(), tiers.hot.clone(), dtype, quant.as_ref())?);
     }
     let (basis_dtype, rest) = match fitted {
-        Some(f) => match &storage.quant(storage.bits, Rows::Coefficients) {
+        Some(f) => match &plan.quant {
             // Bases are small: f16 keeps them to ~5e-4, far below the coefficients' error.
             Some(q) => {
                 let l = f.layout.quantized(q, FloatType::F16)?;
@@ -59,64 +59,58 @@ pub(crate) fn store<'f>(prepared: &Prepared, options: &Options, fitted: Option<&
         },
         None => {
             let rows = tiers.as_ref().map_or_else(|| (0..table.nrows()).collect(), |t| t.cold.clone());
-            (dtype, vec![Layout::plain_branch(table.view(), rows, dtype, storage.quant(storage.bits, Rows::Plain).as_ref())?])
+            (dtype, vec![Layout::plain_branch(table.view(), rows, dtype, plan.quant.as_ref())?])
         }
     };
     branches.extend(rest.into_iter().filter(|b| !b.members.is_empty()));
     let layout = Layout { n: table.nrows(), d: table.ncols(), dtype, basis_dtype, branches };
-    let (relative_error, weighted_relative_error) = layout.errors(table.view(), prepared.weights.as_deref(), options.threads);
+    let (relative_error, weighted_relative_error) = layout.errors(table.view(), prepared.weights.as_deref(), prepared.run.threads);
     let footprint = layout.footprint();
     let tiers = tiers.map(|t| TierFigures { hot_rows: t.hot.len(), mass: t.mass, hot: footprint.branches[0] });
-    Ok(Stored { layout, fitted, tried, relative_error, weighted_relative_error, tiers })
+    Ok(StoredLayout { layout, fitted, tried, relative_error, weighted_relative_error, tiers })
 }
 
-/// Fits the best k for `size` (see [`best_k`]; no fit for plain storage), stores it, rewrites
+/// Fits the best k of `plan` (see [`best_k`]; no fit for plain storage), stores it, rewrites
 /// the model and checks it: one candidate. Its report's seconds are this candidate's stages
 /// only.
-pub(crate) fn build(prepared: &mut Prepared, options: &Options, size: Size, release: Release, progress: &mut dyn FnMut(Progress)) -> Result<Built> {
+pub(crate) fn build(prepared: &mut Prepared, plan: &Plan, release: Release, progress: &mut dyn FnMut(Progress)) -> Result<Built> {
     let clock = Clock::start();
-    let (fitted, tried) = match options.storage.plain {
+    let (fitted, tried) = match plan.fits.is_empty() {
         true => (None, Vec::new()),
         false => {
-            let (f, t) = best_k(prepared, options, size, progress)?;
+            let (f, t) = best_k(prepared, plan, progress)?;
             (Some(f), t)
         }
     };
     let fit_seconds = clock.elapsed();
-    let (stored, svd, seconds) = store_with_baseline(prepared, options, fitted.as_ref(), tried, progress)?;
+    let (stored, svd, seconds) = store_with_baseline(prepared, plan, fitted.as_ref(), tried, progress)?;
     if release == Release::Table {
         prepared.release_table();
     }
-    let mut built = rewrite_and_check(prepared, options, size, stored, svd, seconds, progress)?;
+    let mut built = rewrite_and_check(prepared, plan, stored, svd, seconds, progress)?;
     built.report.seconds.insert(0, Phase { phase: Stage::Fit, seconds: fit_seconds });
     Ok(built)
 }
 
-/// Stores `fitted` (or the table's rows, for plain storage) as `options.storage` asks,
+/// Stores `fitted` (or the table's rows, for plain storage) as the plan's storage asks,
 /// rewrites the model and checks it, on a shared prepared model (the sweep runs several at
 /// once; the table is kept). Its report's seconds are the stages after the fit.
-pub(crate) fn evaluate(
-    prepared: &Prepared,
-    options: &Options,
-    size: Size,
-    fitted: Option<&Fitted>,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Built> {
-    let (stored, svd, seconds) = store_with_baseline(prepared, options, fitted, Vec::new(), progress)?;
-    rewrite_and_check(prepared, options, size, stored, svd, seconds, progress)
+pub(crate) fn evaluate(prepared: &Prepared, plan: &Plan, fitted: Option<&Fitted>, progress: &mut dyn FnMut(Progress)) -> Result<Built> {
+    let (stored, svd, seconds) = store_with_baseline(prepared, plan, fitted, Vec::new(), progress)?;
+    rewrite_and_check(prepared, plan, stored, svd, seconds, progress)
 }
 
 /// The store stage and, after a fit, the SVD baseline at the same numbers.
 fn store_with_baseline<'f>(
     prepared: &Prepared,
-    options: &Options,
+    plan: &Plan,
     fitted: Option<&'f Fitted>,
     tried: Vec<Tried>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(Stored<'f>, Option<SvdFigures>, Vec<Phase>)> {
+) -> Result<(StoredLayout<'f>, Option<SvdFigures>, Vec<Phase>)> {
     let mut seconds: Vec<Phase> = Vec::new();
     let mut clock = Clock::start();
-    let stored = store(prepared, options, fitted, tried)?;
+    let stored = store(prepared, plan, fitted, tried)?;
     clock.lap(&mut seconds, Stage::Store);
     let svd = match &stored.fitted {
         Some(_) => {
@@ -134,9 +128,8 @@ fn store_with_baseline<'f>(
 /// reports.
 fn rewrite_and_check(
     prepared: &Prepared,
-    options: &Options,
-    size: Size,
-    stored: Stored,
+    plan: &Plan,
+    stored: StoredLayout,
     svd: Option<SvdFigures>,
     mut seconds: Vec<Phase>,
     progress: &mut dyn FnMut(Progress),
@@ -145,7 +138,7 @@ fn rewrite_and_check(
     progress(Progress::Stage(Stage::Rewrite));
     let model = prepared.model;
     let mut rewritten = model.clone();
-    let patch = rewrite::patch::apply(&mut rewritten, &prepared.candidate, &stored.layout, options.allow_shared)?;
+    let patch = rewrite::patch::apply(&mut rewritten, &prepared.candidate, &stored.layout, prepared.run.allow_shared)?;
     clock.lap(&mut seconds, Stage::Rewrite);
 
     let mut checked = None;
@@ -162,17 +155,15 @@ fn rewrite_and_check(
         }
         checked = Some(result);
     }
-    let report = assemble(prepared, options, size, stored, svd, patch.table_kept, checked, seconds);
+    let report = assemble(prepared, plan, stored, svd, patch.table_kept, checked, seconds);
     Ok(Built { model: rewritten, report })
 }
 
 /// The report of one candidate.
-#[allow(clippy::too_many_arguments)]
 fn assemble(
     prepared: &Prepared,
-    options: &Options,
-    size: Size,
-    stored: Stored,
+    plan: &Plan,
+    stored: StoredLayout,
     svd: Option<SvdFigures>,
     table_kept: bool,
     checked: Option<crate::check::Checked>,
@@ -180,7 +171,7 @@ fn assemble(
 ) -> Report {
     let candidate = &prepared.candidate;
     let (n, d) = (candidate.rows, candidate.cols);
-    let Stored { layout, fitted, tried, relative_error, weighted_relative_error, tiers } = stored;
+    let StoredLayout { layout, fitted, tried, relative_error, weighted_relative_error, tiers } = stored;
     let numbers_before = (n * d) as u64;
     let footprint = layout.footprint();
     let numbers_after = footprint.numbers() + if table_kept { numbers_before } else { 0 };
@@ -206,8 +197,8 @@ fn assemble(
         lookups: candidate.lookups.iter().map(|l| l.name.clone()).collect(),
         shape: [n, d],
         dtype: candidate.dtype,
-        size,
-        storage: options.storage,
+        size: plan.size(),
+        storage: plan.setting.storage,
         k,
         clusters: layout.subspaces().count(),
         j,
@@ -217,7 +208,7 @@ fn assemble(
         embedding_bytes_before: (n * d * candidate.dtype.size()) as u64,
         embedding_bytes_after: bytes_after,
         stored: footprint,
-        saved_percent: 100.0 * (1.0 - numbers_after as f64 / numbers_before as f64),
+        saved_percent: crate::storage::saved_percent(numbers_before, numbers_after),
         table_kept,
         fit,
         tiers,
@@ -236,28 +227,27 @@ fn assemble(
     }
 }
 
-/// Fits every k of [`ks`] at `size` and keeps the lowest (weighted) error; with several k, the
+/// Fits every k of the plan and keeps the lowest (weighted) error; with several k, the
 /// figures of each are returned too.
-pub(crate) fn best_k(prepared: &Prepared, options: &Options, size: Size, progress: &mut dyn FnMut(Progress)) -> Result<(Fitted, Vec<Tried>)> {
-    let ks = ks(options.k, size, prepared.candidate.rows, prepared.candidate.cols)?;
+pub(crate) fn best_k(prepared: &Prepared, plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<(Fitted, Vec<Tried>)> {
+    let tier = plan.hot.map(|(h, _)| h.mass);
     progress(Progress::Stage(Stage::Fit));
-    if let [k] = ks[..] {
+    if let [one] = plan.fits[..] {
         // Nothing to rank: the errors are measured once, on what is stored.
-        return Ok((fit::fit(prepared, options, k, size, 1, progress)?, Vec::new()));
+        return Ok((fit::fit(prepared, &one, tier, 1, progress)?, Vec::new()));
     }
     let table = prepared.table();
     let mut tried = Vec::new();
     let mut best: Option<(Fitted, f64)> = None;
-    for &k in &ks {
-        let fitted = fit::fit(prepared, options, k, size, ks.len(), progress)?;
-        let (relative_error, weighted_relative_error) = fitted.layout.errors(table.view(), prepared.weights.as_deref(), options.threads);
-        tried.push(Tried { k, dims: fitted.layout.dims(), numbers: fitted.layout.stored_numbers(), relative_error, weighted_relative_error });
+    for f in &plan.fits {
+        let fitted = fit::fit(prepared, f, tier, plan.fits.len(), progress)?;
+        let (relative_error, weighted_relative_error) = fitted.layout.errors(table.view(), prepared.weights.as_deref(), prepared.run.threads);
+        tried.push(Tried { k: f.k, dims: fitted.layout.dims(), numbers: fitted.layout.stored_numbers(), relative_error, weighted_relative_error });
         // Ranked by the weighted error when there are weights.
         let score = weighted_relative_error.unwrap_or(relative_error);
         if best.as_ref().is_none_or(|(_, s)| score < *s) {
             best = Some((fitted, score));
         }
     }
-    Ok((best.expect("ks is never empty").0, tried))
+    Ok((best.expect("a plan with fits has at least one").0, tried))
 }
-

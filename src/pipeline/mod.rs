@@ -3,18 +3,18 @@
 //! [`Report`]. [`compress`] is their composition; the searches ([`compress_to_target`], and
 //! `k` = auto inside each candidate) reuse one prepared model.
 //!
-//! Modules, each importing only those listed before it: `options`, `prepare`, `fit`,
+//! Modules, each importing only those listed before it: `setting`, `prepare`, `fit`,
 //! `candidate` (fit the best k, SVD baseline, rewrite, check, report), `search`, `sweep` (the
 //! family's grid, its front, and the point a goal picks: [`compress_to_front`]).
 
 mod candidate;
 mod fit;
-mod options;
 mod prepare;
 mod search;
+mod setting;
 pub(crate) mod sweep;
 
-pub use options::{AUTO_K, Options, Subspaces};
+pub use setting::{AUTO_K, Data, FitTuning, Method, Options, Setting, Subspaces};
 pub use search::compress_to_target;
 pub use sweep::{Goal, Sweep, SweepGrid, compress_to_front, sweep};
 
@@ -26,12 +26,15 @@ use crate::report::Report;
 use candidate::{Release, build};
 use prepare::Prepared;
 
-/// Compresses the word-embedding table of `model`: returns the rewritten model and a report
-/// (file sizes left for the caller, who reads and writes the files). `progress` hears when
-/// each stage starts, about token counting and about every Lloyd iteration.
-pub fn compress(model: &Model, options: &Options, progress: &mut dyn FnMut(Progress)) -> Result<(Model, Report)> {
-    let mut prepared = Prepared::new(model, options, Some(options.size), progress)?;
-    let built = build(&mut prepared, options, options.size, Release::Table, progress)?;
+/// Compresses the word-embedding table of `model` as `setting` says, in a run fixed by
+/// `options`: returns the rewritten model and a report (file sizes left for the caller, who
+/// reads and writes the files). Every rule of the setting is checked before the costly parts.
+/// `progress` hears when each stage starts, about token counting and about every Lloyd
+/// iteration.
+pub fn compress(model: &Model, options: &Options, setting: &Setting, progress: &mut dyn FnMut(Progress)) -> Result<(Model, Report)> {
+    let (mut prepared, plan) = Prepared::new(model, options, Some(setting), progress)?;
+    let plan = plan.expect("a setting was given");
+    let built = build(&mut prepared, &plan, Release::Table, progress)?;
     if let Some(x) = options.min_cos {
         floor::check_floor(x, built.report.validation.as_ref(), built.report.text_validation.as_ref())?;
     }

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use ndarray::Array2;
 
-use super::options::{Options, ks};
+use super::setting::{Data, FitTuning, Options, Plan, Setting};
 use crate::check::References;
 use crate::cluster::linalg;
 use crate::corpus::CorpusFigures;
@@ -18,7 +18,7 @@ use crate::onnx::tensor::{FloatType, float_matrix};
 use crate::progress::{Clock, Phase, Progress, Stage};
 use crate::report::SvdFigures;
 use crate::rewrite::find::{Candidate, find_embedding};
-use crate::storage::{self, Size};
+use crate::storage;
 
 /// The rows of a frequent-token tier and the others.
 #[derive(Debug, Clone)]
@@ -52,6 +52,16 @@ impl Tiers {
     }
 }
 
+/// The options every candidate of a run shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Run {
+    pub(crate) seed: u64,
+    pub(crate) fit: FitTuning,
+    /// Threads for the dense kernels (0: all).
+    pub(crate) threads: usize,
+    pub(crate) allow_shared: bool,
+}
+
 /// A model ready for candidates: its table decoded and weighted, the original's answers kept.
 pub(crate) struct Prepared<'m> {
     pub(crate) model: &'m Model,
@@ -69,18 +79,28 @@ pub(crate) struct Prepared<'m> {
     pub(crate) corpus: Option<CorpusFigures>,
     /// Token counts `[n]`, when data-aware.
     pub(crate) counts: Option<Vec<u64>>,
-    /// With a frequent-token tier in the options: its rows and the others, each increasing.
+    /// With a frequent-token tier in the setting: its rows and the others, each increasing.
     pub(crate) tiers: Option<Tiers>,
-    /// Threads for the dense kernels (0: all).
-    threads: usize,
+    /// What the run fixes for every candidate: the seed, the fit's tuning, threads, and
+    /// whether a shared table may be rewritten.
+    pub(crate) run: Run,
     /// Seconds of the prepare stages.
     pub(crate) seconds: Vec<Phase>,
 }
 
 impl<'m> Prepared<'m> {
-    /// Prepares `model` for `options`; a `size` given is checked against the table first (with
-    /// `options.k`), so a bad setting fails before the long parts.
-    pub(crate) fn new(model: &'m Model, options: &Options, size: Option<Size>, progress: &mut dyn FnMut(Progress)) -> Result<Prepared<'m>> {
+    /// Prepares `model` for `options`; a `setting` given is checked first (against the table and
+    /// its frequent tier, before the original runs) and returned as a plan, so a bad setting
+    /// fails before the long parts.
+    pub(crate) fn new(
+        model: &'m Model,
+        options: &Options,
+        setting: Option<&Setting>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Prepared<'m>, Option<Plan>)> {
+        if let Some(s) = setting {
+            s.check()?; // the rules that need no model
+        }
         let mut seconds = Vec::new();
         let mut clock = Clock::start();
         let view = GraphView::new(model.graph());
@@ -92,10 +112,8 @@ impl<'m> Prepared<'m> {
             if candidate.dtype == FloatType::Bf16 {
                 return Err(Error::Tract {
                     which: Role::Original,
-                    message: format!(
-                        "tract cannot run BFLOAT16 tensors such as the table '{}'; pass --no-validate",
-                        candidate.table
-                    ),
+                    message: format!("tract cannot run BFLOAT16 tensors such as the table '{}'", candidate.table),
+                    remedy: vec![Param::Validate],
                 });
             }
         }
@@ -112,33 +130,36 @@ impl<'m> Prepared<'m> {
         if options.validate.is_some() {
             table = None;
         }
-        let n = candidate.rows;
-        if let (Some(size), false) = (size, options.storage.plain) {
-            ks(options.k, size, n, candidate.cols)?;
+        let (n, d) = (candidate.rows, candidate.cols);
+        // Without a tier, the setting's size is known to fit or not before counting.
+        if let Some(s) = setting.filter(|s| s.storage.hot.is_none()) {
+            Plan::of(s, n, d, n)?;
         }
 
-        options.storage.check()?;
         let mut corpus = None;
         let mut counts = None;
-        let mut weights = options.weights.clone();
-        let mut held_out = options.held_out.clone();
-        if let Some(data) = &options.data {
-            progress(Progress::Stage(Stage::Count));
-            let counted = data.count(n, &mut |files_done, files, tokens| {
-                progress(Progress::Count { files_done, files, tokens })
-            })?;
-            clock.lap(&mut seconds, Stage::Count);
-            weights = weights.or(counted.weights);
-            held_out = held_out.or(counted.held_out);
-            corpus = Some(counted.figures);
-            counts = Some(counted.counts);
+        let (mut weights, mut held_out) = (None, None);
+        match &options.data {
+            Some(Data::Count(data)) => {
+                progress(Progress::Stage(Stage::Count));
+                let counted = data.count(n, options.seed, &mut |files_done, files, tokens| {
+                    progress(Progress::Count { files_done, files, tokens })
+                })?;
+                clock.lap(&mut seconds, Stage::Count);
+                (weights, held_out) = (counted.weights, counted.held_out);
+                corpus = Some(counted.figures);
+                counts = Some(counted.counts);
+            }
+            Some(Data::Given { weights: w, held_out: h }) => (weights, held_out) = (Some(w.clone()), h.clone()),
+            None => {}
         }
-        let tiers = match (options.storage.hot, &counts) {
+        let tiers = match (setting.and_then(|s| s.storage.hot), &counts) {
             (None, _) => None,
             (Some(h), Some(c)) => Some(Tiers::of(c, h.mass)),
             (Some(_), None) => return Err(no_counts()),
         };
         check_weights(weights.as_deref(), n)?;
+        let plan = setting.map(|s| Plan::of(s, n, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))).transpose()?;
         // Held-out text is compared in tract: not without validation (and then none is counted
         // as held out in the report).
         let held_out = held_out.filter(|_| options.validate.is_some());
@@ -149,11 +170,11 @@ impl<'m> Prepared<'m> {
         let references = match &options.validate {
             Some(validate) => {
                 progress(Progress::Stage(Stage::RunOriginal));
-                let r = References::run(model, &candidate, n, Some(validate), held_out.as_ref())?;
+                let r = References::run(model, &candidate, n, Some(validate), options.seed, held_out.as_ref())?;
                 clock.lap(&mut seconds, Stage::RunOriginal);
                 r
             }
-            None => References::run(model, &candidate, n, None, None)?,
+            None => References::run(model, &candidate, n, None, options.seed, None)?,
         };
 
         progress(Progress::Stage(Stage::Prepare));
@@ -167,7 +188,8 @@ impl<'m> Prepared<'m> {
             t
         });
         clock.lap(&mut seconds, Stage::Prepare);
-        Ok(Prepared {
+        let run = Run { seed: options.seed, fit: options.fit, threads: options.threads, allow_shared: options.allow_shared };
+        let prepared = Prepared {
             model,
             candidate,
             table: Some(table),
@@ -178,9 +200,20 @@ impl<'m> Prepared<'m> {
             corpus,
             counts,
             tiers,
-            threads: options.threads,
+            run,
             seconds,
-        })
+        };
+        Ok((prepared, plan))
+    }
+
+    /// `setting` checked against this table and its frequent tier.
+    pub(crate) fn plan(&self, setting: &Setting) -> Result<Plan> {
+        let (n, d) = (self.candidate.rows, self.candidate.cols);
+        let hot = match setting.storage.hot {
+            Some(h) => self.tiers_for(h.mass)?.hot.len(),
+            None => 0,
+        };
+        Plan::of(setting, n, d, n - hot)
     }
 
     /// The table `[n, d]`.
@@ -193,8 +226,8 @@ impl<'m> Prepared<'m> {
         self.scaled.as_ref().unwrap_or_else(|| self.table())
     }
 
-    /// The frequent tier covering `mass` of the counted tokens: the options' when it is that
-    /// one, else computed from the counts; an error without counts.
+    /// The frequent tier covering `mass` of the counted tokens: the prepared setting's when it
+    /// is that one, else computed from the counts; an error without counts.
     pub(crate) fn tiers_for(&self, mass: f64) -> Result<Cow<'_, Tiers>> {
         match (&self.tiers, &self.counts) {
             (Some(t), _) if t.asked == mass => Ok(Cow::Borrowed(t)),
@@ -217,7 +250,7 @@ impl<'m> Prepared<'m> {
         let eig = match self.gram_eigenvalues.get() {
             Some(e) => e,
             None => {
-                let e = linalg::eigenvalues_desc(&linalg::gram_lower(self.fit_rows().view(), self.threads))?;
+                let e = linalg::eigenvalues_desc(&linalg::gram_lower(self.fit_rows().view(), self.run.threads))?;
                 self.gram_eigenvalues.get_or_init(|| e)
             }
         };

@@ -3,8 +3,8 @@
 //! number of candidates.
 
 use super::candidate::{Release, build};
-use super::options::{Options, ks};
 use super::prepare::Prepared;
+use super::setting::{Method, Options, Setting};
 use crate::check::floor;
 use crate::error::{Error, Param, Result};
 use crate::onnx::Model;
@@ -12,14 +12,16 @@ use crate::progress::{Progress, add_time};
 use crate::report::{self, Report};
 use crate::storage::Size;
 
-/// Searches the highest ratio whose compressed model still reaches a mean cosine of `target`
-/// (see [`Options::min_cos`] for what is measured), by bisection over `probes` probes in (0, 1).
+/// Searches the highest ratio of `setting`'s subspaces (its size is the search's) whose
+/// compressed model still reaches a mean cosine of `target` (see [`Options::min_cos`] for what
+/// is measured), by bisection over `probes` probes in (0, 1).
 /// The model is prepared once: the original runs once whatever the number of probes. Returns
 /// the smallest model that met the target, its report listing every probe;
 /// [`Error::QualityFloor`] when no probe met it.
 pub fn compress_to_target(
     model: &Model,
     options: &Options,
+    setting: &Setting,
     target: f64,
     probes: usize,
     progress: &mut dyn FnMut(Progress),
@@ -28,11 +30,18 @@ pub fn compress_to_target(
     if probes == 0 {
         return Err(Error::InvalidParameter { param: Param::Probes, reason: "at least one probe is needed".into() });
     }
+    let Method::Subspaces { k, adaptive, .. } = setting.method else {
+        return Err(Error::InvalidParameter { param: Param::Plain, reason: "a search over the ratio needs subspaces, not plain storage".into() });
+    };
     if options.validate.is_none() {
         floor::require(Param::TargetCos, None, None)?;
     }
-    let mut prepared = Prepared::new(model, options, None, progress)?;
-    let (n, d) = (prepared.candidate.rows, prepared.candidate.cols);
+    let at = |ratio: f64| Setting { method: Method::Subspaces { k, size: Size::Ratio(ratio), adaptive }, ..*setting };
+    at(0.5).check()?;
+    let (mut prepared, _) = Prepared::new(model, options, None, progress)?;
+    if let Some(h) = setting.storage.hot {
+        prepared.tiers_for(h.mass)?; // a tier needs counts: said before any fit
+    }
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
     let mut best: Option<(Model, Report)> = None;
     let mut tried: Vec<report::Probe> = Vec::new();
@@ -41,12 +50,11 @@ pub fn compress_to_target(
     for probe in 0..probes {
         let ratio = (lo + hi) / 2.0;
         progress(Progress::Probe { probe, of: probes, ratio });
-        let size = Size::Ratio(ratio);
-        if ks(options.k, size, n, d).is_err() {
+        let Ok(plan) = prepared.plan(&at(ratio)) else {
             hi = ratio; // too aggressive for this k: fails the target
             continue;
-        }
-        let built = build(&mut prepared, options, size, Release::Keep, progress)?;
+        };
+        let built = build(&mut prepared, &plan, Release::Keep, progress)?;
         for p in &built.report.seconds {
             add_time(&mut seconds, p.phase, p.seconds);
         }

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::candidate::evaluate;
 use super::fit::{self, Fitted};
-use super::options::{Options, ks};
 use super::prepare::Prepared;
+use super::setting::{Method, Options, Plan, Setting, Subspaces};
 use crate::check::ModelKind;
 use crate::check::floor;
 use crate::error::{Error, Param, Result};
@@ -48,6 +48,9 @@ pub struct SweepGrid {
     /// there are token counts (default (4, 0.8, 4, 4, 0.999), (4, 0.8, 2, 4, 0.999), (4, 0.8, 2,
     /// 4, 0.99), (4, 0.5, 4, 8, 0.999)).
     pub tiered: Vec<(usize, f64, Bits, Bits, f64)>,
+    /// What every point's storage starts from: the block, and the share of the counted tokens
+    /// the plain tiers cover (default [`Storage::default`], 0.999).
+    pub storage: Storage,
 }
 
 impl Default for SweepGrid {
@@ -65,6 +68,7 @@ impl Default for SweepGrid {
                 (4, 0.8, Bits::B2, Bits::B4, 0.99),
                 (4, 0.5, Bits::B4, Bits::B8, 0.999),
             ],
+            storage: Storage::default(),
         }
     }
 }
@@ -117,14 +121,14 @@ enum FitState {
 
 impl Group {
     /// The group's fit (`None` for plain storage) and its seconds per point, made on the first
-    /// call; later calls wait for it. `options` are the first member's.
-    fn fitted(&self, prepared: &Prepared, options: &Options) -> Result<(Option<Arc<Fitted>>, f64)> {
+    /// call; later calls wait for it. `plan` is the first member's.
+    fn fitted(&self, prepared: &Prepared, plan: &Plan) -> Result<(Option<Arc<Fitted>>, f64)> {
         let mut state = self.fit.lock().expect("not poisoned");
         if let FitState::Pending = *state {
             let clock = Clock::start();
-            // (the options' frequent tier, if any, is the key's: the fit is of the other rows)
-            let fitted = match self.key {
-                Some((k, ratio, _)) => Some(Arc::new(fit::fit(prepared, options, k, Size::Ratio(ratio), 1, &mut |_| {})?)),
+            // (the plan's frequent tier, if any, is the key's: the fit is of the other rows)
+            let fitted = match plan.fits.first() {
+                Some(f) => Some(Arc::new(fit::fit(prepared, f, plan.hot.map(|(h, _)| h.mass), 1, &mut |_| {})?)),
                 None => None,
             };
             let share = clock.elapsed() / self.members.len() as f64;
@@ -148,74 +152,55 @@ impl Group {
     }
 }
 
-/// One setting of the grid before it is evaluated.
+/// One point of the grid before it is evaluated: its setting and the family it is of.
 #[derive(Debug, Clone)]
-struct Setting {
+struct GridPoint {
     family: Family,
-    k: Option<usize>,
-    ratio: Option<f64>,
-    storage: Storage,
+    setting: Setting,
 }
 
-impl Setting {
+impl GridPoint {
+    /// The fixed k and the ratio of a subspace setting.
+    fn k_ratio(&self) -> Option<(usize, f64)> {
+        match self.setting.method {
+            Method::Subspaces { k: Subspaces::Fixed(k), size: Size::Ratio(r), .. } => Some((k, r)),
+            _ => None,
+        }
+    }
+
     fn label(&self) -> String {
+        let storage = &self.setting.storage;
         let b = |p: Precision| match p {
             Precision::Float => "float".to_string(),
             Precision::Bits(b) => format!("{}b", b.count()),
         };
-        match (self.family, self.k, self.ratio) {
-            (Family::Plain, ..) => format!("plain {}", b(self.storage.bits)),
-            (Family::Tiers, k, r) => {
-                let hot = self.storage.hot.map_or(String::new(), |h| {
+        match (self.family, self.k_ratio()) {
+            (Family::Plain, _) => format!("plain {}", b(storage.bits)),
+            (Family::Tiers, kr) => {
+                let hot = storage.hot.map_or(String::new(), |h| {
                     let mass = if h.mass == 0.999 { String::new() } else { format!("@{}", h.mass) };
                     format!("{}{mass}", b(h.bits))
                 });
-                match k.zip(r) {
-                    Some((k, r)) => format!("k{k} r{r} {}+{hot}", b(self.storage.bits)),
-                    None => format!("tiers {}+{hot}", b(self.storage.bits)),
+                match kr {
+                    Some((k, r)) => format!("k{k} r{r} {}+{hot}", b(storage.bits)),
+                    None => format!("tiers {}+{hot}", b(storage.bits)),
                 }
             }
-            (_, Some(k), Some(r)) => format!("k{k} r{r} {}", b(self.storage.bits)),
+            (_, Some((k, r))) => format!("k{k} r{r} {}", b(storage.bits)),
             _ => "?".into(),
         }
     }
-
-    /// The `compress` flags giving this point.
-    fn args(&self) -> Vec<String> {
-        let bits = |p: Precision| match p {
-            Precision::Float => "float".to_string(),
-            Precision::Bits(b) => b.count().to_string(),
-        };
-        let mut a = Vec::new();
-        match (self.k, self.ratio) {
-            (Some(k), Some(r)) => a.extend(["-k".into(), k.to_string(), "--ratio".into(), r.to_string()]),
-            _ => a.push("--plain".into()),
-        }
-        a.extend(["--bits".into(), bits(self.storage.bits)]);
-        if let Some(h) = self.storage.hot {
-            a.extend(["--hot-bits".into(), bits(h.bits), "--hot-mass".into(), h.mass.to_string()]);
-        }
-        a
-    }
-
-    fn options(&self, base: &Options) -> Options {
-        let mut o = base.clone();
-        o.storage = self.storage;
-        if let Some(k) = self.k {
-            o.k = super::Subspaces::Fixed(k);
-        }
-        o.min_cos = None;
-        o
-    }
 }
 
-/// The settings of `grid` for a `[n, d]` table, those whose size does not fit dropped.
-fn settings(grid: &SweepGrid, base: &Storage, counts: bool, n: usize, d: usize) -> Vec<Setting> {
-    let storage = |bits: Precision, plain: bool, hot: Option<HotTier>| Storage { bits, plain, hot, ..*base };
+/// The points of `grid` for a `[n, d]` table, those whose size does not fit dropped (those
+/// under a frequent tier are checked when the tier is known).
+fn settings(grid: &SweepGrid, base: &Storage, counts: bool, n: usize, d: usize) -> Vec<GridPoint> {
+    let storage = |bits: Precision, hot: Option<HotTier>| Storage { bits, hot, ..*base };
+    let subspaces = |k: usize, ratio: f64| Method::subspaces(k, Size::Ratio(ratio));
     let mut out = Vec::new();
     for &k in &grid.ks {
         for &ratio in &grid.ratios {
-            if ks(super::Subspaces::Fixed(k), Size::Ratio(ratio), n, d).is_err() {
+            if Plan::of(&Setting::new(subspaces(k, ratio), storage(Precision::Float, None)), n, d, n).is_err() {
                 continue;
             }
             let family = if k == 1 { Family::Svd } else { Family::Clustering };
@@ -225,23 +210,22 @@ fn settings(grid: &SweepGrid, base: &Storage, counts: bool, n: usize, d: usize) 
                 bits.push(Precision::Float);
             }
             for b in bits {
-                out.push(Setting { family, k: Some(k), ratio: Some(ratio), storage: storage(b, false, None) });
+                out.push(GridPoint { family, setting: Setting::new(subspaces(k, ratio), storage(b, None)) });
             }
         }
     }
     for &b in &grid.plain {
-        out.push(Setting { family: Family::Plain, k: None, ratio: None, storage: storage(Precision::Bits(b), true, None) });
+        out.push(GridPoint { family: Family::Plain, setting: Setting::plain(storage(Precision::Bits(b), None)) });
     }
     if counts {
         let mass = base.hot.map_or(0.999, |h| h.mass);
         for &(rest, hot) in &grid.tiers {
             let hot = Some(HotTier { bits: Precision::Bits(hot), mass });
-            out.push(Setting { family: Family::Tiers, k: None, ratio: None, storage: storage(Precision::Bits(rest), true, hot) });
+            out.push(GridPoint { family: Family::Tiers, setting: Setting::plain(storage(Precision::Bits(rest), hot)) });
         }
         for &(k, ratio, rest, hot, mass) in &grid.tiered {
-            // (whether the other rows fit this size is known after the tier is: checked by the fit)
             let hot = Some(HotTier { bits: Precision::Bits(hot), mass });
-            out.push(Setting { family: Family::Tiers, k: Some(k), ratio: Some(ratio), storage: storage(Precision::Bits(rest), false, hot) });
+            out.push(GridPoint { family: Family::Tiers, setting: Setting::new(subspaces(k, ratio), storage(Precision::Bits(rest), hot)) });
         }
     }
     out
@@ -263,18 +247,19 @@ fn run<'m>(
     options: &Options,
     grid: &SweepGrid,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(Prepared<'m>, Sweep, Vec<Setting>)> {
+) -> Result<(Prepared<'m>, Sweep, Vec<Plan>)> {
     if options.validate.is_none() {
         floor::require(Param::TargetCos, None, None)?;
     }
-    let mut base = options.clone();
-    base.storage.hot = None; // tiers come from the grid
     let clock = Clock::start();
-    let prepared = Prepared::new(model, &base, None, progress)?;
+    let (prepared, _) = Prepared::new(model, options, None, progress)?;
     let prepare_seconds = clock.elapsed();
     let (n, d) = (prepared.candidate.rows, prepared.candidate.cols);
     let counts = prepared.counts.is_some();
-    let all = settings(grid, &options.storage, counts, n, d);
+    let all = settings(grid, &grid.storage, counts, n, d);
+    // Each point's plan: those whose other rows do not fit the size under their tier are
+    // dropped as the others that do not fit are.
+    let (all, plans): (Vec<GridPoint>, Vec<Plan>) = all.into_iter().filter_map(|p| prepared.plan(&p.setting).ok().map(|plan| (p, plan))).unzip();
     if all.is_empty() {
         return Err(Error::InvalidParameter { param: Param::Ratio, reason: "no point of the grid fits this table".into() });
     }
@@ -282,7 +267,7 @@ fn run<'m>(
     // Group by fit: the settings of one (k, ratio) share it; plain ones need none.
     let mut groups: Vec<Group> = Vec::new();
     for (i, s) in all.iter().enumerate() {
-        let key = s.k.zip(s.ratio).map(|(k, r)| (k, r, s.storage.hot.map(|h| h.mass.to_bits())));
+        let key = s.k_ratio().map(|(k, r)| (k, r, s.setting.storage.hot.map(|h| h.mass.to_bits())));
         match groups.iter_mut().find(|g| g.key == key) {
             Some(g) => g.members.push(i),
             None => groups.push(Group { key, members: vec![i], fit: Mutex::new(FitState::Pending) }),
@@ -309,15 +294,13 @@ fn run<'m>(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let tx = tx.clone();
-            let (prepared, base, all, groups, tasks, next, failed) = (&prepared, &base, &all, &groups, &tasks, &next, &failed);
+            let (prepared, plans, groups, tasks, next, failed) = (&prepared, &plans, &groups, &tasks, &next, &failed);
             scope.spawn(move || {
                 while !failed.load(Ordering::Relaxed) {
                     let Some(&(g, i)) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                    let result = groups[g].fitted(prepared, &all[groups[g].members[0]].options(base)).and_then(|(fitted, fit_share)| {
+                    let result = groups[g].fitted(prepared, &plans[groups[g].members[0]]).and_then(|(fitted, fit_share)| {
                         let clock = Clock::start();
-                        let s = &all[i];
-                        let size = Size::Ratio(s.ratio.unwrap_or(0.0));
-                        let built = evaluate(prepared, &s.options(base), size, fitted.as_deref(), &mut |_| {});
+                        let built = evaluate(prepared, &plans[i], fitted.as_deref(), &mut |_| {});
                         groups[g].done_one();
                         built.map(|b| (b.report, clock.elapsed() + fit_share))
                     });
@@ -356,11 +339,11 @@ fn run<'m>(
     let mut points: Vec<Point> = points.into_iter().map(|p| p.expect("every setting evaluated")).collect();
     mark_front(&mut points);
     let counts = prepared.counts.clone();
-    Ok((prepared, Sweep { points, fp32_bytes, kind, prepare_seconds, table_kept, counts }, all))
+    Ok((prepared, Sweep { points, fp32_bytes, kind, prepare_seconds, table_kept, counts }, plans))
 }
 
 /// The point of a checked candidate.
-fn point(s: &Setting, report: &Report, fp32_bytes: u64, seconds: f64) -> Result<Point> {
+fn point(s: &GridPoint, report: &Report, fp32_bytes: u64, seconds: f64) -> Result<Point> {
     let measured = floor::require(Param::TargetCos, report.validation.as_ref(), report.text_validation.as_ref())?;
     let text = report.text_validation.as_ref();
     let min_cosine = match text {
@@ -370,9 +353,9 @@ fn point(s: &Setting, report: &Report, fp32_bytes: u64, seconds: f64) -> Result<
     Ok(Point {
         label: s.label(),
         family: s.family,
-        k: s.k,
-        ratio: s.ratio,
-        storage: s.storage,
+        k: s.k_ratio().map(|(k, _)| k),
+        ratio: s.k_ratio().map(|(_, r)| r),
+        setting: s.setting,
         bytes: report.embedding_bytes_after,
         share: report.embedding_bytes_after as f64 / fp32_bytes as f64,
         mean_cosine: measured.cosine,
@@ -383,7 +366,6 @@ fn point(s: &Setting, report: &Report, fp32_bytes: u64, seconds: f64) -> Result<
         mean_kl: text.and_then(|t| t.mean_kl),
         seconds,
         on_front: false,
-        args: s.args(),
     })
 }
 
@@ -425,7 +407,7 @@ pub fn compress_to_front(
     if let Goal::Cosine(x) = goal {
         floor::check_cosine(Param::TargetCos, x)?;
     }
-    let (mut prepared, sweep, settings) = run(model, options, grid, progress)?;
+    let (mut prepared, sweep, plans) = run(model, options, grid, progress)?;
     // The goal in bytes, now that the table's size is known.
     enum Pick {
         Cosine(f64),
@@ -462,10 +444,7 @@ pub fn compress_to_front(
             }
         });
     };
-    let s = &settings[i];
-    let o = s.options(options);
-    let size = Size::Ratio(s.ratio.unwrap_or(0.0));
-    let built = super::candidate::build(&mut prepared, &o, size, super::candidate::Release::Table, progress)?;
+    let built = super::candidate::build(&mut prepared, &plans[i], super::candidate::Release::Table, progress)?;
     let mut report = built.report;
     if report.embedding_bytes_after != sweep.points[i].bytes {
         return Err(Error::Numerical(format!(
@@ -489,7 +468,7 @@ mod tests {
             family: Family::Plain,
             k: None,
             ratio: None,
-            storage: Storage::default(),
+            setting: Setting::default(),
             bytes,
             share: 0.0,
             mean_cosine,
@@ -500,7 +479,6 @@ mod tests {
             mean_kl: None,
             seconds: 0.0,
             on_front: true,
-            args: Vec::new(),
         }
     }
 
@@ -534,7 +512,7 @@ mod tests {
         assert_eq!(settings(&SweepGrid::default(), &Storage::default(), false, 30522, 384).len(), 22);
         // A tiny table: k = 8 at ratio 0.8 cannot fit.
         let tiny = settings(&SweepGrid::default(), &Storage::default(), false, 100, 8);
-        assert!(tiny.iter().all(|s| s.k != Some(8) || s.ratio != Some(0.8)));
-        assert_eq!(all[0].args(), ["-k", "1", "--ratio", "0.5", "--bits", "8"]);
+        assert!(tiny.iter().all(|s| s.k_ratio() != Some((8, 0.8))));
+        assert_eq!(all[0].setting, Setting::new(Method::subspaces(1, Size::Ratio(0.5)), Storage::default()));
     }
 }

@@ -168,7 +168,7 @@ pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Disco
                         node: c.lookups[0].name.clone(),
                         reason: format!(
                             "table '{}' has {} rows for {} columns: too few rows for a word embedding \
-                             (token-type or similar table); name it with --embedding to force it",
+                             (token-type or similar table); name it as the embedding to force it",
                             c.table, c.rows, c.cols
                         ),
                     });

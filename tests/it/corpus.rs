@@ -26,7 +26,7 @@ fn counts_are_exact_on_a_tiny_corpus() {
     std::fs::write(docs.join("image.bin"), [0u8, 1, 2, 0]).unwrap();
     let none = Holdout { fraction: 0.0, ..Holdout::default() };
     // A table of 9 rows: "dog" (id 9) falls outside it.
-    let c = count_corpus(&tok, std::slice::from_ref(&docs), 9, &none, &mut |_, _, _| {}).unwrap();
+    let c = count_corpus(&tok, std::slice::from_ref(&docs), 9, &none, 0, &mut |_, _, _| {}).unwrap();
     // 3 lines, each wrapped in [CLS] ... [SEP]; "bird" is [UNK]
     assert_eq!(c.counts, vec![0, 3, 3, 1, 2, 1, 1, 0, 1]);
     assert_eq!((c.tokens, c.out_of_table, c.lines, c.files), (14, 2, 3, 2));
@@ -42,16 +42,16 @@ fn held_out_sentences_are_never_counted() {
         (0..50).map(|i| format!("the cat sat on the mat {}", "dog ".repeat(i % 5 + 1)).trim().to_string()).collect();
     let file = dir.path().join("c.txt");
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let all = Holdout { fraction: 1.0, max: 3, seed: 7 };
-    let c = count_corpus(&tok, std::slice::from_ref(&file), 10, &all, &mut |_, _, _| {});
+    let all = Holdout { fraction: 1.0, max: 3 };
+    let c = count_corpus(&tok, std::slice::from_ref(&file), 10, &all, 7, &mut |_, _, _| {});
     // Every line is a held-out sentence: nothing is left to count.
     assert!(c.unwrap_err().to_string().contains("no text to count"));
-    let some = Holdout { fraction: 0.5, max: 100, seed: 7 };
-    let c = count_corpus(&tok, std::slice::from_ref(&file), 10, &some, &mut |_, _, _| {}).unwrap();
+    let some = Holdout { fraction: 0.5, max: 100 };
+    let c = count_corpus(&tok, std::slice::from_ref(&file), 10, &some, 7, &mut |_, _, _| {}).unwrap();
     // 5 distinct lines; held-out ones are distinct and each counted line adds one [CLS].
     assert!(!c.held_out.is_empty() && c.held_out.len() < 5, "{:?}", c.held_out);
     let held_copies = lines.iter().filter(|l| c.held_out.contains(l)).count() as u64;
     assert_eq!(c.counts[1], 50 - held_copies);
-    let again = count_corpus(&tok, std::slice::from_ref(&file), 10, &some, &mut |_, _, _| {}).unwrap();
+    let again = count_corpus(&tok, std::slice::from_ref(&file), 10, &some, 7, &mut |_, _, _| {}).unwrap();
     assert_eq!(again, c);
 }

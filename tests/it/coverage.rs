@@ -23,7 +23,7 @@ use crate::library::index_map;
 /// table and its Gathers are gone, the new tables keep its dtype, opset and IR are kept.
 #[track_caller]
 fn compresses(name: &str, model: &Model, table: &str) -> (Model, Report) {
-    let (rewritten, report) = compress(model, &crate::float_options(), &mut |_| {}).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (rewritten, report) = compress(model, &crate::float_options(), &crate::float_setting(), &mut |_| {}).unwrap_or_else(|e| panic!("{name}: {e}"));
     keep(name, model, &rewritten);
     assert_eq!(report.table, table, "{name}");
     let v = report.validation.as_ref().expect("validation ran");
@@ -137,10 +137,12 @@ fn evaluate_lookup(rewritten: &Model, clusters: usize) -> Array2<f32> {
 fn coverage_bf16_table() {
     let model = encoder_variant(&Variant { word_dtype: FloatType::Bf16, ..Variant::default() });
     // tract has no bf16 type: validation is refused up front, naming the way out
-    let e = compress(&model, &crate::float_options(), &mut |_| {}).unwrap_err().to_string();
-    assert!(e.contains("BFLOAT16") && e.contains(ENCODER_TABLE) && e.contains("--no-validate"), "{e}");
+    let e = compress(&model, &crate::float_options(), &crate::float_setting(), &mut |_| {}).unwrap_err();
+    assert!(matches!(&e, onnx_embcomp::Error::Tract { remedy, .. } if remedy.contains(&onnx_embcomp::Param::Validate)), "{e}");
+    let e = e.to_string();
+    assert!(e.contains("BFLOAT16") && e.contains(ENCODER_TABLE), "{e}");
     let options = { let mut o = crate::float_options(); o.validate = None; o };
-    let (rewritten, report) = compress(&model, &options, &mut |_| {}).expect("compress without validation");
+    let (rewritten, report) = compress(&model, &options, &crate::float_setting(), &mut |_| {}).expect("compress without validation");
     keep("bf16", &model, &rewritten);
     assert_eq!(report.dtype, FloatType::Bf16);
     for t in rewritten.graph().initializer.iter().filter(|t| t.name().starts_with("embcomp/")) {

@@ -7,7 +7,7 @@ use onnx_embcomp::onnx::io::read_model;
 use onnx_embcomp::onnx::proto::tensor_proto::DataType;
 use onnx_embcomp::onnx::tensor::FloatType;
 use onnx_embcomp::corpus::DataOptions;
-use onnx_embcomp::{Model, Options, Size, Subspaces, compress};
+use onnx_embcomp::{Data, Method, Model, Options, Size, Subspaces, compress};
 
 use crate::fixtures;
 use crate::{fixture, initializer};
@@ -34,20 +34,20 @@ pub fn index_map(model: &Model, i: usize) -> Vec<i64> {
 fn compress_encoder_with_default_options() {
     let model = encoder();
     let mut events = 0usize;
-    let (rewritten, report) = compress(&model, &crate::float_options(), &mut |_| events += 1).expect("compress");
+    let (rewritten, report) = compress(&model, &crate::float_options(), &crate::float_setting(), &mut |_| events += 1).expect("compress");
     assert!(events > 0, "no progress reported");
     assert_eq!(report.table, fixtures::ENCODER_TABLE);
     assert_eq!(report.lookups, [fixtures::ENCODER_GATHER]);
     assert_eq!(report.shape, [1000, 64]);
     assert_eq!(report.dtype, FloatType::F32);
-    assert_eq!(report.size, Size::Ratio(0.4));
+    assert_eq!(report.size, Some(Size::Ratio(0.4)));
     assert_eq!((report.k, report.clusters), (4, 4));
     assert_eq!(report.numbers_before, 64_000);
     assert_eq!(report.numbers_after, onnx_embcomp::storage::stored_numbers(1000, 64, 4, report.j));
     assert!(report.numbers_after <= 38_400 && report.saved_percent >= 40.0, "{report:?}");
     assert!(!report.table_kept);
     assert!(report.fit.relative_error < 1e-2, "{}", report.fit.relative_error);
-    assert_eq!(report.fit.restart_costs.len(), crate::float_options().restarts);
+    assert_eq!(report.fit.restart_costs.len(), crate::float_options().fit.restarts);
     assert!(report.bytes_before.is_none() && report.bytes_after.is_none(), "files are the caller's business");
     let v = report.validation.as_ref().expect("validation ran");
     assert!(v.embedding_rel_error.expect("the lookup was checked") <= 1e-5);
@@ -59,7 +59,7 @@ fn compress_encoder_with_default_options() {
 
     // validation does not change the model
     let quiet = { let mut o = crate::float_options(); o.validate = None; o };
-    let (same, r2) = compress(&model, &quiet, &mut |_| {}).unwrap();
+    let (same, r2) = compress(&model, &quiet, &crate::float_setting(), &mut |_| {}).unwrap();
     assert!(r2.validation.is_none());
     assert_eq!(same, rewritten);
 }
@@ -69,8 +69,9 @@ fn clusters_recover_the_generated_subspaces() {
     // With j = 6, the generator's dimension, each fitted subspace must be one of the 4 true ones
     // (with the default j = 27 one subspace may hold two true ones, so that run proves nothing).
     let model = encoder();
-    let options = { let mut o = crate::float_options(); o.size = Size::Dim(6); o.validate = None; o };
-    let (rewritten, report) = compress(&model, &options, &mut |_| {}).expect("compress");
+    let options = { let mut o = crate::float_options(); o.validate = None; o };
+    let setting = crate::float_subspaces(Subspaces::Fixed(4), Size::Dim(6));
+    let (rewritten, report) = compress(&model, &options, &setting, &mut |_| {}).expect("compress");
     assert!(report.fit.relative_error < 3e-3, "{}", report.fit.relative_error);
     let labels = fixtures::encoder_table().labels;
     let mut seen = Vec::new();
@@ -91,10 +92,10 @@ fn clusters_recover_the_generated_subspaces() {
 fn compress_leaves_the_input_model_alone_and_refuses_shared_tables() {
     let decoder = read_model(&fixture("decoder.onnx")).unwrap();
     let before = decoder.clone();
-    let e = compress(&decoder, &crate::float_options(), &mut |_| {}).unwrap_err().to_string();
+    let e = compress(&decoder, &crate::float_options(), &crate::float_setting(), &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("--allow-shared") && e.contains(fixtures::DECODER_TIED_TRANSPOSE), "{e}");
-    let options = { let mut o = crate::float_options(); o.allow_shared = true; o.k = Subspaces::Fixed(3); o.size = Size::Dim(5); o };
-    let (rewritten, report) = compress(&decoder, &options, &mut |_| {}).unwrap();
+    let options = { let mut o = crate::float_options(); o.allow_shared = true; o };
+    let (rewritten, report) = compress(&decoder, &options, &crate::float_subspaces(Subspaces::Fixed(3), Size::Dim(5)), &mut |_| {}).unwrap();
     assert_eq!(decoder, before);
     assert!(report.table_kept && report.saved_percent < 0.0);
     assert!(initializer(&rewritten, fixtures::DECODER_TABLE).is_some());
@@ -125,7 +126,7 @@ fn f16_table_stays_f16() {
     let model = fixtures::encoder_with(FloatType::F16);
     let t = initializer(&model, fixtures::ENCODER_TABLE).unwrap();
     assert_eq!(t.data_type(), DataType::Float16 as i32);
-    let (rewritten, report) = compress(&model, &crate::float_options(), &mut |_| {}).expect("compress an f16 table");
+    let (rewritten, report) = compress(&model, &crate::float_options(), &crate::float_setting(), &mut |_| {}).expect("compress an f16 table");
     assert_eq!(report.dtype, FloatType::F16);
     let new: Vec<_> = rewritten.graph().initializer.iter().filter(|t| t.name().starts_with("embcomp/")).collect();
     assert_eq!(new.len(), report.clusters + 1 + 2);
@@ -149,8 +150,8 @@ fn f16_table_stays_f16() {
 #[test]
 fn auto_k_tries_each_k_that_fits_and_keeps_the_lowest_error() {
     let model = fixtures::encoder();
-    let options = { let mut o = crate::float_options(); o.k = Subspaces::Auto; o.size = Size::Ratio(0.8); o.validate = None; o };
-    let (_, report) = compress(&model, &options, &mut |_| {}).unwrap();
+    let options = { let mut o = crate::float_options(); o.validate = None; o };
+    let (_, report) = compress(&model, &options, &crate::float_subspaces(Subspaces::Auto, Size::Ratio(0.8)), &mut |_| {}).unwrap();
     let ks: Vec<usize> = report.tried.iter().map(|t| t.k).collect();
     assert_eq!(ks, [1, 2, 4, 8]);
     let best = report.tried.iter().map(|t| t.relative_error).fold(f64::INFINITY, f64::min);
@@ -159,8 +160,8 @@ fn auto_k_tries_each_k_that_fits_and_keeps_the_lowest_error() {
     assert_eq!(report.k, 4, "{:?}", report.tried);
     let allowed = (0.2 * 64000.0f64).floor() as u64;
     assert!(report.tried.iter().all(|t| t.numbers <= allowed), "{:?}", report.tried);
-    let fixed = { let mut o = crate::float_options(); o.k = Subspaces::Auto; o.size = Size::Dim(4); o.validate = None; o };
-    let e = compress(&model, &fixed, &mut |_| {}).unwrap_err();
+    let fixed = { let mut o = crate::float_options(); o.validate = None; o };
+    let e = compress(&model, &fixed, &crate::float_subspaces(Subspaces::Auto, Size::Dim(4)), &mut |_| {}).unwrap_err();
     assert!(matches!(&e, onnx_embcomp::Error::InvalidParameter { param: onnx_embcomp::Param::K, reason } if reason.contains("ratio")), "{e}");
 }
 
@@ -175,9 +176,9 @@ fn weights_decide_which_subspace_wins() {
     }
     let model = onnx_embcomp::onnx::build::lookup_model(n, d, &data, "onnx-embcomp-tests");
     let weights: Vec<f32> = (0..n).map(|r| if r < 90 { 1.0 } else { 100.0 }).collect();
-    let base = { let mut o = crate::float_options(); o.k = Subspaces::Fixed(1); o.size = Size::Dim(1); o.validate = None; o };
+    let base = { let mut o = crate::float_options(); o.validate = None; o };
     let direction = |options: &Options| {
-        let (out, report) = compress(&model, options, &mut |_| {}).unwrap();
+        let (out, report) = compress(&model, options, &crate::float_subspaces(Subspaces::Fixed(1), Size::Dim(1)), &mut |_| {}).unwrap();
         let bases = crate::initializer(&out, "embcomp/bases").unwrap();
         let v = onnx_embcomp::onnx::tensor::float_matrix(bases).unwrap();
         (v.row(0).iter().map(|x| x.abs()).collect::<Vec<f32>>(), report)
@@ -185,7 +186,7 @@ fn weights_decide_which_subspace_wins() {
     let (plain, plain_report) = direction(&base);
     assert!(plain[0] > 0.99 && plain[1] < 0.01, "{plain:?}");
     assert!(plain_report.fit.weighted_relative_error.is_none());
-    let weighted_options = { let mut o = base.clone(); o.weights = Some(weights); o };
+    let weighted_options = { let mut o = base.clone(); o.data = Some(Data::Given { weights, held_out: None }); o };
     let (weighted, report) = direction(&weighted_options);
     assert!(weighted[1] > 0.99 && weighted[0] < 0.01, "{weighted:?}");
     // Weighted: the heavy rows are kept, so the weighted error is the small one.
@@ -198,19 +199,20 @@ fn bad_weights_are_refused_naming_the_row() {
     let model = fixtures::encoder();
     let mut weights = vec![1.0f32; 1000];
     weights[17] = 0.0;
-    let options = { let mut o = crate::float_options(); o.weights = Some(weights); o.validate = None; o };
-    let e = compress(&model, &options, &mut |_| {}).unwrap_err().to_string();
+    let options = { let mut o = crate::float_options(); o.data = Some(Data::Given { weights, held_out: None }); o.validate = None; o };
+    let e = compress(&model, &options, &crate::float_setting(), &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("row 17") && e.contains("positive"), "{e}");
-    let short = { let mut o = crate::float_options(); o.weights = Some(vec![1.0; 10]); o.validate = None; o };
-    let e = compress(&model, &short, &mut |_| {}).unwrap_err().to_string();
+    let short = { let mut o = crate::float_options(); o.data = Some(Data::Given { weights: vec![1.0; 10], held_out: None }); o.validate = None; o };
+    let e = compress(&model, &short, &crate::float_setting(), &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("10 weights for a table of 1000 rows"), "{e}");
 }
 
 #[test]
 fn adaptive_dims_stay_within_the_ratio_budget() {
     let model = fixtures::encoder();
-    let options = { let mut o = crate::float_options(); o.adaptive = true; o.size = Size::Ratio(0.8); o };
-    let (_, report) = compress(&model, &options, &mut |_| {}).unwrap();
+    let mut setting = crate::float_setting();
+    setting.method = Method::Subspaces { k: Subspaces::Fixed(4), size: Size::Ratio(0.8), adaptive: true };
+    let (_, report) = compress(&model, &crate::float_options(), &setting, &mut |_| {}).unwrap();
     assert!(report.numbers_after <= (0.2 * 64000.0f64).floor() as u64, "{}", report.numbers_after);
     let v = report.validation.expect("validated");
     assert!(v.embedding_rel_error.unwrap() <= 1e-5);
@@ -290,7 +292,7 @@ fn large_tensors_go_to_external_data_over_the_limit() {
 /// (see [`crate::cli::corpus_dir`]).
 fn data_aware(dir: &Path) -> Options {
     let mut o = crate::float_options();
-    o.data = Some(DataOptions::text(vec![dir.join("docs")], dir.join("tokenizer.json")));
+    o.data = Some(Data::Count(DataOptions::text(vec![dir.join("docs")], dir.join("tokenizer.json"))));
     o
 }
 
@@ -298,7 +300,7 @@ fn data_aware(dir: &Path) -> Options {
 fn data_aware_compression_through_library_calls_alone() {
     let dir = crate::cli::corpus_dir();
     let model = read_model(&fixture("encoder.onnx")).unwrap();
-    let (out, report) = compress(&model, &data_aware(dir.path()), &mut |_| {}).unwrap();
+    let (out, report) = compress(&model, &data_aware(dir.path()), &crate::float_setting(), &mut |_| {}).unwrap();
     let corpus = report.corpus.as_ref().expect("corpus figures");
     let held = corpus.held_out as u64;
     // Every counted line is [CLS] + 8 words + [SEP]; held-out lines are not counted.
@@ -309,13 +311,13 @@ fn data_aware_compression_through_library_calls_alone() {
     assert!(report.fit.weighted_relative_error.is_some());
     // The same weights given by hand give the same model: they came from the counts.
     let counted = DataOptions::text(vec![dir.path().join("docs")], dir.path().join("tokenizer.json"))
-        .count(1000, &mut |_, _, _| {})
+        .count(1000, 0, &mut |_, _, _| {})
         .unwrap();
     let mut by_hand = crate::float_options();
-    by_hand.weights = counted.weights.clone();
-    let (same, _) = compress(&model, &by_hand, &mut |_| {}).unwrap();
+    by_hand.data = Some(Data::Given { weights: counted.weights.clone().unwrap(), held_out: counted.held_out.clone() });
+    let (same, _) = compress(&model, &by_hand, &crate::float_setting(), &mut |_| {}).unwrap();
     assert_eq!(same.encode(), out.encode());
-    let (unweighted, _) = compress(&model, &crate::float_options(), &mut |_| {}).unwrap();
+    let (unweighted, _) = compress(&model, &crate::float_options(), &crate::float_setting(), &mut |_| {}).unwrap();
     assert_ne!(unweighted.encode(), out.encode(), "the weights changed nothing");
 }
 
@@ -324,16 +326,16 @@ fn a_six_probe_target_search_runs_the_original_once() {
     use onnx_embcomp::check::original_loads;
     let dir = crate::cli::corpus_dir();
     let model = read_model(&fixture("encoder.onnx")).unwrap();
-    let mut options = data_aware(dir.path());
-    options.k = Subspaces::Fixed(1);
+    let options = data_aware(dir.path());
+    let setting = crate::float_subspaces(Subspaces::Fixed(1), Size::Ratio(0.4));
     // Loads of the original on this thread: one for the random ids, one per held-out bucket.
     let before = original_loads();
-    compress(&model, &options, &mut |_| {}).unwrap();
+    compress(&model, &options, &setting, &mut |_| {}).unwrap();
     let once = original_loads() - before;
     assert!(once >= 2, "{once}");
     let mut probes = 0;
     let before = original_loads();
-    let (_, report) = onnx_embcomp::compress_to_target(&model, &options, 0.9, 6, &mut |p| {
+    let (_, report) = onnx_embcomp::compress_to_target(&model, &options, &setting, 0.9, 6, &mut |p| {
         probes += usize::from(matches!(p, onnx_embcomp::Progress::Probe { .. }))
     })
     .unwrap();
@@ -367,7 +369,7 @@ fn a_sweep_gives_the_same_points_on_one_thread_or_several() {
     for (a, b) in one.points.iter().zip(&three.points) {
         // Everything but the seconds: the same settings in grid order, the same bytes and fidelity.
         assert_eq!(a.label, b.label);
-        assert_eq!(a.args, b.args);
+        assert_eq!(a.setting, b.setting);
         assert_eq!(a.bytes, b.bytes, "{}", a.label);
         assert_eq!(a.mean_cosine.to_bits(), b.mean_cosine.to_bits(), "{}", a.label);
         assert_eq!(a.min_cosine.to_bits(), b.min_cosine.to_bits(), "{}", a.label);

@@ -105,9 +105,21 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary folder")
 }
 
-/// The default options with float storage: the paper's layout, which the layout tests check.
+/// The default run options.
 pub fn float_options() -> onnx_embcomp::Options {
-    let mut o = onnx_embcomp::Options::default();
-    o.storage.bits = onnx_embcomp::Precision::Float;
-    o
+    onnx_embcomp::Options::default()
+}
+
+/// The default setting with float storage: the paper's layout, which the layout tests check.
+pub fn float_setting() -> onnx_embcomp::Setting {
+    let mut storage = onnx_embcomp::Storage::default();
+    storage.bits = onnx_embcomp::Precision::Float;
+    onnx_embcomp::Setting::new(onnx_embcomp::Method::default(), storage)
+}
+
+/// `k` subspaces at `size`, float storage.
+pub fn float_subspaces(k: onnx_embcomp::Subspaces, size: onnx_embcomp::Size) -> onnx_embcomp::Setting {
+    let mut s = float_setting();
+    s.method = onnx_embcomp::Method::Subspaces { k, size, adaptive: false };
+    s
 }

@@ -34,8 +34,9 @@ proptest! {
         let table = clustered_table(seed, n, d, k, j);
         let model = embedding_only(&table, FloatType::F32, 17, 8);
         let options =
-            { let mut o = crate::float_options(); o.k = Subspaces::Fixed(k); o.size = Size::Dim(j); o.seed = seed; o.restarts = 2; o.max_iter = 6; o };
-        let (rewritten, report) = compress(&model, &options, &mut |_| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            { let mut o = crate::float_options(); o.seed = seed; o.fit.restarts = 2; o.fit.max_iter = 6; o };
+        let setting = crate::float_subspaces(Subspaces::Fixed(k), Size::Dim(j));
+        let (rewritten, report) = compress(&model, &options, &setting, &mut |_| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
 
         let rel = report.validation.as_ref().and_then(|v| v.embedding_rel_error).expect("the lookup was checked");
         prop_assert!(rel <= 1e-5, "lookup differs from the reconstruction by {}", rel);

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use onnx_embcomp::corpus::{DataOptions, Holdout, Weighting};
-use onnx_embcomp::onnx::io;
-use onnx_embcomp::quant::Bits;
-use onnx_embcomp::{Goal, HotTier, Options, Param, Precision, Size, Storage, Subspaces, SweepGrid, ValidateOptions};
+use crate::corpus::{DataOptions, Holdout, Weighting};
+use crate::onnx::io;
+use crate::quant::Bits;
+use crate::{Data, Goal, HotTier, Method, Options, Param, Precision, Setting, Size, Storage, Subspaces, SweepGrid, ValidateOptions};
 
 /// `--weighting` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -131,10 +131,10 @@ pub struct CompressArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Independent restarts of the fit; the cheapest is kept.
-    #[arg(long, default_value_t = Options::default().restarts)]
+    #[arg(long, default_value_t = Options::default().fit.restarts)]
     pub restarts: usize,
     /// Lloyd iterations per restart at most.
-    #[arg(long, default_value_t = Options::default().max_iter)]
+    #[arg(long, default_value_t = Options::default().fit.max_iter)]
     pub max_iter: usize,
     /// Rows sampled for the restarts (the best is then polished on all rows)
     /// [default: 10 per subspace dimension (k x j), at least 8192]
@@ -142,7 +142,7 @@ pub struct CompressArgs {
     pub sample_rows: Option<usize>,
     /// Lloyd iterations on all rows after the restarts, at most (0: none, but a fit on a
     /// sample still assigns all rows once).
-    #[arg(long, default_value_t = Options::default().polish_iter)]
+    #[arg(long, default_value_t = Options::default().fit.polish_iter)]
     pub polish_iter: usize,
     /// Skip the validation with tract.
     #[arg(long)]
@@ -224,25 +224,30 @@ impl CompressArgs {
         Ok(())
     }
 
-    /// The library options these flags ask for.
-    pub fn options(&self) -> Options {
+    /// The library options these flags ask for: what the run fixes, and the setting.
+    pub fn options(&self) -> (Options, Setting) {
         let mut o = Options::default();
-        o.k = self.k.unwrap_or(o.k);
-        o.adaptive = self.adaptive_j;
-        o.size = self.j.map_or(Size::Ratio(self.ratio), Size::Dim);
         self.run.apply(&mut o);
-        o.restarts = self.restarts;
-        o.max_iter = self.max_iter;
-        o.sample_rows = self.sample_rows;
-        o.polish_iter = self.polish_iter;
-        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq, self.run.seed));
+        o.fit.restarts = self.restarts;
+        o.fit.max_iter = self.max_iter;
+        o.fit.sample_rows = self.sample_rows;
+        o.fit.polish_iter = self.polish_iter;
+        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq));
         o.min_cos = self.min_cos;
-        o.data = self.data.options(self.run.seed);
-        o.storage.bits = self.bits.unwrap_or(o.storage.bits);
-        o.storage.block = self.block;
-        o.storage.plain = self.plain;
-        o.storage.hot = self.hot_bits.map(|bits| HotTier { bits, mass: self.hot_mass });
-        o
+        o.data = self.data.options();
+        let mut storage = Storage::default();
+        storage.bits = self.bits.unwrap_or(storage.bits);
+        storage.block = self.block;
+        storage.hot = self.hot_bits.map(|bits| HotTier { bits, mass: self.hot_mass });
+        let method = match self.plain {
+            true => Method::Plain,
+            false => Method::Subspaces {
+                k: self.k.unwrap_or(Subspaces::Fixed(4)),
+                size: self.j.map_or(Size::Ratio(self.ratio), Size::Dim),
+                adaptive: self.adaptive_j,
+            },
+        };
+        (o, Setting::new(method, storage))
     }
 
 }
@@ -274,7 +279,7 @@ pub struct DataArgs {
 
 impl DataArgs {
     /// Data-aware settings, when a corpus or token counts are given.
-    pub fn options(&self, seed: u64) -> Option<DataOptions> {
+    pub fn options(&self) -> Option<Data> {
         let mut data = match (&self.token_counts, self.corpus.is_empty()) {
             (Some(path), _) => DataOptions::counts(path.clone()),
             (None, false) => {
@@ -285,8 +290,8 @@ impl DataArgs {
         };
         data.weighting = self.weighting.into();
         data.weight_floor = self.weight_floor;
-        data.holdout = Holdout { max: self.holdout, seed, ..Holdout::default() };
-        Some(data)
+        data.holdout = Holdout { max: self.holdout, ..Holdout::default() };
+        Some(Data::Count(data))
     }
 
     /// These flags as given, to print commands that repeat them; with `counts`, those token
@@ -359,10 +364,7 @@ impl SweepArgs {
     pub fn options(&self) -> (Options, SweepGrid) {
         let mut o = Options::default();
         self.run.apply(&mut o);
-        if let Some(v) = &mut o.validate {
-            v.seed = self.run.seed;
-        }
-        o.data = self.data.options(self.run.seed);
+        o.data = self.data.options();
         let mut g = SweepGrid::default();
         g.ks = self.ks.clone();
         g.ratios = self.ratios.clone();
@@ -422,6 +424,40 @@ impl RunArgs {
     }
 }
 
+/// The `compress` flags that give `setting` (after `IN OUT` and the run's flags).
+pub fn setting_args(setting: &Setting) -> Vec<String> {
+    let bits = |p: Precision| match p {
+        Precision::Float => "float".to_string(),
+        Precision::Bits(b) => b.count().to_string(),
+    };
+    let mut a: Vec<String> = Vec::new();
+    match setting.method {
+        Method::Plain => a.push("--plain".into()),
+        Method::Subspaces { k, size, adaptive } => {
+            a.extend(["-k".into(), match k {
+                Subspaces::Fixed(k) => k.to_string(),
+                Subspaces::Auto => "auto".into(),
+            }]);
+            match size {
+                Size::Ratio(r) => a.extend(["--ratio".into(), r.to_string()]),
+                Size::Dim(j) => a.extend(["-j".into(), j.to_string()]),
+            }
+            if adaptive {
+                a.push("--adaptive-j".into());
+            }
+        }
+    }
+    let storage = &setting.storage;
+    a.extend(["--bits".into(), bits(storage.bits)]);
+    if storage.block != Storage::default().block {
+        a.extend(["--block".into(), storage.block.to_string()]);
+    }
+    if let Some(h) = storage.hot {
+        a.extend(["--hot-bits".into(), bits(h.bits), "--hot-mass".into(), h.mass.to_string()]);
+    }
+    a
+}
+
 /// The flag that sets a library parameter, for error messages.
 pub fn flag(param: Param) -> &'static str {
     match param {
@@ -445,6 +481,10 @@ pub fn flag(param: Param) -> &'static str {
         Param::HotMass => "--hot-mass",
         Param::Plain => "--plain",
         Param::MaxBytes => "--max-bytes",
+        Param::Embedding => "--embedding",
+        Param::AllowShared => "--allow-shared",
+        Param::Validate => "--no-validate",
+        Param::ExternalData => "--external-data",
         // Settings without a flag keep their library name.
         other => other.name(),
     }

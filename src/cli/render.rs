@@ -1,0 +1,256 @@
+//! Text for a terminal: the report, the inspect summary and the sweep's table. The library's
+//! types carry the figures; the words and the layout are the command line's.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::inspect::Summary;
+use crate::report::Family;
+use crate::{Report, Sweep};
+
+use super::args::SweepArgs;
+
+pub fn report(r: &Report) -> String {
+    let mut s = String::new();
+    let [n, d] = r.shape;
+    let _ = writeln!(s, "embedding   {} [{n} x {d}] {:?}, lookups: {}", r.table, r.dtype, r.lookups.join(", "));
+    let dims = if r.dims.iter().all(|&j| j == r.j) {
+        format!("j = {}", r.j)
+    } else {
+        format!("j per cluster {:?}", r.dims)
+    };
+    let storage = &r.storage;
+    if let (Some(t), Some(h)) = (&r.tiers, storage.hot) {
+        let _ = writeln!(
+            s,
+            "tier        {} most frequent rows ({:.2}% of the counted tokens) plain at {}: {} bytes",
+            t.hot_rows,
+            100.0 * t.mass,
+            h.bits,
+            t.hot.bytes
+        );
+    }
+    let rest = if r.tiers.is_some() { "other rows" } else { "rows" };
+    if r.k == 0 {
+        let _ = writeln!(s, "layout      {rest} plain at {} (block {})", storage.bits, storage.block);
+    } else {
+        let values = match storage.bits {
+            crate::storage::Precision::Float => String::new(),
+            b => format!(", coefficients at {b} (block {}), bases f16", storage.block),
+        };
+        let _ = writeln!(
+            s,
+            "layout      k = {} ({} non-empty), {dims}; rows per cluster {:?}{values}",
+            r.k, r.clusters, r.fit.cluster_sizes
+        );
+    }
+    for t in &r.tried {
+        let w = t.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
+        let mark = if t.k == r.k { " (chosen)" } else { "" };
+        let _ = writeln!(s, "  tried     k = {}: error {:.4}{w}, {} numbers{mark}", t.k, t.relative_error, t.numbers);
+    }
+    let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>10}", "", "before", "after", "change");
+    let _ = writeln!(
+        s,
+        "{:<22}{:>16}{:>16}{:>9.1}%",
+        "embedding numbers",
+        r.numbers_before,
+        r.numbers_after,
+        -r.saved_percent
+    );
+    let pct = 100.0 * (r.embedding_bytes_after as f64 / r.embedding_bytes_before.max(1) as f64 - 1.0);
+    let _ = writeln!(
+        s,
+        "{:<22}{:>16}{:>16}{:>9.1}%",
+        "embedding bytes", r.embedding_bytes_before, r.embedding_bytes_after, pct
+    );
+    if let (Some(b), Some(a)) = (r.bytes_before, r.bytes_after) {
+        let pct = 100.0 * (a as f64 / b.max(1) as f64 - 1.0);
+        let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>9.1}%", "file bytes", b, a, pct);
+    }
+    if r.table_kept {
+        let _ = writeln!(s, "note: the table is kept for its other readers (--allow-shared), so the model grows");
+    }
+    let weighted = r.fit.weighted_relative_error.map_or(String::new(), |w| format!(", weighted {w:.4}"));
+    // The error is of what is stored (rounded rows included); the SVD baseline's is of
+    // unrounded floats at the same count of numbers, so with quantized storage it is not a
+    // comparison at equal bytes: the line says so.
+    let rounded = r.storage.bits != crate::storage::Precision::Float || r.storage.hot.is_some();
+    let svd = r.svd.as_ref().map_or(String::new(), |svd| {
+        let w = if weighted.is_empty() { "" } else { " (weighted)" };
+        let floats = if rounded { ", in floats" } else { "" };
+        format!("; SVD rank {} at the same numbers{floats}: {:.4}{w}", svd.rank, svd.relative_error)
+    });
+    let what = if rounded { "relative Frobenius, as stored" } else { "relative Frobenius" };
+    let _ = writeln!(s, "fit error   {:.4} {what}{weighted} ({} iterations){svd}", r.fit.relative_error, r.fit.iterations);
+    if let Some(v) = &r.validation {
+        let inputs: Vec<String> = v.inputs.iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
+        let _ = writeln!(s, "validation  tract, inputs {}", inputs.join(", "));
+        if let Some(e) = v.embedding_rel_error {
+            let _ = writeln!(s, "            lookup output = fitted reconstruction (relative difference {e:.1e})");
+        }
+        for o in &v.outputs {
+            let cos = o.mean_cosine.map_or("-".to_string(), |c| format!("{c:.5}"));
+            let _ = writeln!(
+                s,
+                "            output {} {:?}: mean cosine {cos}, max |diff| {:.4e}",
+                o.name, o.shape, o.max_abs_diff
+            );
+        }
+    }
+    if let Some(c) = &r.corpus {
+        let scheme = match c.weighting {
+            crate::corpus::Weighting::None => "none (--weighting none)".to_string(),
+            w => format!("{w:?} of token counts + {} x mean", c.weight_floor).to_lowercase(),
+        };
+        let _ = writeln!(
+            s,
+            "weights     {scheme}; {} tokens from {} file(s), {} of {n} rows seen, {} held-out sentences",
+            c.tokens, c.files, c.seen_rows, c.held_out
+        );
+    }
+    if let Some(t) = &r.text_validation {
+        let extra = match (t.nn_agreement, t.top1_agreement, t.mean_kl) {
+            (Some(nn), _, _) => format!(", nearest-neighbour agreement {nn:.3}"),
+            (_, Some(top1), Some(kl)) => format!(", top-1 next-token agreement {top1:.3}, mean KL {kl:.4}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "held-out    {} sentences ({}, output {}): mean cosine {:.4}, min {:.4}{extra}",
+            t.sentences, t.kind, t.output, t.mean_cosine, t.min_cosine
+        );
+    }
+    if let Some(c) = r.chosen {
+        let _ = writeln!(s, "search      {} points of the family, on {}:", r.points.len(), r.points[c].on);
+        for (i, p) in r.points.iter().enumerate() {
+            let mark = if i == c { " <- chosen" } else if p.on_front { " (front)" } else { "" };
+            let _ = writeln!(s, "            {:<18} {:>10} bytes {:>6.2}%  mean cosine {:.4}{mark}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine);
+        }
+        let reference: Vec<String> = r
+            .points
+            .iter()
+            .filter(|p| p.family == Family::Plain && matches!(p.setting.storage.bits, crate::storage::Precision::Bits(b) if b.count() >= 4))
+            .map(|p| format!("{} {} bytes ({:.2}%) keeps {:.4}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine))
+            .collect();
+        let _ = writeln!(s, "reference   {}", reference.join("; "));
+    }
+    for p in &r.probes {
+        let verdict = if p.met { "meets" } else { "misses" };
+        let _ = writeln!(
+            s,
+            "probe       --ratio {:.3}: {:.1}% saved, mean cosine {:.4} ({verdict} the target)",
+            p.ratio, p.saved_percent, p.mean_cosine
+        );
+    }
+    let phases: Vec<String> = r.seconds.iter().map(|p| format!("{} {:.2}s", p.phase, p.seconds)).collect();
+    let _ = writeln!(s, "time        {}", phases.join(", "));
+    s
+}
+
+/// An inspect summary as text; `verbose` adds every rejected Gather and why.
+pub fn summary(summary: &Summary, verbose: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "producer    {}", if summary.producer.is_empty() { "(none)" } else { &summary.producer });
+    let _ = writeln!(s, "ir version  {}", summary.ir_version);
+    let opsets: Vec<String> = summary.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
+    let _ = writeln!(s, "opsets      {}", opsets.join(", "));
+    let _ = writeln!(s, "nodes       {}", summary.nodes);
+    let _ = writeln!(s, "parameters  {}", summary.parameters);
+    for (title, list) in [("inputs", &summary.inputs), ("outputs", &summary.outputs)] {
+        let _ = writeln!(s, "{title}:");
+        for i in list {
+            let _ = writeln!(s, "  {} {} [{}]", i.name, i.dtype, i.shape.join(", "));
+        }
+    }
+    let e = &summary.embedding;
+    let _ = writeln!(s, "embedding candidates:");
+    if e.candidates.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    }
+    for (i, c) in e.candidates.iter().enumerate() {
+        let mark = if e.chosen == Some(i) { "*" } else { " " };
+        let lookups: Vec<&str> = c.lookups.iter().map(|l| l.name.as_str()).collect();
+        let readers = if c.other_readers.is_empty() {
+            "none".to_string()
+        } else {
+            c.other_readers.iter().map(|r| format!("{} '{}'", r.op_type, r.node)).collect::<Vec<_>>().join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "{mark} {} [{} x {}] {:?}, {} bytes; node {}; ids from {}; other readers: {readers}",
+            c.table,
+            c.rows,
+            c.cols,
+            c.dtype,
+            c.bytes,
+            lookups.join(", "),
+            c.ids_input().unwrap_or("(computed)"),
+        );
+    }
+    match e.chosen {
+        Some(i) => {
+            let how = if e.overridden { " (by --embedding)" } else { "" };
+            let _ = writeln!(s, "chosen: {}{how}", e.candidates[i].table);
+        }
+        None => {
+            let _ = writeln!(s, "chosen: none");
+        }
+    }
+    if verbose {
+        let _ = writeln!(s, "rejected:");
+        for r in &e.rejections {
+            let _ = writeln!(s, "  {}: {}", r.node, r.reason);
+        }
+    }
+    s
+}
+
+/// The sweep as a table (stdout), and the command of each front point (with the corpus's token
+/// counts written to `counts` standing for it, when given).
+pub fn sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
+    let common = args.common_args(counts);
+    let mut out = String::new();
+    let on = s.points.first().map_or("", |p| p.on.as_str());
+    let _ = writeln!(out, "sweep of {} points on {on}; shares of the fp32 table ({} bytes); * on the front", s.points.len(), s.fp32_bytes);
+    if s.table_kept {
+        let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared): every point stores it too, so no point makes the file smaller");
+    }
+    let decoder = s.kind == Some(crate::check::ModelKind::Decoder);
+    let extra = if decoder { "top-1   mean KL" } else { "nn agr." };
+    let _ = writeln!(out, "  {:<20} {:>11} {:>7} {:>9} {:>9} {:>8} {:>7}", "point", "bytes", "share", "mean cos", "min cos", extra, "s");
+    let mut order: Vec<&crate::Point> = s.points.iter().collect();
+    order.sort_by_key(|p| p.bytes);
+    for p in order {
+        let extra = match (p.nn_agreement, p.top1_agreement, p.mean_kl) {
+            (Some(nn), _, _) => format!("{nn:>8.3}"),
+            (_, Some(t), Some(kl)) => format!("{t:>6.3} {kl:>8.4}"),
+            _ => format!("{:>8}", "-"),
+        };
+        let mark = if p.on_front { "*" } else { " " };
+        let _ = writeln!(
+            out,
+            "{mark} {:<20} {:>11} {:>6.2}% {:>9.4} {:>9.4} {extra} {:>7.1}",
+            p.label,
+            p.bytes,
+            100.0 * p.share,
+            p.mean_cosine,
+            p.min_cosine,
+            p.seconds
+        );
+    }
+    let _ = writeln!(out, "front, smallest first (each command writes that point's model):");
+    if counts.is_some() {
+        let _ = writeln!(out, "  (the corpus's token counts are in token-counts.txt beside sweep.json: the same weights, so the same bytes; give --corpus/--tokenizer instead to validate on held-out text)");
+    }
+    let input = args.input.display().to_string();
+    for p in s.front() {
+        let name = p.label.replace([' ', '+', '.'], "_");
+        let mut cmd = vec!["onnx-embcomp".to_string(), input.clone(), format!("{name}.onnx")];
+        cmd.extend(common.iter().cloned());
+        cmd.extend(super::args::setting_args(&p.setting));
+        let _ = writeln!(out, "  {:<20} {}", p.label, cmd.join(" "));
+    }
+    out
+}
+

@@ -1,0 +1,247 @@
+//! What one candidate is ([`Setting`]: a [`Method`] and its [`Storage`]) and what is fixed for a
+//! run ([`Options`]: the table, the fit's tuning, the data, the checks, the seed).
+//!
+//! A setting is checked twice, each rule in one place: [`Setting::check`] holds the rules that
+//! need no model (run before anything is read), `Plan::of` those that need the table's shape
+//! and the frequent tier (run after counting, before the original model runs and before any
+//! fit). A [`Plan`] knows its k values, j per k, quantization and tier; stages take plans.
+
+use crate::check::{HeldOut, ValidateOptions};
+use crate::cluster::{Budget, FitParams};
+use crate::corpus::DataOptions;
+use crate::error::{Error, Param, Result};
+use crate::quant::QuantParams;
+use crate::storage::{self, HotTier, Rows, Size, Storage};
+
+/// How many subspaces to fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subspaces {
+    /// Exactly this many (1: the SVD baseline through the same pipeline).
+    Fixed(usize),
+    /// Try each of [`AUTO_K`] that fits the budget and keep the lowest error.
+    Auto,
+}
+
+/// The values of k that [`Subspaces::Auto`] tries.
+pub const AUTO_K: [usize; 4] = [1, 2, 4, 8];
+
+/// How the table's rows are represented.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Method {
+    /// The table's rows themselves, quantized: no fit.
+    Plain,
+    /// Each row as coefficients in the nearest of k subspaces (MESSI; k = 1 is the SVD).
+    Subspaces {
+        /// How many subspaces.
+        k: Subspaces,
+        /// Their dimension, or the fraction of numbers to remove.
+        size: Size,
+        /// Each cluster its own dimension within the same stored-number budget.
+        adaptive: bool,
+    },
+}
+
+impl Method {
+    /// k subspaces at `size`, one dimension for all.
+    pub fn subspaces(k: usize, size: Size) -> Method {
+        Method::Subspaces { k: Subspaces::Fixed(k), size, adaptive: false }
+    }
+}
+
+impl Default for Method {
+    /// 4 subspaces, 40% of the numbers removed.
+    fn default() -> Self {
+        Method::subspaces(4, Size::Ratio(0.4))
+    }
+}
+
+/// One candidate: what represents the rows and how the values are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct Setting {
+    pub method: Method,
+    pub storage: Storage,
+}
+
+impl Setting {
+    /// `method` stored as `storage` says.
+    pub fn new(method: Method, storage: Storage) -> Setting {
+        Setting { method, storage }
+    }
+
+    /// The table's rows stored as `storage` says.
+    pub fn plain(storage: Storage) -> Setting {
+        Setting { method: Method::Plain, storage }
+    }
+
+    /// The rules that need no table: storage widths, block, tier share, sizes in range.
+    pub fn check(&self) -> Result<()> {
+        self.storage.check(self.method == Method::Plain)?;
+        if let Method::Subspaces { k, size, adaptive } = self.method {
+            match k {
+                Subspaces::Fixed(0) => return Err(invalid(Param::K, "must be at least 1".into())),
+                Subspaces::Auto if matches!(size, Size::Dim(_)) => {
+                    return Err(invalid(Param::K, "auto compares k at one budget, so it needs a ratio rather than j".into()));
+                }
+                _ => {}
+            }
+            match size {
+                Size::Dim(0) => return Err(invalid(Param::J, "must be at least 1".into())),
+                Size::Ratio(r) if !(r > 0.0 && r < 1.0) => {
+                    return Err(invalid(Param::Ratio, format!("{r} is not a fraction strictly between 0 and 1")));
+                }
+                _ => {}
+            }
+            let _ = adaptive;
+        }
+        Ok(())
+    }
+}
+
+/// The fit's tuning (see [`FitParams`] for each default).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct FitTuning {
+    /// Restarts of the fit.
+    pub restarts: usize,
+    /// Lloyd iterations per restart.
+    pub max_iter: usize,
+    /// Rows the restarts run on (`None`: [`FitParams::auto_sample_rows`]).
+    pub sample_rows: Option<usize>,
+    /// Lloyd iterations on all rows after the restarts, at most.
+    pub polish_iter: usize,
+}
+
+impl Default for FitTuning {
+    fn default() -> Self {
+        let fit = FitParams::new(4, 1);
+        FitTuning { restarts: fit.restarts, max_iter: fit.max_iter, sample_rows: fit.sample_rows, polish_iter: fit.polish_iter }
+    }
+}
+
+/// What is fixed for a run, whatever the candidates. Start from [`Options::default`] and set
+/// fields.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Options {
+    /// A node or initializer name forcing the choice of the table.
+    pub embedding: Option<String>,
+    /// Rewrite the lookup even when other nodes read the table (which then stays).
+    pub allow_shared: bool,
+    /// Seed of every random choice (the fit, the validation's token ids, which corpus text is
+    /// held out): the same seed gives the same bytes.
+    pub seed: u64,
+    /// The fit's tuning.
+    pub fit: FitTuning,
+    /// Threads for the dense kernels, and a sweep's points checked at once (0: all).
+    pub threads: usize,
+    /// Where token statistics come from: counts weigh the rows, held-out text checks the result.
+    pub data: Option<Data>,
+    /// Validate with tract on random ids, with these settings (`None`: no validation, and no
+    /// held-out comparison either).
+    pub validate: Option<ValidateOptions>,
+    /// Fail with [`crate::Error::QualityFloor`] when the mean cosine between original and
+    /// rewritten outputs (on held-out text when given, else on the random-id validation) is
+    /// below this.
+    pub min_cos: Option<f64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            embedding: None,
+            allow_shared: false,
+            seed: 0,
+            fit: FitTuning::default(),
+            threads: 0,
+            data: None,
+            validate: Some(ValidateOptions::default()),
+            min_cos: None,
+        }
+    }
+}
+
+/// Token statistics for data-aware compression.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Data {
+    /// Counted from a corpus or read from a count file, as the options say.
+    Count(DataOptions),
+    /// Given by the caller: row weights `[n]` (all positive) and, optionally, held-out text.
+    Given { weights: Vec<f32>, held_out: Option<HeldOut> },
+}
+
+/// A fit a plan asks for: k subspaces of dimension j (or, adaptive, within `budget`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct FitPlan {
+    pub(crate) k: usize,
+    pub(crate) j: usize,
+    pub(crate) budget: Option<Budget>,
+}
+
+/// A setting checked against a table of `n` rows and `d` columns (and its frequent tier).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Plan {
+    pub(crate) setting: Setting,
+    /// The fits to make and compare (none for plain storage; several with k = auto).
+    pub(crate) fits: Vec<FitPlan>,
+    /// How the rows (plain) or coefficients are quantized (`None`: floats).
+    pub(crate) quant: Option<QuantParams>,
+    /// The frequent tier and its rows' quantization.
+    pub(crate) hot: Option<(HotTier, Option<QuantParams>)>,
+}
+
+impl Plan {
+    /// Checks `setting` against a `[n, d]` table whose frequent tier (when the setting has one)
+    /// leaves `rest` rows to the method: its k values and their j.
+    pub(crate) fn of(setting: &Setting, n: usize, d: usize, rest: usize) -> Result<Plan> {
+        setting.check()?;
+        let storage = &setting.storage;
+        let fits = match setting.method {
+            Method::Plain => Vec::new(),
+            Method::Subspaces { k, size, adaptive } => {
+                let fit = |k: usize| -> Result<FitPlan> {
+                    let j = storage::choose_j(rest, d, k, size)?;
+                    let budget = adaptive.then(|| storage::adaptive_budget(rest, d, k, size));
+                    Ok(FitPlan { k, j, budget })
+                };
+                match k {
+                    Subspaces::Fixed(k) => {
+                        crate::cluster::check_k(k, rest)?; // before choose_j, whose message would blame the size
+                        vec![fit(k)?]
+                    }
+                    Subspaces::Auto => {
+                        let fits: Vec<FitPlan> = AUTO_K.into_iter().filter(|&k| k <= rest).filter_map(|k| fit(k).ok()).collect();
+                        if fits.is_empty() {
+                            return Err(fit(1).expect_err("k = 1 does not fit either"));
+                        }
+                        fits
+                    }
+                }
+            }
+        };
+        let rows = if setting.method == Method::Plain { Rows::Plain } else { Rows::Coefficients };
+        let _ = n;
+        Ok(Plan {
+            setting: *setting,
+            fits,
+            quant: storage.quant(storage.bits, rows),
+            hot: storage.hot.map(|h| (h, storage.quant(h.bits, Rows::Plain))),
+        })
+    }
+
+    /// The size asked for (the report's), `None` for plain storage.
+    pub(crate) fn size(&self) -> Option<Size> {
+        match self.setting.method {
+            Method::Plain => None,
+            Method::Subspaces { size, .. } => Some(size),
+        }
+    }
+}
+
+fn invalid(param: Param, reason: String) -> Error {
+    Error::InvalidParameter { param, reason }
+}
