@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::cluster::Budget;
 use crate::error::{Error, Param, Result};
+use crate::onnx::tensor::FloatType;
 use crate::quant::{Bits, QuantParams, Scheme};
 
 /// How large the compressed table may be.
@@ -208,6 +209,14 @@ impl Footprint {
     /// Bytes stored in all.
     pub fn bytes(&self) -> u64 {
         self.coefficients.bytes + self.bases.bytes + self.plain.bytes + self.index.bytes
+    }
+}
+
+/// Bytes of `rows` stored values `width` wide: quantized with `quant`, or floats of `dtype`.
+pub(crate) fn values_bytes(rows: usize, width: usize, quant: Option<&QuantParams>, dtype: FloatType) -> u64 {
+    match quant {
+        Some(q) => q.bytes(rows, width).total(),
+        None => (rows * width * dtype.size()) as u64,
     }
 }
 

@@ -155,7 +155,7 @@ fn run_compress(args: CompressArgs) -> anyhow::Result<()> {
     report.seconds.push(Phase { phase: Stage::Write, seconds: write_start.elapsed().as_secs_f64() });
 
     if let Some(json) = &args.json {
-        write_json(json, &report)?;
+        write_json(json, &with_point_args(serde_json::to_value(&report)?, &report.points)?)?;
     }
     if !args.quiet {
         eprint!("{}", render::report(&report));
@@ -274,9 +274,14 @@ fn write_plots(s: &Sweep, args: &SweepArgs, (svg, png): (PathBuf, PathBuf)) -> a
 
 /// The sweep as JSON, each point with the `compress` flags that write it (`args`).
 fn sweep_json(s: &Sweep) -> anyhow::Result<serde_json::Value> {
-    let mut value = serde_json::to_value(s)?;
-    if let Some(points) = value.get_mut("points").and_then(|p| p.as_array_mut()) {
-        for (json, point) in points.iter_mut().zip(&s.points) {
+    with_point_args(serde_json::to_value(s)?, &s.points)
+}
+
+/// `value` (a sweep or a report as JSON) with each of its `points` given the `compress` flags
+/// that write it (`args`).
+fn with_point_args(mut value: serde_json::Value, points: &[crate::Point]) -> anyhow::Result<serde_json::Value> {
+    if let Some(json) = value.get_mut("points").and_then(|p| p.as_array_mut()) {
+        for (json, point) in json.iter_mut().zip(points) {
             json["args"] = serde_json::to_value(args::setting_args(&point.setting))?;
         }
     }

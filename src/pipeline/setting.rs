@@ -10,6 +10,7 @@ use crate::check::{HeldOut, ValidateOptions};
 use crate::cluster::{Budget, FitParams};
 use crate::corpus::DataOptions;
 use crate::error::{Error, Param, Result};
+use crate::onnx::tensor::FloatType;
 use crate::quant::QuantParams;
 use crate::storage::{self, HotTier, Rows, Size, Storage};
 
@@ -231,6 +232,50 @@ impl Plan {
             quant: storage.quant(storage.bits, rows),
             hot: storage.hot.map(|h| (h, storage.quant(h.bits, Rows::Plain))),
         })
+    }
+
+    /// The least and the most bytes its layout stores for a `[n, d]` table of `dtype` whose
+    /// frequent tier (when the plan has one) holds `hot` rows: the most when every cluster is
+    /// used, the least when all but one are left empty (each empty one saves its zero row and
+    /// its basis, and one branch needs no index). Exact for plain storage.
+    pub(crate) fn bytes_bounds(&self, n: usize, d: usize, hot: usize, dtype: FloatType) -> (u64, u64) {
+        let tier = self.hot.filter(|_| hot > 0);
+        let rest = n - hot;
+        let (mut least, mut most) = (u64::MAX, 0u64);
+        let mut consider = |branches: usize, k: usize, j: usize| {
+            let zero = usize::from(branches > 1);
+            let mut bytes = tier.map_or(0, |(_, q)| storage::values_bytes(hot + zero, d, q.as_ref(), dtype));
+            let index = if branches > 1 { storage::index_part(n).bytes } else { 0 };
+            bytes += index;
+            let (rows_bytes, spare) = match k {
+                0 => (storage::values_bytes(rest + zero, d, self.quant.as_ref(), dtype), 0),
+                k => {
+                    let basis = if self.quant.is_some() { FloatType::F16 } else { dtype };
+                    let per_cluster = storage::values_bytes(zero, j, self.quant.as_ref(), dtype) + (j * d * basis.size()) as u64;
+                    let bytes = storage::values_bytes(rest + k * zero, j, self.quant.as_ref(), dtype) + (k * j * d * basis.size()) as u64;
+                    // all but one cluster empty: their zero rows and bases go, and with no tier
+                    // the one branch left needs no index nor zero row
+                    let single = if tier.is_none() { index + storage::values_bytes(zero, j, self.quant.as_ref(), dtype) } else { 0 };
+                    (bytes, (k as u64 - 1) * per_cluster + if k > 1 { single } else { 0 })
+                }
+            };
+            bytes += rows_bytes;
+            least = least.min(bytes - spare.min(bytes));
+            most = most.max(bytes);
+        };
+        match self.setting.method {
+            Method::Plain => consider(1 + usize::from(tier.is_some()), 0, 0),
+            Method::Subspaces { adaptive, .. } => {
+                for f in &self.fits {
+                    let j = if adaptive { d } else { f.j };
+                    consider(f.k + usize::from(tier.is_some()), f.k, j);
+                }
+                if adaptive {
+                    least = 0; // dimensions shared out unevenly: no bound below
+                }
+            }
+        }
+        (least, most)
     }
 
     /// The size asked for (the report's), `None` for plain storage.

@@ -426,7 +426,7 @@ mod tests {
             assert!(d.overridden);
         }
         let e = find_embedding(&view, Some("nothing")).unwrap_err().to_string();
-        assert!(e.contains("--embedding 'nothing'") && e.contains("names no Gather node"), "{e}");
+        assert!(e.contains("embedding 'nothing'") && e.contains("names no Gather node"), "{e}");
         let e = find_embedding(&view, Some("gq")).unwrap_err().to_string();
         assert!(e.contains("computed by Cast"), "{e}");
         let e = find_embedding(&view, Some("q")).unwrap_err().to_string();

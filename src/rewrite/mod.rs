@@ -78,10 +78,11 @@ impl Values {
     fn part(&self, extra_rows: usize, dtype: FloatType) -> Part {
         let rows = self.rows() + extra_rows;
         let numbers = (rows * self.width()) as u64;
-        match self {
-            Values::Float(_) => Part { numbers, bytes: numbers * dtype.size() as u64 },
-            Values::Quantized(q) => Part { numbers, bytes: q.params.bytes(rows, q.cols).total() },
-        }
+        let quant = match self {
+            Values::Float(_) => None,
+            Values::Quantized(q) => Some(&q.params),
+        };
+        Part { numbers, bytes: storage::values_bytes(rows, self.width(), quant, dtype) }
     }
 }
 

@@ -1352,8 +1352,9 @@ fn family_target_cos_out_of_reach_writes_nothing_and_exits_1() {
     assert_eq!(r.code, Some(1), "{r:#?}");
     assert!(r.stderr.contains("quality floor not met") && r.stderr.contains("--target-cos 1"), "{}", r.stderr);
     assert!(!out.exists());
-    // Reachable: the smallest point of the family that keeps 0.99 is written, and its report lists
-    // every point (tiers too, with token counts) and the plain references.
+    // Reachable: the smallest point of the family that keeps 0.99 is written; its report lists
+    // the points checked (smallest first, until none left could be smaller) and the plain
+    // references.
     let json = dir.path().join("r.json");
     let counts = counts_file(dir.path());
     run(&[
@@ -1376,10 +1377,18 @@ fn family_target_cos_out_of_reach_writes_nothing_and_exits_1() {
     assert_eq!(chosen["bytes"].as_u64(), smallest);
     assert_eq!(report["embedding_bytes_after"], chosen["bytes"]);
     assert!(points.iter().any(|p| p["label"] == "plain 8b") && points.iter().any(|p| p["label"] == "plain 4b"));
-    assert!(points.iter().any(|p| p["family"] == "tiers" && p["k"] == 4), "clustering under a tier");
     assert!(out.is_file());
+    // The whole sweep (every point, tiers too with token counts) agrees: the same point is the
+    // smallest that keeps 0.99.
+    let sweep = dir.path().join("sweep");
+    run(&["sweep".into(), fixture("encoder.onnx"), "--token-counts".into(), dir.path().join("counts.txt"), "--out".into(), sweep.clone(), "-q".into()]).ok();
+    let all = read_json(&sweep.join("sweep.json"));
+    let all = all["points"].as_array().unwrap();
+    let smallest = all.iter().filter(|p| p["mean_cosine"].as_f64().unwrap() >= 0.99).min_by_key(|p| p["bytes"].as_u64().unwrap()).unwrap();
+    assert_eq!((&smallest["label"], &smallest["bytes"]), (&chosen["label"], &chosen["bytes"]));
+    assert!(all.iter().any(|p| p["family"] == "tiers" && p["k"] == 4), "clustering under a tier");
     // Each point rebuilt on its own stores what the sweep said: a tiered clustering one too.
-    let tiered = points.iter().find(|p| p["family"] == "tiers" && p["k"] == 4).unwrap();
+    let tiered = all.iter().find(|p| p["family"] == "tiers" && p["k"] == 4).unwrap();
     let mut args: Vec<std::ffi::OsString> = vec![fixture("encoder.onnx").into(), dir.path().join("t.onnx").into()];
     args.extend(["--token-counts".into(), dir.path().join("counts.txt").into()]);
     args.extend(tiered["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().into()));

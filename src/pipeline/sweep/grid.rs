@@ -1,0 +1,152 @@
+//! The sweep's grid: the family's points as settings, labelled.
+
+use crate::pipeline::setting::{Method, Plan, Setting, Subspaces};
+use crate::quant::Bits;
+use crate::report::Family;
+use crate::storage::{HotTier, Precision, Size, Storage};
+
+/// The grid of a sweep. [`SweepGrid::default`] has 28 points with token counts (the tiers need
+/// them), 22 without.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SweepGrid {
+    /// Subspace counts (1: the SVD), each at every ratio (default 1, 4, 8).
+    pub ks: Vec<usize>,
+    /// Fractions of numbers removed (default 0.5, 0.8).
+    pub ratios: Vec<f64>,
+    /// Precisions of the coefficients (default 8, 4, 2 bits).
+    pub bits: Vec<Precision>,
+    /// Also the paper's float layout at the first k above 1 and the first ratio (default on).
+    pub paper: bool,
+    /// Plain storage at these widths (default 8, 4, 2).
+    pub plain: Vec<Bits>,
+    /// Plain storage with a frequent tier: (rest, frequent) widths (default (2, 4), (4, 8)),
+    /// when there are token counts.
+    pub tiers: Vec<(Bits, Bits)>,
+    /// Clustering of the other rows with a frequent tier stored plain: (k, ratio,
+    /// coefficient width, frequent width, share of the counted tokens the tier covers), when
+    /// there are token counts (default (4, 0.8, 4, 4, 0.999), (4, 0.8, 2, 4, 0.999), (4, 0.8, 2,
+    /// 4, 0.99), (4, 0.5, 4, 8, 0.999)).
+    pub tiered: Vec<(usize, f64, Bits, Bits, f64)>,
+    /// What every point's storage starts from: the block, and the share of the counted tokens
+    /// the plain tiers cover (default [`Storage::default`], 0.999).
+    pub storage: Storage,
+}
+
+impl Default for SweepGrid {
+    fn default() -> Self {
+        SweepGrid {
+            ks: vec![1, 4, 8],
+            ratios: vec![0.5, 0.8],
+            bits: vec![Precision::Bits(Bits::B8), Precision::Bits(Bits::B4), Precision::Bits(Bits::B2)],
+            paper: true,
+            plain: vec![Bits::B8, Bits::B4, Bits::B2],
+            tiers: vec![(Bits::B2, Bits::B4), (Bits::B4, Bits::B8)],
+            tiered: vec![
+                (4, 0.8, Bits::B4, Bits::B4, 0.999),
+                (4, 0.8, Bits::B2, Bits::B4, 0.999),
+                (4, 0.8, Bits::B2, Bits::B4, 0.99),
+                (4, 0.5, Bits::B4, Bits::B8, 0.999),
+            ],
+            storage: Storage::default(),
+        }
+    }
+}
+
+/// One point of the grid before it is evaluated: its setting and the family it is of.
+#[derive(Debug, Clone)]
+pub(crate) struct GridPoint {
+    pub(crate) family: Family,
+    pub(crate) setting: Setting,
+}
+
+impl GridPoint {
+    /// The fixed k and the ratio of a subspace setting.
+    pub(crate) fn k_ratio(&self) -> Option<(usize, f64)> {
+        match self.setting.method {
+            Method::Subspaces { k: Subspaces::Fixed(k), size: Size::Ratio(r), .. } => Some((k, r)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn label(&self) -> String {
+        let storage = &self.setting.storage;
+        let b = |p: Precision| match p {
+            Precision::Float => "float".to_string(),
+            Precision::Bits(b) => format!("{}b", b.count()),
+        };
+        match (self.family, self.k_ratio()) {
+            (Family::Plain, _) => format!("plain {}", b(storage.bits)),
+            (Family::Tiers, kr) => {
+                let hot = storage.hot.map_or(String::new(), |h| {
+                    let mass = if h.mass == 0.999 { String::new() } else { format!("@{}", h.mass) };
+                    format!("{}{mass}", b(h.bits))
+                });
+                match kr {
+                    Some((k, r)) => format!("k{k} r{r} {}+{hot}", b(storage.bits)),
+                    None => format!("tiers {}+{hot}", b(storage.bits)),
+                }
+            }
+            (_, Some((k, r))) => format!("k{k} r{r} {}", b(storage.bits)),
+            _ => "?".into(),
+        }
+    }
+}
+
+/// The points of `grid` for a `[n, d]` table, those whose size does not fit dropped (those
+/// under a frequent tier are checked when the tier is known).
+pub(crate) fn settings(grid: &SweepGrid, base: &Storage, counts: bool, n: usize, d: usize) -> Vec<GridPoint> {
+    let storage = |bits: Precision, hot: Option<HotTier>| Storage { bits, hot, ..*base };
+    let subspaces = |k: usize, ratio: f64| Method::subspaces(k, Size::Ratio(ratio));
+    let mut out = Vec::new();
+    for &k in &grid.ks {
+        for &ratio in &grid.ratios {
+            if Plan::of(&Setting::new(subspaces(k, ratio), storage(Precision::Float, None)), n, d, n).is_err() {
+                continue;
+            }
+            let family = if k == 1 { Family::Svd } else { Family::Clustering };
+            let mut bits = grid.bits.clone();
+            let first_clustering = grid.ks.iter().find(|&&k| k > 1) == Some(&k) && grid.ratios.first() == Some(&ratio);
+            if grid.paper && first_clustering && !bits.contains(&Precision::Float) {
+                bits.push(Precision::Float);
+            }
+            for b in bits {
+                out.push(GridPoint { family, setting: Setting::new(subspaces(k, ratio), storage(b, None)) });
+            }
+        }
+    }
+    for &b in &grid.plain {
+        out.push(GridPoint { family: Family::Plain, setting: Setting::plain(storage(Precision::Bits(b), None)) });
+    }
+    if counts {
+        let mass = base.hot.map_or(0.999, |h| h.mass);
+        for &(rest, hot) in &grid.tiers {
+            let hot = Some(HotTier { bits: Precision::Bits(hot), mass });
+            out.push(GridPoint { family: Family::Tiers, setting: Setting::plain(storage(Precision::Bits(rest), hot)) });
+        }
+        for &(k, ratio, rest, hot, mass) in &grid.tiered {
+            let hot = Some(HotTier { bits: Precision::Bits(hot), mass });
+            out.push(GridPoint { family: Family::Tiers, setting: Setting::new(subspaces(k, ratio), storage(Precision::Bits(rest), hot)) });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_has_each_family_and_drops_sizes_that_do_not_fit() {
+        let all = settings(&SweepGrid::default(), &Storage::default(), true, 30522, 384);
+        assert_eq!(all.len(), 28);
+        for f in [Family::Plain, Family::Tiers, Family::Svd, Family::Clustering] {
+            assert!(all.iter().any(|s| s.family == f), "{f:?}");
+        }
+        assert_eq!(settings(&SweepGrid::default(), &Storage::default(), false, 30522, 384).len(), 22);
+        // A tiny table: k = 8 at ratio 0.8 cannot fit.
+        let tiny = settings(&SweepGrid::default(), &Storage::default(), false, 100, 8);
+        assert!(tiny.iter().all(|s| s.k_ratio() != Some((8, 0.8))));
+        assert_eq!(all[0].setting, Setting::new(Method::subspaces(1, Size::Ratio(0.5)), Storage::default()));
+    }
+}

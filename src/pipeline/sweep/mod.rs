@@ -1,0 +1,244 @@
+//! The frontier: one prepared model, a grid over the whole family ([`grid`]: plain storage at
+//! each width, frequent-token tiers, SVD and clustering at several ratios with coefficients at
+//! each precision), every point checked on the same references ([`schedule`]), the Pareto
+//! front of bytes against fidelity and the point a goal picks ([`front`]).
+//!
+//! One fit per (k, ratio) serves all its storage variants. A sweep checks every point in grid
+//! order; the search for a target cosine ([`compress_to_front`]) checks them smallest first and
+//! stops once no point left can be smaller than one that met the target.
+
+mod front;
+mod grid;
+mod schedule;
+
+pub use front::Goal;
+pub use grid::SweepGrid;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use super::prepare::Prepared;
+use super::setting::{Options, Plan};
+use crate::check::ModelKind;
+use crate::check::floor;
+use crate::error::{Error, Param, Result};
+use crate::onnx::Model;
+use crate::progress::{Clock, Progress};
+use crate::report::{Family, Point, Report};
+use crate::storage::Precision;
+use front::{mark_front, max_bytes, pick};
+use grid::{GridPoint, settings};
+use schedule::evaluate_points;
+
+/// A sweep's points, in grid order, the front marked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep {
+    pub points: Vec<Point>,
+    /// The table's bytes as fp32 (what the shares are of).
+    pub fp32_bytes: u64,
+    /// The kind of model the held-out text showed, when there was held-out text.
+    pub kind: Option<ModelKind>,
+    /// Seconds of the preparation (count, original run, decode) shared by all points.
+    pub prepare_seconds: f64,
+    /// Seconds of the points' evaluation (fits and checks), after the preparation.
+    pub points_seconds: f64,
+    /// The table stays in every point's model for its other readers (`allow_shared`), so every
+    /// point stores more than the table alone.
+    pub table_kept: bool,
+    /// Points of the grid not evaluated: a search for a cosine stops once no point left can be
+    /// smaller than one that met it.
+    pub skipped: usize,
+    /// The token counts the weights came from, `[n]`, when data-aware.
+    #[serde(skip)]
+    pub counts: Option<Vec<u64>>,
+}
+
+impl Sweep {
+    /// Points on the front, by increasing size.
+    pub fn front(&self) -> Vec<&Point> {
+        let mut f: Vec<&Point> = self.points.iter().filter(|p| p.on_front).collect();
+        f.sort_by_key(|p| p.bytes);
+        f
+    }
+}
+
+/// Evaluates `grid` on `model` prepared once for `options` (its data-aware settings, seed,
+/// fit settings and validation; the settings are the grid's). Needs a check: the validation,
+/// and held-out text when there is a corpus.
+pub fn sweep(model: &Model, options: &Options, grid: &SweepGrid, progress: &mut dyn FnMut(Progress)) -> Result<Sweep> {
+    let (prepared, sweep, _) = run(model, options, grid, None, progress)?;
+    drop(prepared);
+    Ok(sweep)
+}
+
+/// The sweep (every point, or with `target` the smallest first until none left can be smaller
+/// than one that reached it), the plans of its points, and the prepared model (for a rebuild
+/// of one point: the points' models are not kept, they would take too much memory).
+fn run<'m>(
+    model: &'m Model,
+    options: &Options,
+    grid: &SweepGrid,
+    target: Option<f64>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Prepared<'m>, Sweep, Vec<Plan>)> {
+    if options.validate.is_none() {
+        floor::require(Param::TargetCos, None, None)?;
+    }
+    let clock = Clock::start();
+    let (prepared, _) = Prepared::new(model, options, None, progress)?;
+    let prepare_seconds = clock.elapsed();
+    let (n, d) = (prepared.candidate.rows, prepared.candidate.cols);
+    let counts = prepared.counts.is_some();
+    let all = settings(grid, &grid.storage, counts, n, d);
+    // Each point's plan: those whose other rows do not fit the size under their tier are
+    // dropped as the others that do not fit are.
+    let (all, plans): (Vec<GridPoint>, Vec<Plan>) = all.into_iter().filter_map(|p| prepared.plan(&p.setting).ok().map(|plan| (p, plan))).unzip();
+    if all.is_empty() {
+        return Err(Error::InvalidParameter { param: Param::Ratio, reason: "no point of the grid fits this table".into() });
+    }
+    let fp32_bytes = (n * d * 4) as u64;
+    let clock = Clock::start();
+    // The order: a sweep takes the points by fit (grid order within), so that about one fit
+    // per worker is alive at once; a search takes them smallest first, and skips a point that
+    // cannot be smaller than one that met the target.
+    let mut bounds = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        let hot = match plan.hot {
+            Some((h, _)) => prepared.tiers_for(h.mass)?.hot.len(),
+            None => 0,
+        };
+        bounds.push(plan.bytes_bounds(n, d, hot, prepared.candidate.dtype));
+    }
+    let order: Vec<usize> = match target {
+        None => by_fit(&all),
+        Some(_) => {
+            let mut order: Vec<usize> = (0..all.len()).collect();
+            order.sort_by_key(|&i| (bounds[i].1, i));
+            order
+        }
+    };
+    let met = AtomicU64::new(u64::MAX);
+    // Plain 8- and 4-bit storage are always checked: the reference a search's report shows.
+    let reference = |i: usize| all[i].family == Family::Plain && matches!(all[i].setting.storage.bits, Precision::Bits(b) if b.count() >= 4);
+    let skip = |i: usize| !reference(i) && bounds[i].0 >= met.load(Ordering::Relaxed);
+    let mut points: Vec<Option<Point>> = vec![None; all.len()];
+    let (mut kind, mut table_kept, mut done) = (None, false, 0);
+    progress(Progress::Point { done: 0, of: all.len() });
+    evaluate_points(&prepared, &all, &plans, &order, options.threads, &skip, &mut |i, report: Report, seconds| {
+        kind = kind.or(report.text_validation.as_ref().map(|t| t.kind));
+        table_kept |= report.table_kept;
+        let p = point(&all[i], &report, fp32_bytes, seconds)?;
+        if target.is_some_and(|x| p.mean_cosine >= x) {
+            met.fetch_min(p.bytes, Ordering::Relaxed);
+        }
+        points[i] = Some(p);
+        done += 1;
+        progress(Progress::Point { done, of: all.len() });
+        Ok(())
+    })?;
+    let skipped = points.iter().filter(|p| p.is_none()).count();
+    let (mut kept, mut kept_plans) = (Vec::new(), Vec::new());
+    for (p, plan) in points.into_iter().zip(plans) {
+        if let Some(p) = p {
+            kept.push(p);
+            kept_plans.push(plan);
+        }
+    }
+    mark_front(&mut kept);
+    let counts = prepared.counts.clone();
+    let points_seconds = clock.elapsed();
+    Ok((prepared, Sweep { points: kept, fp32_bytes, kind, prepare_seconds, points_seconds, table_kept, skipped, counts }, kept_plans))
+}
+
+/// The points' indices grouped by the fit they need (groups in order of first appearance, grid
+/// order within).
+fn by_fit(points: &[GridPoint]) -> Vec<usize> {
+    let key = |p: &GridPoint| p.k_ratio().map(|(k, r)| (k, r.to_bits(), p.setting.storage.hot.map(|h| h.mass.to_bits())));
+    let mut keys = Vec::new();
+    for p in points {
+        if !keys.contains(&key(p)) {
+            keys.push(key(p));
+        }
+    }
+    keys.iter().flat_map(|k| (0..points.len()).filter(move |&i| key(&points[i]) == *k)).collect()
+}
+
+/// The point of a checked candidate.
+fn point(s: &GridPoint, report: &Report, fp32_bytes: u64, seconds: f64) -> Result<Point> {
+    let measured = floor::require(Param::TargetCos, report.validation.as_ref(), report.text_validation.as_ref())?;
+    let text = report.text_validation.as_ref();
+    let min_cosine = match text {
+        Some(t) => t.min_cosine,
+        None => measured.cosine,
+    };
+    Ok(Point {
+        label: s.label(),
+        family: s.family,
+        k: s.k_ratio().map(|(k, _)| k),
+        ratio: s.k_ratio().map(|(_, r)| r),
+        setting: s.setting,
+        bytes: report.embedding_bytes_after,
+        share: report.embedding_bytes_after as f64 / fp32_bytes as f64,
+        mean_cosine: measured.cosine,
+        min_cosine,
+        on: measured.on,
+        nn_agreement: text.and_then(|t| t.nn_agreement),
+        top1_agreement: text.and_then(|t| t.top1_agreement),
+        mean_kl: text.and_then(|t| t.mean_kl),
+        seconds,
+        on_front: false,
+    })
+}
+
+/// Sweeps `grid`, picks the point `goal` asks for, and builds it on the same prepared model
+/// (the original runs once). Returns its model, its report, and the sweep (every probe);
+/// [`Error::QualityFloor`] when no point reaches the cosine (nothing to write), an
+/// [`Error::InvalidParameter`] when none fits the bytes.
+pub fn compress_to_front(
+    model: &Model,
+    options: &Options,
+    grid: &SweepGrid,
+    goal: Goal,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Model, Report, Sweep)> {
+    if let Goal::Cosine(x) = goal {
+        floor::check_cosine(Param::TargetCos, x)?;
+    }
+    let target = match goal {
+        Goal::Cosine(x) => Some(x),
+        _ => None,
+    };
+    let (mut prepared, sweep, plans) = run(model, options, grid, target, progress)?;
+    let Some(i) = pick(&sweep.points, goal, sweep.fp32_bytes) else {
+        return Err(match (goal, max_bytes(goal, sweep.fp32_bytes)) {
+            (Goal::Cosine(x), _) => {
+                let best = sweep.points.iter().max_by(|p, q| p.mean_cosine.total_cmp(&q.mean_cosine)).expect("points");
+                Error::QualityFloor {
+                    measured: best.mean_cosine,
+                    floor: x,
+                    on: format!("{} at the closest point of the sweep ({})", best.on, best.label),
+                    param: Param::TargetCos,
+                }
+            }
+            (_, b) => {
+                let b = b.expect("a byte goal");
+                let least = sweep.points.iter().map(|p| p.bytes).min().unwrap_or(0);
+                Error::InvalidParameter { param: Param::MaxBytes, reason: format!("{b} bytes: the smallest point of the sweep stores {least}") }
+            }
+        });
+    };
+    let built = super::candidate::build(&mut prepared, &plans[i], super::candidate::Release::Table, progress)?;
+    let mut report = built.report;
+    if report.embedding_bytes_after != sweep.points[i].bytes {
+        return Err(Error::Numerical(format!(
+            "the rebuilt point {} stores {} bytes, the sweep's {}",
+            sweep.points[i].label, report.embedding_bytes_after, sweep.points[i].bytes
+        )));
+    }
+    report.seconds = [prepared.seconds.clone(), report.seconds].concat();
+    report.points = sweep.points.clone();
+    report.chosen = Some(i);
+    Ok((built.model, report, sweep))
+}
+
