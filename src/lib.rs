@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod onnx;
 mod pipeline;
 pub mod plot;
+pub mod prior;
 pub mod progress;
 pub mod report;
 pub(crate) mod rewrite;
