@@ -30,7 +30,7 @@
 use std::path::{Path, PathBuf};
 
 use onnx_embcomp::corpus::{Holdout, TextTokenizer, count_corpus, format_token_counts, read_token_counts};
-use onnx_embcomp::prior::{Prior, PriorSource, Zipf, as_counts, blend, spearman, top_rows};
+use onnx_embcomp::prior::{Prior, PriorSource, Zipf, blend, covering_rows, spearman, tier_rows, top_rows};
 
 /// The tokenizers: family, path under `MODELS_DIR/src`, rows of the model's table.
 const TOKENIZERS: [(&str, &str, usize); 3] = [
@@ -131,15 +131,15 @@ fn main() -> anyhow::Result<()> {
         let uniform = Prior { probabilities: vec![1.0 / n as f64; n], ..prior.clone() };
         println!("blend of A's counts at strength s (with the prior | with a uniform prior):");
         // The frequent tier of A's counts at 0.999: blends are compared at its size too.
-        let counted_only = hot_rows(&a, 0.999);
+        let counted_only = covering_rows(&a_f, 0.999);
         let k = counted_only.len();
         println!("  cross-entropy of B, of C; frequent tier at 0.999: rows, share of B, share of C; share of B, of C in the top {k} rows");
         let share = |hot: &[usize], target: &[u64]| hot.iter().map(|&i| target[i]).sum::<u64>() as f64 / target.iter().sum::<u64>() as f64;
         for s in [0.001, 0.01, 0.03, 0.1, 0.25, 0.5, 1.0, 2.0] {
             let with = blend(Some(&a), &prior, s);
             let flat = blend(Some(&a), &uniform, s);
-            let (hot_p, hot_u) = (hot_rows(&as_counts(&with), 0.999), hot_rows(&as_counts(&flat), 0.999));
-            let (top_p, top_u) = (top_rows(&with, k), top_rows(&flat, k));
+            let (hot_p, hot_u) = (covering_rows(&with, 0.999), covering_rows(&flat, 0.999));
+            let (top_p, top_u) = (tier_rows(Some(&a), &prior, s, 0.999), tier_rows(Some(&a), &uniform, s, 0.999));
             println!(
                 "  s = {s:<5}: B {:.3} | {:.3}  C {:.3} | {:.3}  tier {} rows {:.4} {:.4} | {} rows {:.4} {:.4}  top {:.4} {:.4} | {:.4} {:.4}",
                 cross_entropy(&b, &with),
@@ -159,9 +159,8 @@ fn main() -> anyhow::Result<()> {
             );
         }
         println!("A's counts alone: tier {k} rows covering {:.4} of B, {:.4} of C", share(&counted_only, &b), share(&counted_only, &c));
-        let alone = as_counts(&blend(None, &prior, 0.0));
         for mass in [0.5, 0.8, 0.9, 0.95, 0.99, 0.999] {
-            let hot = hot_rows(&alone, mass);
+            let hot = tier_rows(None, &prior, 0.0, mass);
             println!(
                 "prior alone, tier at {mass}: {} rows covering {:.4} of A, {:.4} of B, {:.4} of C",
                 hot.len(),
@@ -177,23 +176,6 @@ fn main() -> anyhow::Result<()> {
 /// Rows that occur at least once.
 fn seen(c: &[u64]) -> usize {
     c.iter().filter(|&&v| v > 0).count()
-}
-
-/// The fewest rows covering `mass` of the pseudo-counts, most first (as the pipeline's
-/// frequent tier is chosen).
-fn hot_rows(counts: &[u64], mass: f64) -> Vec<usize> {
-    let total: u64 = counts.iter().sum();
-    let mut order: Vec<usize> = (0..counts.len()).collect();
-    order.sort_by(|&x, &y| counts[y].cmp(&counts[x]).then(x.cmp(&y)));
-    let mut covered = 0u64;
-    order
-        .into_iter()
-        .take_while(|&i| {
-            let more = (covered as f64) < mass * total as f64;
-            covered += counts[i];
-            more
-        })
-        .collect()
 }
 
 /// Bits per token of the text counted in `counts` under the distribution proportional to `q`.

@@ -19,9 +19,16 @@
 //! in every sequence: they get the largest probability of any ordinary token. Rows with no
 //! token, and tokens the tokenizer never produces (`[unusedN]`), get the smallest.
 //!
-//! [`blend`] mixes a prior into corpus counts as pseudo-counts, [`sample_sequences`] draws
-//! token sequences from it (validation without a corpus), [`spearman`] measures how well it
-//! predicts real counts (`examples/prior_fit.rs`).
+//! [`blend`] mixes a prior into corpus counts as pseudo-counts, [`tier_rows`] chooses a
+//! frequent tier with it, [`sample_sequences`] draws token sequences from it (validation
+//! without a corpus), [`spearman`] measures how well it predicts real counts
+//! (`examples/prior_fit.rs`).
+//!
+//! Use in the pipeline: row weights from `corpus::weights(&as_counts(&blend(counts, &prior,
+//! DEFAULT_STRENGTH)), weighting, floor)` (weights depend only on the proportions); the
+//! frequent tier from [`tier_rows`] (with counts: the counts' tier size, the blend's rows;
+//! without: the prior's own mass); random-id validation from [`sample_sequences`] wrapped in
+//! [`Prior::begin`] and [`Prior::end`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -192,6 +199,43 @@ pub fn top_rows(scores: &[f64], k: usize) -> Vec<usize> {
     order.truncate(k);
     order.sort_unstable();
     order
+}
+
+/// The fewest rows whose scores cover `mass` of their sum, largest first (ties to the lower
+/// id), in increasing order: the frequent tier's rule (`Tiers::of` in the pipeline) for
+/// `f64` pseudo-counts. Negative and non-finite scores count as 0.
+pub fn covering_rows(scores: &[f64], mass: f64) -> Vec<usize> {
+    let score = |i: usize| if scores[i].is_finite() { scores[i].max(0.0) } else { 0.0 };
+    let total: f64 = (0..scores.len()).map(score).sum();
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+    let (mut covered, mut taken) = (0.0, 0);
+    while taken < order.len() && covered < mass * total {
+        covered += score(order[taken]);
+        taken += 1;
+    }
+    order.truncate(taken);
+    order.sort_unstable();
+    order
+}
+
+/// The rows of a frequent tier chosen with the prior, in increasing order. With counts: as
+/// many rows as the counts' own tier (the fewest covering `mass` of the counted tokens), but
+/// those of largest [`blend`] at `strength`, so the tier costs the same bytes while tokens
+/// likely in other text replace tokens the corpus saw a few times. (A tier covering `mass` of
+/// the blend itself would hold most of the table: the prior's long tail needs nearly every
+/// row to reach 0.999.) Without counts (or with counts summing to 0): the fewest rows covering
+/// `mass` of the prior, whose mass measured close to the share of real text covered
+/// (`examples/prior_fit.rs`); a mass of 0.999 is then nearly the whole table, 0.9 a third to
+/// a half of it.
+pub fn tier_rows(counts: Option<&[u64]>, prior: &Prior, strength: f64, mass: f64) -> Vec<usize> {
+    match counts.filter(|c| c.iter().any(|&v| v > 0)) {
+        Some(c) => {
+            let counted: Vec<f64> = c.iter().take(prior.probabilities.len()).map(|&v| v as f64).collect();
+            top_rows(&blend(Some(c), prior, strength), covering_rows(&counted, mass).len())
+        }
+        None => covering_rows(&prior.probabilities, mass),
+    }
 }
 
 /// `count` token sequences of `len` tokens drawn from `prior`, deterministic for a `seed`:
@@ -810,6 +854,39 @@ mod tests {
         assert_eq!(top_rows(&[0.5, 3.0, 1.0, 3.0, 0.0], 3), vec![1, 2, 3]);
         assert_eq!(top_rows(&[1.0, 1.0, 1.0], 2), vec![0, 1]);
         assert_eq!(top_rows(&[1.0], 5), vec![0]);
+    }
+
+    #[test]
+    fn covering_rows_is_the_tier_rule() {
+        assert_eq!(covering_rows(&[1.0, 5.0, 3.0, 1.0], 0.5), vec![1]);
+        assert_eq!(covering_rows(&[1.0, 5.0, 3.0, 1.0], 0.6), vec![1, 2]);
+        assert_eq!(covering_rows(&[1.0, 5.0, 3.0, 1.0], 0.95), vec![0, 1, 2, 3]);
+        assert_eq!(covering_rows(&[1.0, 5.0, f64::NAN, -2.0], 0.9), vec![0, 1]);
+        assert_eq!(covering_rows(&[0.0, 0.0], 0.9), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn tiers_keep_their_size_and_take_likely_rows() {
+        let id = |t: &str| WORDPIECE.iter().position(|w| *w == t).unwrap();
+        let p = prior(&wordpiece(), 16);
+        // The corpus: zebra often, house once; "the" never.
+        let mut counts = vec![0u64; 16];
+        counts[id("zebra")] = 1000;
+        counts[id("house")] = 1;
+        assert_eq!(tier_rows(Some(&counts), &p, 0.0, 0.99), vec![id("zebra")]);
+        // Strength 0.001 (1 pseudo-token) does not change the tier; at 0.25, house's place goes
+        // to a row the prior finds likely.
+        let mut both = vec![id("zebra"), id("house")];
+        both.sort_unstable();
+        assert_eq!(tier_rows(Some(&counts), &p, 0.001, 0.9999), both);
+        let t = tier_rows(Some(&counts), &p, 0.25, 0.9999);
+        assert_eq!(t.len(), 2);
+        assert!(t.contains(&id("zebra")) && !t.contains(&id("house")), "{t:?}");
+        // Without counts: the prior's own tier, growing with the mass.
+        let small = tier_rows(None, &p, 0.25, 0.5);
+        let large = tier_rows(None, &p, 0.25, 0.99);
+        assert!(!small.is_empty() && small.len() < large.len() && small.iter().all(|r| large.contains(r)));
+        assert_eq!(tier_rows(Some(&[0; 16]), &p, 0.25, 0.5), small);
     }
 
     #[test]
