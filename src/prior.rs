@@ -242,7 +242,7 @@ pub fn tier_rows(counts: Option<&[u64]>, prior: &Prior, strength: f64, mass: f64
 /// `begin`, then tokens drawn independently from the prior without its special rows, then
 /// `end` (cut to `len` tokens when the wrap is longer). Use [`Prior::begin`] and
 /// [`Prior::end`] to wrap them as the tokenizer would. When every row is special, the body is
-/// drawn from all rows.
+/// drawn from all rows; a prior of no rows gives only the wrap.
 pub fn sample_sequences(prior: &Prior, seed: u64, count: usize, len: usize, begin: &[u32], end: &[u32]) -> Vec<Vec<u32>> {
     let p = &prior.probabilities;
     let mut body: Vec<f64> = p.clone();
@@ -263,7 +263,7 @@ pub fn sample_sequences(prior: &Prior, seed: u64, count: usize, len: usize, begi
         cumulative.push(sum);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let body_len = len.saturating_sub(begin.len() + end.len());
+    let body_len = if p.is_empty() { 0 } else { len.saturating_sub(begin.len() + end.len()) };
     (0..count)
         .map(|_| {
             let mut s: Vec<u32> = begin.to_vec();
@@ -804,6 +804,9 @@ mod tests {
         assert!(drawn(id("the")) > 2 * drawn(id("zebra")), "the {} zebra {}", drawn(id("the")), drawn(id("zebra")));
         // A wrap longer than the length is cut.
         assert_eq!(sample_sequences(&p, 1, 2, 1, &p.begin, &p.end), vec![vec![3], vec![3]]);
+        // No rows: only the wrap.
+        let empty = Prior { probabilities: Vec::new(), special: Vec::new(), ..p.clone() };
+        assert_eq!(sample_sequences(&empty, 1, 1, 4, &[7], &[8]), vec![vec![7, 8]]);
         // All rows special: drawn from all of them.
         let all = Prior { special: (0..16).collect(), ..p.clone() };
         assert!(sample_sequences(&all, 1, 4, 5, &[], &[]).iter().flatten().all(|&t| t < 16));
