@@ -608,6 +608,11 @@ mod tests {
     const WORDPIECE: [&str; 16] =
         ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "!", "a", "z", "é", "the", "of", "##s", "house", "zebra", "##é"];
 
+    /// The id of a token of [`WORDPIECE`].
+    fn id(token: &str) -> usize {
+        WORDPIECE.iter().position(|w| *w == token).unwrap()
+    }
+
     fn wordpiece() -> String {
         let vocab: serde_json::Map<String, Value> = WORDPIECE.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
         let model = json!({"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab});
@@ -649,7 +654,6 @@ mod tests {
 
     #[test]
     fn wordpiece_prior_follows_vocabulary_order() {
-        let id = |t: &str| WORDPIECE.iter().position(|w| *w == t).unwrap();
         let p = prior(&wordpiece(), 20);
         assert_eq!(p.source, PriorSource::VocabularyOrder);
         assert_distribution(&p, 20);
@@ -755,7 +759,6 @@ mod tests {
 
     #[test]
     fn blend_keeps_counted_order_and_lifts_likely_unseen_tokens() {
-        let id = |t: &str| WORDPIECE.iter().position(|w| *w == t).unwrap();
         let p = prior(&wordpiece(), 16);
         // The corpus saw "house" and "zebra" (zebra more), never "the" nor "of".
         let mut counts = vec![0u64; 16];
@@ -789,7 +792,7 @@ mod tests {
 
     #[test]
     fn sampling_is_seeded_and_follows_the_prior() {
-        let id = |t: &str| WORDPIECE.iter().position(|w| *w == t).unwrap() as u32;
+        let id = |t: &str| id(t) as u32;
         // A steep law, so the test tells frequent rows from rare ones with few draws.
         let p = Prior::from_json(&wordpiece(), Path::new("fixture.json"), 16, Some(Zipf { c: 1.0, a: 1.5 })).unwrap();
         let a = sample_sequences(&p, 7, 300, 12, &p.begin, &p.end);
@@ -870,7 +873,6 @@ mod tests {
 
     #[test]
     fn tiers_keep_their_size_and_take_likely_rows() {
-        let id = |t: &str| WORDPIECE.iter().position(|w| *w == t).unwrap();
         let p = prior(&wordpiece(), 16);
         // The corpus: zebra often, house once; "the" never.
         let mut counts = vec![0u64; 16];
