@@ -148,8 +148,13 @@ impl Prior {
 /// million tokens.
 pub const NOMINAL_TOKENS: f64 = 1e6;
 
-/// The prior strength proposed as a default for [`blend`] (measured in `examples/prior_fit.rs`:
-/// the cross-entropy of other text under the blend).
+/// The prior strength proposed as a default for [`blend`], measured in
+/// `examples/prior_fit.rs` (counts of ~9.6 M tokens of English documentation, blended, as a
+/// model of other text): on text in other languages it lowers the cross-entropy from strength
+/// 0.001 by 1.2 to 2.4 bits a token (WordPiece 12.96 to 11.79, BPE 15.99 to 13.79, Unigram
+/// 15.41 to 13.03); on other English text it costs at most 0.11 bits against the best
+/// strength (Unigram, 10.71 against 10.60); and at this strength it beats a uniform prior
+/// (what a weight floor does) on both kinds of text for all three families.
 pub const DEFAULT_STRENGTH: f64 = 0.25;
 
 /// Pseudo-counts `[n]` (the prior's rows): `counts + strength * total * prior`, where `total`
