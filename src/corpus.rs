@@ -41,6 +41,16 @@ impl TextTokenizer {
         Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tokenizer as the text of a `tokenizer.json` (what [`crate::prior::Prior`] reads).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| Error::Corpus { path: self.path.clone(), reason: format!("cannot serialize the tokenizer: {e}") })
+    }
+
     /// The id used to pad sequences: the tokenizer's pad token if it names one, else 0.
     pub fn pad_id(&self) -> u32 {
         ["[PAD]", "<pad>", "<|pad|>", "<|endoftext|>"].iter().find_map(|t| self.inner.token_to_id(t)).unwrap_or(0)

@@ -24,6 +24,7 @@ pub mod files;
 pub mod inspect;
 pub mod onnx;
 mod pipeline;
+pub mod prior;
 pub mod progress;
 pub mod report;
 pub(crate) mod rewrite;
