@@ -192,8 +192,8 @@ fn counts(tokenizer: &TextTokenizer, files: &[PathBuf], n: usize, cache: &Path) 
         return Ok(read_token_counts(cache, n)?);
     }
     let start = std::time::Instant::now();
-    let holdout = Holdout { fraction: 0.0, max: 0, seed: 0 };
-    let counted = count_corpus(tokenizer, files, n, &holdout, &mut |_, _, _| {})?;
+    let holdout = Holdout { fraction: 0.0, max: 0 };
+    let counted = count_corpus(tokenizer, files, n, &holdout, 0, &mut |_, _, _| {})?;
     eprintln!("counted {} tokens of {} files in {:.0} s -> {}", counted.tokens, counted.files, start.elapsed().as_secs_f64(), cache.display());
     std::fs::write(cache, format_token_counts(&counted.counts))?;
     Ok(counted.counts)

@@ -7,10 +7,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
-use crate::check::HeldOut;
-use crate::error::{Error, Param, Result};
+use crate::error::{Error, Result};
 
 /// Lines encoded per batch: bounds memory whatever the corpus size.
 const BATCH_LINES: usize = 4096;
@@ -60,26 +57,33 @@ impl TextTokenizer {
 /// What counting a corpus found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CorpusCounts {
-    /// Occurrences of each token id, `[n]` (the table's rows).
+    /// Occurrences of each token id, `[n]` (the table's rows), in the counted documents.
     pub counts: Vec<u64>,
     /// Tokens counted in all.
     pub tokens: u64,
     /// Tokens whose id is not a row of the table (not counted in `counts`).
     pub out_of_table: u64,
-    /// Lines read.
+    /// Lines read (counted or held out).
     pub lines: u64,
     /// Files read, and files skipped as not text.
     pub files: usize,
     pub skipped_files: Vec<PathBuf>,
-    /// Held-out sentences (never counted), at most the asked number, in a seeded order.
+    /// Documents read (whole files, or contiguous blocks of a large file), and those held out.
+    pub documents: usize,
+    pub held_out_documents: usize,
+    /// Held-out sentences (from held-out documents, never counted), at most the asked number,
+    /// in a seeded order.
     pub held_out: Vec<String>,
 }
 
-/// How to hold sentences out of the count.
+/// How to hold text out of the count: whole documents, so the held-out text has tokens the
+/// count never saw, as live text does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Holdout {
-    /// Fraction of sentence-like lines held out (chosen by a seeded hash of their text, so the
-    /// same line is held out wherever it appears).
+    /// Share of the documents held out (one in `round(1 / fraction)`, at a seeded place in each
+    /// run of that many; 0: none, 1: all). A document is a file, or a contiguous block of a
+    /// file larger than a fiftieth of the corpus (at least 1 KiB), so that a corpus of one
+    /// large file still has documents to hold out.
     pub fraction: f64,
     /// Held-out sentences kept for validation at most.
     pub max: usize,
@@ -87,9 +91,12 @@ pub struct Holdout {
 
 impl Default for Holdout {
     fn default() -> Self {
-        Holdout { fraction: 0.02, max: 200 }
+        Holdout { fraction: 0.1, max: 200 }
     }
 }
+
+/// Documents a corpus is cut into at least, when its files allow (see [`Holdout::fraction`]).
+const MIN_DOCUMENTS: u64 = 50;
 
 /// The files under `paths` (folders walked recursively, sorted for a fixed order).
 pub fn corpus_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -120,8 +127,30 @@ pub fn corpus_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Which documents are held out: one in every `period`, at a seeded place in each run.
+struct DocumentRule {
+    period: u64,
+    seed: u64,
+}
+
+impl DocumentRule {
+    fn new(fraction: f64, seed: u64) -> DocumentRule {
+        let period = if fraction > 0.0 { (1.0 / fraction.min(1.0)).round().max(1.0) as u64 } else { 0 };
+        DocumentRule { period, seed }
+    }
+
+    /// Whether document `index` (in corpus order) is held out.
+    fn holds_out(&self, index: u64) -> bool {
+        match self.period {
+            0 => false,
+            p => hash(self.seed, &(index / p).to_string()) % p == index % p,
+        }
+    }
+}
+
 /// Counts the tokens of every text file under `paths` for a table of `n` rows, holding out
-/// sentences as `holdout` says (which ones, by `seed`). Files that are not UTF-8 text are skipped (and listed).
+/// whole documents as `holdout` says (which ones, by `seed`); held-out sentences come from
+/// those. Files that are not UTF-8 text are skipped (and listed).
 /// `progress(files_done, files_total, tokens)` is called after each batch.
 pub fn count_corpus(
     tokenizer: &TextTokenizer,
@@ -142,9 +171,18 @@ pub fn count_corpus(
         lines: 0,
         files: 0,
         skipped_files: Vec::new(),
+        documents: 0,
+        held_out_documents: 0,
         held_out: Vec::new(),
     };
-    let threshold = (holdout.fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+    // Documents: files, and blocks of a file over a fiftieth of the corpus (compressed files
+    // counted at 4 times their size).
+    let corpus_bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len() * if f.extension().is_some_and(|e| e == "gz") { 4 } else { 1 }))
+        .sum();
+    let block_bytes = (corpus_bytes / MIN_DOCUMENTS).max(1024) as usize;
+    let rule = DocumentRule::new(holdout.fraction, seed);
     // The `max` held-out sentences with the smallest hashes: a max-heap of (hash, text).
     let mut kept: BinaryHeap<(u64, String)> = BinaryHeap::new();
     let mut batch: Vec<String> = Vec::with_capacity(BATCH_LINES);
@@ -162,6 +200,7 @@ pub fn count_corpus(
         batch.clear();
         Ok(())
     };
+    let mut held = false;
     for (done, file) in files.iter().enumerate() {
         let Some(mut reader) = open_text(file)? else {
             out.skipped_files.push(file.clone());
@@ -169,29 +208,37 @@ pub fn count_corpus(
         };
         out.files += 1;
         let mut raw = Vec::new();
+        let mut in_document = block_bytes; // a new document starts with each file
         loop {
             raw.clear();
             let read = reader.read_until(b'\n', &mut raw).map_err(|source| Error::Read { path: file.clone(), source })?;
             if read == 0 {
                 break;
             }
+            if in_document >= block_bytes {
+                held = rule.holds_out(out.documents as u64);
+                out.documents += 1;
+                out.held_out_documents += usize::from(held);
+                in_document = 0;
+            }
+            in_document += read;
             let Ok(line) = std::str::from_utf8(&raw) else { continue };
             let line = line.trim();
             if line.is_empty() {
                 continue;
             }
             out.lines += 1;
-            if is_sentence(line) {
-                let h = hash(seed, line);
-                if h < threshold {
+            if held {
+                if is_sentence(line) {
+                    let h = hash(seed, line);
                     if !kept.iter().any(|(kh, t)| *kh == h && t == line) {
                         kept.push((h, line.to_string()));
                         if kept.len() > holdout.max {
                             kept.pop();
                         }
                     }
-                    continue;
                 }
+                continue;
             }
             batch.push(line.to_string());
             if batch.len() == BATCH_LINES {
@@ -207,7 +254,13 @@ pub fn count_corpus(
     if out.tokens == 0 {
         return Err(Error::Corpus {
             path: paths.first().cloned().unwrap_or_default(),
-            reason: format!("no text to count in {} file(s) ({} skipped as not text)", files.len(), out.skipped_files.len()),
+            reason: format!(
+                "no text to count in {} file(s) ({} skipped as not text, {} of {} documents held out)",
+                files.len(),
+                out.skipped_files.len(),
+                out.held_out_documents,
+                out.documents
+            ),
         });
     }
     Ok(out)
@@ -310,128 +363,6 @@ pub fn weights(counts: &[u64], weighting: Weighting, floor: f64) -> Option<Vec<f
     // Weights stay positive even with no floor.
     let add = (floor * mean).max(mean * 1e-9).max(f32::MIN_POSITIVE as f64);
     Some(raw.into_iter().map(|w| (w + add) as f32).collect())
-}
-
-/// Where the token statistics of data-aware compression come from.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum TokenSource {
-    /// Text files or folders of them (`.gz` too), tokenized with the model's `tokenizer.json`;
-    /// sentences held out of the count validate the result.
-    Text { paths: Vec<PathBuf>, tokenizer: PathBuf },
-    /// Counts computed elsewhere: one `id count` pair per line (no held-out text).
-    Counts(PathBuf),
-}
-
-/// Data-aware compression: rows weighted by how often their token occurs, and the result
-/// compared on held-out text. [`DataOptions::text`] and [`DataOptions::counts`] give the
-/// defaults documented on each field.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct DataOptions {
-    pub source: TokenSource,
-    /// How counts become weights (default [`Weighting::Sqrt`]).
-    pub weighting: Weighting,
-    /// Weight added to every row, as a fraction of the mean weight (default 0.1).
-    pub weight_floor: f64,
-    /// Sentences held out of the count (default [`Holdout::default`]: 2% of sentence-like
-    /// lines, at most 200; which ones, the run's seed decides).
-    pub holdout: Holdout,
-    /// Held-out sentences per tract run (default [`HeldOut::BATCH`]) and tokens per sentence at
-    /// most (default [`HeldOut::MAX_LEN`]).
-    pub batch: usize,
-    pub max_len: usize,
-}
-
-impl DataOptions {
-    /// Count the text under `paths` with `tokenizer`, with the default settings.
-    pub fn text(paths: Vec<PathBuf>, tokenizer: PathBuf) -> DataOptions {
-        DataOptions::with_source(TokenSource::Text { paths, tokenizer })
-    }
-
-    /// Read token counts from `path`, with the default settings.
-    pub fn counts(path: PathBuf) -> DataOptions {
-        DataOptions::with_source(TokenSource::Counts(path))
-    }
-
-    fn with_source(source: TokenSource) -> DataOptions {
-        DataOptions {
-            source,
-            weighting: Weighting::Sqrt,
-            weight_floor: 0.1,
-            holdout: Holdout::default(),
-            batch: HeldOut::BATCH,
-            max_len: HeldOut::MAX_LEN,
-        }
-    }
-
-    /// Counts the tokens for a table of `n` rows and turns them into weights and held-out
-    /// sentences (chosen by `seed`). `progress(files_done, files, tokens)` hears about a
-    /// corpus's counting.
-    pub fn count(&self, n: usize, seed: u64, progress: &mut dyn FnMut(usize, usize, u64)) -> Result<TokenData> {
-        if !(self.weight_floor >= 0.0 && self.weight_floor.is_finite()) {
-            return Err(Error::InvalidParameter {
-                param: Param::WeightFloor,
-                reason: format!("{} is not a non-negative number", self.weight_floor),
-            });
-        }
-        let (counts, files, skipped, held_out) = match &self.source {
-            TokenSource::Counts(path) => (read_token_counts(path, n)?, 1, 0, None),
-            TokenSource::Text { paths, tokenizer } => {
-                let tokenizer = TextTokenizer::from_file(tokenizer)?;
-                let counted = count_corpus(&tokenizer, paths, n, &self.holdout, seed, progress)?;
-                let sentences: Vec<&str> = counted.held_out.iter().map(String::as_str).collect();
-                let held_out = if sentences.len() >= 2 {
-                    let mut h = HeldOut::new(tokenizer.encode(&sentences)?, tokenizer.pad_id());
-                    (h.batch, h.max_len) = (self.batch, self.max_len);
-                    Some(h)
-                } else {
-                    None
-                };
-                (counted.counts, counted.files, counted.skipped_files.len(), held_out)
-            }
-        };
-        let figures = CorpusFigures {
-            files,
-            skipped_files: skipped,
-            tokens: counts.iter().sum(),
-            seen_rows: counts.iter().filter(|&&c| c > 0).count(),
-            held_out: held_out.as_ref().map_or(0, |h| h.sentences.len()),
-            weighting: self.weighting,
-            weight_floor: self.weight_floor,
-        };
-        let weights = weights(&counts, self.weighting, self.weight_floor);
-        Ok(TokenData { counts, weights, held_out, figures })
-    }
-}
-
-/// What counting found: per-row counts and weights, held-out sentences, figures for the report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenData {
-    /// Occurrences of each row's token, `[n]`.
-    pub counts: Vec<u64>,
-    /// The row weights, `[n]` (`None` for [`Weighting::None`]).
-    pub weights: Option<Vec<f32>>,
-    /// Held-out sentences, when the source was text with at least two of them.
-    pub held_out: Option<HeldOut>,
-    pub figures: CorpusFigures,
-}
-
-/// Where row weights came from, for the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CorpusFigures {
-    /// Files counted (corpus) or the token-count file.
-    pub files: usize,
-    /// Files skipped as not text.
-    pub skipped_files: usize,
-    /// Tokens counted.
-    pub tokens: u64,
-    /// Table rows whose token occurred at least once.
-    pub seen_rows: usize,
-    /// Held-out sentences used for validation.
-    pub held_out: usize,
-    pub weighting: Weighting,
-    pub weight_floor: f64,
 }
 
 #[cfg(test)]

@@ -57,6 +57,10 @@ pub enum Param {
     Validate,
     /// Where large tensors are written (inline or as external data).
     ExternalData,
+    /// How much the tokenizer's prior weighs against token counts.
+    PriorStrength,
+    /// The share of a corpus's documents held out.
+    Holdout,
 }
 
 impl Param {
@@ -88,6 +92,8 @@ impl Param {
             Param::AllowShared => "allow_shared",
             Param::Validate => "validate",
             Param::ExternalData => "external_data",
+            Param::PriorStrength => "prior_strength",
+            Param::Holdout => "holdout",
         }
     }
 }

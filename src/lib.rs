@@ -6,7 +6,7 @@
 //! Concat + MatMul, and (optionally) validates the result with tract. [`compress_to_target`]
 //! searches the smallest such model that keeps a cosine. Data-aware compression (rows
 //! weighted by token frequency, held-out text) is [`Options::data`] with a
-//! [`corpus::DataOptions`]. Only [`onnx::io`] and the command line touch files.
+//! [`data::DataOptions`]. Only [`onnx::io`] and the command line touch files.
 //!
 //! Stages, in order: `pipeline::prepare` -> `pipeline::fit` -> `rewrite` -> [`check`] ->
 //! [`Report`]; [`progress`] names them.
@@ -19,6 +19,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod corpus;
+pub mod data;
 mod error;
 pub mod files;
 pub mod inspect;

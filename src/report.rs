@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::check::{TextValidation, Validation};
-use crate::corpus::CorpusFigures;
+use crate::data::CorpusFigures;
 use crate::onnx::tensor::FloatType;
 use crate::progress::Phase;
 use crate::storage::{Footprint, Size, Storage};

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use onnx_embcomp::corpus::DataOptions;
+use onnx_embcomp::data::DataOptions;
 use onnx_embcomp::inspect::Summary;
 use onnx_embcomp::onnx::io::{read_model_stored, write_model};
 use onnx_embcomp::quant::Bits;
@@ -67,7 +67,7 @@ fn variants(counts: &Path) -> Vec<Variant> {
     let b = |n| Precision::Bits(Bits::new(n).expect("2, 4 or 8"));
     let mut tiered = options(4, b(2), true);
     tiered.1.storage.hot = Some(HotTier { bits: b(4), mass: 0.999 });
-    tiered.0.data = Some(Data::Count(DataOptions::counts(counts.to_path_buf())));
+    tiered.0.data = Some(Data::Count(DataOptions::counts(counts.to_path_buf(), None)));
     vec![
         built("`-k 4 --ratio 0.4 --bits float` (paper layout)", "k4-float", options(4, Precision::Float, false)),
         built("`-k 4 --ratio 0.4` (default, 8-bit coefficients)", "k4-b8", {

@@ -12,6 +12,7 @@ use tract_onnx::prelude::*;
 use super::tract::{Runner, as_f32, cosine, input_values, make_tensor};
 use crate::error::{Error, Param, Result, Role};
 use crate::onnx::Model;
+use crate::prior::{self, Prior};
 use crate::onnx::graph::GraphView;
 use crate::onnx::proto::{ValueInfoProto, tensor_shape_proto::dimension::Value as Dim};
 use crate::onnx::tensor::FloatType;
@@ -74,9 +75,22 @@ pub struct FedInput {
     pub shape: Vec<usize>,
 }
 
+/// How the validation's token ids were drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdSource {
+    /// Uniformly among the table's rows.
+    Uniform,
+    /// As sequences from the tokenizer's prior ([`crate::prior::sample_sequences`]), wrapped
+    /// as the tokenizer wraps a sentence.
+    Prior,
+}
+
 /// The outcome of a validation run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Validation {
+    /// How the token ids were drawn.
+    pub ids: IdSource,
     /// The inputs fed, with their shapes.
     pub inputs: Vec<FedInput>,
     /// Relative Frobenius difference between a rewritten lookup's output and the fitted
@@ -106,8 +120,9 @@ fn exactness_tolerance(dtype: FloatType) -> f64 {
 pub(crate) struct Reference {
     /// The inputs fed, by name.
     fed: Vec<(String, Tensor)>,
-    /// The token ids drawn for each graph input that a lookup reads.
+    /// The token ids drawn for each graph input that a lookup reads, and how.
     ids: Vec<(String, Vec<usize>)>,
+    source: IdSource,
     /// The original's outputs, in graph order.
     outputs: Vec<Tensor>,
     /// Seconds spent loading and running the original.
@@ -117,7 +132,14 @@ pub(crate) struct Reference {
 /// Runs the original model in tract on seeded inputs (token ids below `n`, the table's rows,
 /// for the inputs a lookup of `candidate` reads, drawn with `seed`). An error when tract cannot
 /// load or run it.
-pub(crate) fn run_original(original: &Model, candidate: &Candidate, n: usize, options: &ValidateOptions, seed: u64) -> Result<Reference> {
+pub(crate) fn run_original(
+    original: &Model,
+    candidate: &Candidate,
+    n: usize,
+    options: &ValidateOptions,
+    seed: u64,
+    prior: Option<&Prior>,
+) -> Result<Reference> {
     let start = Instant::now();
     let view = GraphView::new(original.graph());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -140,7 +162,15 @@ pub(crate) fn run_original(original: &Model, candidate: &Candidate, n: usize, op
         let reads_ids = candidate.lookups.iter().any(|l| l.ids_input.as_deref() == Some(name.as_str()));
         let mut token_ids = Vec::new();
         if reads_ids {
-            let drawn: Vec<usize> = (0..count).map(|_| rng.random_range(0..n)).collect();
+            let drawn: Vec<usize> = match prior {
+                // Sequences along the last axis, as a tokenizer would give them.
+                Some(p) => {
+                    let len = shape.last().copied().unwrap_or(count).max(1);
+                    let rows = count / len;
+                    prior::sample_sequences(p, seed, rows, len, &p.begin, &p.end).into_iter().flatten().map(|t| t as usize).collect()
+                }
+                None => (0..count).map(|_| rng.random_range(0..n)).collect(),
+            };
             token_ids = drawn.iter().map(|&t| t as i64).collect();
             ids.push((name.clone(), drawn));
         }
@@ -150,7 +180,8 @@ pub(crate) fn run_original(original: &Model, candidate: &Candidate, n: usize, op
     }
     let outputs = Runner::load(original, Role::Original, &fed, &[])?.run(&fed)?;
     let outputs = outputs.into_iter().map(TValue::into_tensor).collect();
-    Ok(Reference { fed, ids, outputs, seconds: start.elapsed().as_secs_f64() })
+    let source = if prior.is_some() { IdSource::Prior } else { IdSource::Uniform };
+    Ok(Reference { fed, ids, source, outputs, seconds: start.elapsed().as_secs_f64() })
 }
 
 /// Runs the rewritten model on the inputs of `reference` and compares its outputs with the
@@ -164,7 +195,7 @@ pub(crate) fn validate(
     layout: &Layout,
 ) -> Result<Validation> {
     let start = Instant::now();
-    let Reference { fed, ids, outputs: before, seconds } = reference;
+    let Reference { fed, ids, outputs: before, seconds, .. } = reference;
     // Every lookup whose ids come from a fed input is checked against the reconstruction.
     let checked: Vec<(&str, &[usize])> = candidate
         .lookups
@@ -212,6 +243,7 @@ pub(crate) fn validate(
         .map(|(o, (a, b))| compare(o.name(), a, b))
         .collect::<Result<Vec<_>>>()?;
     Ok(Validation {
+        ids: reference.source,
         inputs: fed.iter().map(|(name, t)| FedInput { name: name.clone(), shape: t.shape().to_vec() }).collect(),
         embedding_rel_error,
         outputs,

@@ -12,7 +12,7 @@ mod ids;
 mod text;
 pub(crate) mod tract;
 
-pub use ids::{FedInput, OutputFidelity, ValidateOptions, Validation};
+pub use ids::{FedInput, IdSource, OutputFidelity, ValidateOptions, Validation};
 pub use text::{HeldOut, ModelKind, TextValidation};
 #[doc(hidden)]
 pub use tract::original_loads;
@@ -36,17 +36,19 @@ pub(crate) struct Checked {
 }
 
 impl References {
-    /// Runs the original `model` (table of `n` rows) on random ids drawn with `seed` when
-    /// `validate` is given and on `held_out` text when given.
+    /// Runs the original `model` (table of `n` rows) on random ids drawn with `seed` (from
+    /// `prior` when given, else uniformly) when `validate` is given, and on `held_out` text when
+    /// given.
     pub(crate) fn run(
         model: &Model,
         candidate: &Candidate,
         n: usize,
         validate: Option<&ValidateOptions>,
         seed: u64,
+        prior: Option<&crate::prior::Prior>,
         held_out: Option<&HeldOut>,
     ) -> Result<References> {
-        let ids = validate.map(|v| ids::run_original(model, candidate, n, v, seed)).transpose()?;
+        let ids = validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior)).transpose()?;
         let text = held_out.map(|h| text::run_original_text(model, candidate, h)).transpose()?;
         Ok(References { ids, text })
     }

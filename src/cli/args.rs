@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use crate::corpus::{DataOptions, Holdout, Weighting};
+use crate::corpus::{Holdout, Weighting};
+use crate::data::DataOptions;
 use crate::onnx::io;
 use crate::quant::Bits;
 use crate::{Data, Goal, HotTier, Method, Options, Param, Precision, Setting, Size, Storage, Subspaces, SweepGrid, ValidateOptions};
@@ -260,9 +261,17 @@ pub struct DataArgs {
     /// --tokenizer.
     #[arg(long, value_name = "PATH", num_args = 1.., requires = "tokenizer", conflicts_with = "token_counts")]
     pub corpus: Vec<PathBuf>,
-    /// The model's Hugging Face tokenizer.json, for --corpus.
+    /// The model's Hugging Face tokenizer.json: counts --corpus, and its prior (Unigram
+    /// scores, BPE merge ranks or WordPiece order) is blended into the counts. Alone, without a
+    /// corpus, the prior gives the weights and frequent tiers, and validation draws token
+    /// sequences from it instead of uniform random ids.
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<PathBuf>,
+    /// How much the tokenizer's prior weighs against the counted text (as much as this many
+    /// times the corpus; 0: counts alone), so tokens common in the language but absent from the
+    /// corpus are not treated as never used.
+    #[arg(long, value_name = "S", default_value_t = crate::prior::DEFAULT_STRENGTH)]
+    pub prior_strength: f64,
     /// Token counts computed elsewhere: one `id count` pair per line.
     #[arg(long, value_name = "PATH")]
     pub token_counts: Option<PathBuf>,
@@ -270,26 +279,26 @@ pub struct DataArgs {
     #[arg(long, value_enum, default_value_t = WeightingArg::Sqrt)]
     pub weighting: WeightingArg,
     /// Weight added to every row, as a fraction of the mean weight, so unseen tokens still count.
-    #[arg(long, default_value_t = DataOptions::counts(PathBuf::new()).weight_floor)]
+    #[arg(long, default_value_t = DataOptions::counts(PathBuf::new(), None).weight_floor)]
     pub weight_floor: f64,
-    /// Held-out sentences (never counted) to validate on, at most.
+    /// Held-out sentences (from documents never counted: one in ten files, or blocks of a large
+    /// file) to validate on, at most.
     #[arg(long, default_value_t = Holdout::default().max)]
     pub holdout: usize,
 }
 
 impl DataArgs {
-    /// Data-aware settings, when a corpus or token counts are given.
+    /// Data-aware settings, when a corpus, token counts or the tokenizer are given.
     pub fn options(&self) -> Option<Data> {
-        let mut data = match (&self.token_counts, self.corpus.is_empty()) {
-            (Some(path), _) => DataOptions::counts(path.clone()),
-            (None, false) => {
-                let tokenizer = self.tokenizer.clone().expect("clap requires --tokenizer with --corpus");
-                DataOptions::text(self.corpus.clone(), tokenizer)
-            }
-            (None, true) => return None,
+        let mut data = match (&self.token_counts, self.corpus.is_empty(), &self.tokenizer) {
+            (Some(path), _, tokenizer) => DataOptions::counts(path.clone(), tokenizer.clone()),
+            (None, false, Some(tokenizer)) => DataOptions::text(self.corpus.clone(), tokenizer.clone()),
+            (None, true, Some(tokenizer)) => DataOptions::prior(tokenizer.clone()),
+            (None, _, None) => return None, // (clap requires --tokenizer with --corpus)
         };
         data.weighting = self.weighting.into();
         data.weight_floor = self.weight_floor;
+        data.prior_strength = self.prior_strength;
         data.holdout = Holdout { max: self.holdout, ..Holdout::default() };
         Some(Data::Count(data))
     }
@@ -305,13 +314,17 @@ impl DataArgs {
             a.push("--corpus".into());
             a.extend(self.corpus.iter().map(|p| p.display().to_string()));
         }
-        if let Some(t) = self.tokenizer.as_ref().filter(|_| counts.is_none()) {
+        // (with token counts, the tokenizer's prior is blended in as with the corpus)
+        if let Some(t) = &self.tokenizer {
             a.extend(["--tokenizer".to_string(), t.display().to_string()]);
+        }
+        if self.prior_strength != crate::prior::DEFAULT_STRENGTH {
+            a.extend(["--prior-strength".to_string(), self.prior_strength.to_string()]);
         }
         if self.weighting != WeightingArg::Sqrt {
             a.extend(["--weighting".to_string(), format!("{:?}", self.weighting).to_lowercase()]);
         }
-        let defaults = DataOptions::counts(PathBuf::new());
+        let defaults = DataOptions::counts(PathBuf::new(), None);
         if self.weight_floor != defaults.weight_floor {
             a.extend(["--weight-floor".to_string(), self.weight_floor.to_string()]);
         }
@@ -485,6 +498,8 @@ pub fn flag(param: Param) -> &'static str {
         Param::AllowShared => "--allow-shared",
         Param::Validate => "--no-validate",
         Param::ExternalData => "--external-data",
+        Param::PriorStrength => "--prior-strength",
+        Param::Holdout => "--holdout",
         // Settings without a flag keep their library name.
         other => other.name(),
     }

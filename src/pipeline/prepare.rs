@@ -10,7 +10,7 @@ use ndarray::Array2;
 use super::setting::{Data, FitTuning, Options, Plan, Setting};
 use crate::check::References;
 use crate::cluster::linalg;
-use crate::corpus::CorpusFigures;
+use crate::data::{CorpusFigures, TokenStats};
 use crate::error::{Error, Param, Result, Role};
 use crate::onnx::Model;
 use crate::onnx::graph::GraphView;
@@ -32,23 +32,15 @@ pub(crate) struct Tiers {
 }
 
 impl Tiers {
-    /// The fewest rows whose counts cover `mass` of all counted tokens (most frequent first,
-    /// ties to the lower id), and the rest.
-    pub(crate) fn of(counts: &[u64], mass: f64) -> Tiers {
-        let total: u64 = counts.iter().sum();
-        let mut order: Vec<usize> = (0..counts.len()).collect();
-        order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
-        let (mut covered, mut taken) = (0u64, 0usize);
-        while taken < order.len() && (covered as f64) < mass * total as f64 {
-            covered += counts[order[taken]];
-            taken += 1;
-        }
-        let mut hot = order[..taken].to_vec();
-        hot.sort_unstable();
-        let mut is_hot = vec![false; counts.len()];
+    /// The frequent tier covering `mass` ([`TokenStats::tier`]), and the rest.
+    pub(crate) fn of(stats: &TokenStats, mass: f64) -> Tiers {
+        let hot = stats.tier(mass);
+        let n = stats.counts.as_ref().map(Vec::len).or(stats.prior.as_ref().map(|p| p.probabilities.len())).unwrap_or(0);
+        let mut is_hot = vec![false; n];
         hot.iter().for_each(|&t| is_hot[t] = true);
-        let cold = (0..counts.len()).filter(|&t| !is_hot[t]).collect();
-        Tiers { asked: mass, hot, cold, mass: if total > 0 { covered as f64 / total as f64 } else { 0.0 } }
+        let cold = (0..n).filter(|&t| !is_hot[t]).collect();
+        let mass_covered = stats.covered(&hot);
+        Tiers { asked: mass, hot, cold, mass: mass_covered }
     }
 }
 
@@ -77,8 +69,8 @@ pub(crate) struct Prepared<'m> {
     gram_eigenvalues: OnceLock<Vec<f64>>,
     pub(crate) references: References,
     pub(crate) corpus: Option<CorpusFigures>,
-    /// Token counts `[n]`, when data-aware.
-    pub(crate) counts: Option<Vec<u64>>,
+    /// Token statistics (counts, the tokenizer's prior), when data-aware.
+    pub(crate) tokens: Option<TokenStats>,
     /// With a frequent-token tier in the setting: its rows and the others, each increasing.
     pub(crate) tiers: Option<Tiers>,
     /// What the run fixes for every candidate: the seed, the fit's tuning, threads, and
@@ -137,7 +129,7 @@ impl<'m> Prepared<'m> {
         }
 
         let mut corpus = None;
-        let mut counts = None;
+        let mut tokens = None;
         let (mut weights, mut held_out) = (None, None);
         match &options.data {
             Some(Data::Count(data)) => {
@@ -148,14 +140,14 @@ impl<'m> Prepared<'m> {
                 clock.lap(&mut seconds, Stage::Count);
                 (weights, held_out) = (counted.weights, counted.held_out);
                 corpus = Some(counted.figures);
-                counts = Some(counted.counts);
+                tokens = Some(counted.stats);
             }
             Some(Data::Given { weights: w, held_out: h }) => (weights, held_out) = (Some(w.clone()), h.clone()),
             None => {}
         }
-        let tiers = match (setting.and_then(|s| s.storage.hot), &counts) {
+        let tiers = match (setting.and_then(|s| s.storage.hot), &tokens) {
             (None, _) => None,
-            (Some(h), Some(c)) => Some(Tiers::of(c, h.mass)),
+            (Some(h), Some(t)) => Some(Tiers::of(t, h.mass)),
             (Some(_), None) => return Err(no_counts()),
         };
         check_weights(weights.as_deref(), n)?;
@@ -170,11 +162,12 @@ impl<'m> Prepared<'m> {
         let references = match &options.validate {
             Some(validate) => {
                 progress(Progress::Stage(Stage::RunOriginal));
-                let r = References::run(model, &candidate, n, Some(validate), options.seed, held_out.as_ref())?;
+                let prior = tokens.as_ref().and_then(|t| t.prior.as_ref());
+                let r = References::run(model, &candidate, n, Some(validate), options.seed, prior, held_out.as_ref())?;
                 clock.lap(&mut seconds, Stage::RunOriginal);
                 r
             }
-            None => References::run(model, &candidate, n, None, options.seed, None)?,
+            None => References::run(model, &candidate, n, None, options.seed, None, None)?,
         };
 
         progress(Progress::Stage(Stage::Prepare));
@@ -198,7 +191,7 @@ impl<'m> Prepared<'m> {
             gram_eigenvalues: OnceLock::new(),
             references,
             corpus,
-            counts,
+            tokens,
             tiers,
             run,
             seconds,
@@ -229,9 +222,9 @@ impl<'m> Prepared<'m> {
     /// The frequent tier covering `mass` of the counted tokens: the prepared setting's when it
     /// is that one, else computed from the counts; an error without counts.
     pub(crate) fn tiers_for(&self, mass: f64) -> Result<Cow<'_, Tiers>> {
-        match (&self.tiers, &self.counts) {
+        match (&self.tiers, &self.tokens) {
             (Some(t), _) if t.asked == mass => Ok(Cow::Borrowed(t)),
-            (_, Some(c)) => Ok(Cow::Owned(Tiers::of(c, mass))),
+            (_, Some(stats)) => Ok(Cow::Owned(Tiers::of(stats, mass))),
             _ => Err(no_counts()),
         }
     }
@@ -265,7 +258,7 @@ impl<'m> Prepared<'m> {
 fn no_counts() -> Error {
     Error::InvalidParameter {
         param: Param::HotBits,
-        reason: "a frequent-token tier needs token counts: give a corpus or token counts".into(),
+        reason: "a frequent-token tier needs token statistics: give a corpus, token counts or the model's tokenizer".into(),
     }
 }
 

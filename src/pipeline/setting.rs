@@ -8,7 +8,7 @@
 
 use crate::check::{HeldOut, ValidateOptions};
 use crate::cluster::{Budget, FitParams};
-use crate::corpus::DataOptions;
+use crate::data::DataOptions;
 use crate::error::{Error, Param, Result};
 use crate::onnx::tensor::FloatType;
 use crate::quant::QuantParams;

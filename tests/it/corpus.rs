@@ -35,23 +35,59 @@ fn counts_are_exact_on_a_tiny_corpus() {
 }
 
 #[test]
-fn held_out_sentences_are_never_counted() {
+fn held_out_documents_are_never_counted() {
+    let dir = tempdir();
+    // One word of its own in each of 20 files: its count says whether its file was counted.
+    let words: Vec<String> = (0..20u8).map(|i| format!("x{}", char::from(b'a' + i))).collect();
+    let mut vocab: Vec<&str> = vec!["the", "cat", "sat", "on", "mat"];
+    vocab.extend(words.iter().map(String::as_str));
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(&path, fixtures::word_level_tokenizer(&vocab)).unwrap();
+    let tok = TextTokenizer::from_file(&path).unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    for (i, w) in words.iter().enumerate() {
+        let lines: Vec<String> = (0..5).map(|j| format!("the cat sat on the mat {}", format!("{w} ").repeat(j + 1)).trim().to_string()).collect();
+        std::fs::write(docs.join(format!("{i:02}.txt")), lines.join("\n")).unwrap();
+    }
+    let n = 4 + vocab.len();
+    let tenth = Holdout { fraction: 0.1, max: 100 };
+    let c = count_corpus(&tok, std::slice::from_ref(&docs), n, &tenth, 7, &mut |_, _, _| {}).unwrap();
+    // Each small file is a document; one in each run of ten is held out.
+    assert_eq!((c.documents, c.held_out_documents), (20, 2));
+    let held: Vec<&String> = words.iter().filter(|w| c.counts[4 + vocab.iter().position(|v| v == *w).unwrap()] == 0).collect();
+    assert_eq!(held.len(), 2, "{:?}", c.counts);
+    // Every held-out sentence is from a held-out file, and those files gave all theirs.
+    for s in &c.held_out {
+        assert!(held.iter().any(|w| s.ends_with(w.as_str())), "{s} is from a counted file");
+    }
+    assert_eq!(c.held_out.len(), 10);
+    assert_eq!(c.tokens, 18 * 5 * 2 + 18 * (6 * 5 + 15));
+    // The seed picks others, the same seed the same.
+    let again = count_corpus(&tok, std::slice::from_ref(&docs), n, &tenth, 7, &mut |_, _, _| {}).unwrap();
+    assert_eq!(again, c);
+    let other = count_corpus(&tok, std::slice::from_ref(&docs), n, &tenth, 8, &mut |_, _, _| {}).unwrap();
+    assert_ne!(other.counts, c.counts);
+    // Every document held out: nothing is left to count.
+    let all = Holdout { fraction: 1.0, max: 3 };
+    let e = count_corpus(&tok, std::slice::from_ref(&docs), n, &all, 7, &mut |_, _, _| {}).unwrap_err().to_string();
+    assert!(e.contains("no text to count") && e.contains("20 of 20 documents held out"), "{e}");
+}
+
+#[test]
+fn one_large_file_is_cut_into_documents() {
     let dir = tempdir();
     let tok = tiny_tokenizer(dir.path());
-    let lines: Vec<String> =
-        (0..50).map(|i| format!("the cat sat on the mat {}", "dog ".repeat(i % 5 + 1)).trim().to_string()).collect();
+    let lines: Vec<String> = (0..2000).map(|i| format!("the cat sat on the mat {}", "dog ".repeat(i % 5 + 1)).trim().to_string()).collect();
     let file = dir.path().join("c.txt");
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let all = Holdout { fraction: 1.0, max: 3 };
-    let c = count_corpus(&tok, std::slice::from_ref(&file), 10, &all, 7, &mut |_, _, _| {});
-    // Every line is a held-out sentence: nothing is left to count.
-    assert!(c.unwrap_err().to_string().contains("no text to count"));
-    let some = Holdout { fraction: 0.5, max: 100 };
-    let c = count_corpus(&tok, std::slice::from_ref(&file), 10, &some, 7, &mut |_, _, _| {}).unwrap();
-    // 5 distinct lines; held-out ones are distinct and each counted line adds one [CLS].
-    assert!(!c.held_out.is_empty() && c.held_out.len() < 5, "{:?}", c.held_out);
-    let held_copies = lines.iter().filter(|l| c.held_out.contains(l)).count() as u64;
-    assert_eq!(c.counts[1], 50 - held_copies);
-    let again = count_corpus(&tok, std::slice::from_ref(&file), 10, &some, 7, &mut |_, _, _| {}).unwrap();
-    assert_eq!(again, c);
+    let c = count_corpus(&tok, std::slice::from_ref(&file), 10, &Holdout::default(), 0, &mut |_, _, _| {}).unwrap();
+    // About 50 blocks of contiguous lines, one in ten held out.
+    assert!((45..=55).contains(&c.documents), "{}", c.documents);
+    assert!((c.documents / 10..=c.documents / 10 + 1).contains(&c.held_out_documents), "{} of {}", c.held_out_documents, c.documents);
+    // Each counted line adds one [CLS]; the held-out blocks' lines none (blocks of about 1/50).
+    let held = 2000 - c.counts[1];
+    let per_block = 2000 / c.documents as u64;
+    assert!(held >= (per_block - 1) * c.held_out_documents as u64 && held <= (per_block + 1) * c.held_out_documents as u64, "{held}");
+    assert!(!c.held_out.is_empty());
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use onnx_embcomp::onnx::io::read_model;
 use onnx_embcomp::onnx::proto::tensor_proto::DataType;
 use onnx_embcomp::onnx::tensor::FloatType;
-use onnx_embcomp::corpus::DataOptions;
+use onnx_embcomp::data::DataOptions;
 use onnx_embcomp::{Data, Method, Model, Options, Size, Subspaces, compress};
 
 use crate::fixtures;

@@ -89,8 +89,7 @@ fn run<'m>(
     let (prepared, _) = Prepared::new(model, options, None, progress)?;
     let prepare_seconds = clock.elapsed();
     let (n, d) = (prepared.candidate.rows, prepared.candidate.cols);
-    let counts = prepared.counts.is_some();
-    let all = settings(grid, &grid.storage, counts, n, d);
+    let all = settings(grid, &grid.storage, prepared.tokens.is_some(), n, d);
     // Each point's plan: those whose other rows do not fit the size under their tier are
     // dropped as the others that do not fit are.
     let (all, plans): (Vec<GridPoint>, Vec<Plan>) = all.into_iter().filter_map(|p| prepared.plan(&p.setting).ok().map(|plan| (p, plan))).unzip();
@@ -146,7 +145,7 @@ fn run<'m>(
         }
     }
     mark_front(&mut kept);
-    let counts = prepared.counts.clone();
+    let counts = prepared.tokens.as_ref().and_then(|t| t.counts.clone());
     let points_seconds = clock.elapsed();
     Ok((prepared, Sweep { points: kept, fp32_bytes, kind, prepare_seconds, points_seconds, table_kept, skipped, counts }, kept_plans))
 }
