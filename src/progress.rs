@@ -17,6 +17,8 @@ pub enum Stage {
     RunOriginal,
     /// Decoding and weighting the table.
     Prepare,
+    /// A search's candidates: fitted, stored and checked until the choice is made.
+    Search,
     /// Fitting the subspaces (all the k tried).
     Fit,
     /// Storing the fitted rows (quantizing them, tiers).
@@ -41,6 +43,7 @@ impl Stage {
             Stage::Count => "count tokens",
             Stage::RunOriginal => "run original",
             Stage::Prepare => "prepare",
+            Stage::Search => "search",
             Stage::Fit => "fit",
             Stage::Store => "store",
             Stage::SvdBaseline => "svd baseline",

@@ -67,6 +67,8 @@ pub struct Report {
     /// chosen. Plain 8- and 4-bit storage are always among them: the reference.
     pub points: Vec<Point>,
     pub chosen: Option<usize>,
+    /// Points of the family a search did not check: none could be smaller than the choice.
+    pub skipped: usize,
     /// Token statistics the weights came from, when data-aware.
     pub corpus: Option<CorpusFigures>,
     /// Input size in bytes, external-data files included (filled in by the caller that read it).

@@ -85,7 +85,11 @@ pub fn report(r: &Report) -> String {
     let _ = writeln!(s, "fit error   {:.4} {what}{weighted} ({} iterations){svd}", r.fit.relative_error, r.fit.iterations);
     if let Some(v) = &r.validation {
         let inputs: Vec<String> = v.inputs.iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
-        let _ = writeln!(s, "validation  tract, inputs {}", inputs.join(", "));
+        let ids = match v.ids {
+            crate::check::IdSource::Prior => "token sequences from the tokenizer's prior",
+            crate::check::IdSource::Uniform => "uniform random ids",
+        };
+        let _ = writeln!(s, "validation  tract, {ids}, inputs {}", inputs.join(", "));
         if let Some(e) = v.embedding_rel_error {
             let _ = writeln!(s, "            lookup output = fitted reconstruction (relative difference {e:.1e})");
         }
@@ -99,15 +103,48 @@ pub fn report(r: &Report) -> String {
         }
     }
     if let Some(c) = &r.corpus {
+        let counted = match (c.prior, c.files) {
+            (Some(p), 0) => format!("the tokenizer's prior alone ({}; no corpus)", prior_name(p)),
+            (Some(p), _) => format!("token counts blended with the tokenizer's prior ({}, strength {})", prior_name(p), c.prior_strength.unwrap_or(0.0)),
+            (None, _) => "token counts".to_string(),
+        };
         let scheme = match c.weighting {
             crate::corpus::Weighting::None => "none (--weighting none)".to_string(),
-            w => format!("{w:?} of token counts + {} x mean", c.weight_floor).to_lowercase(),
+            w => format!("{} of {counted} + {} x mean", format!("{w:?}").to_lowercase(), c.weight_floor),
         };
-        let _ = writeln!(
-            s,
-            "weights     {scheme}; {} tokens from {} file(s), {} of {n} rows seen, {} held-out sentences",
-            c.tokens, c.files, c.seen_rows, c.held_out
-        );
+        let _ = writeln!(s, "weights     {scheme}");
+        if c.files > 0 {
+            let docs = if c.documents > 0 { format!(", {} of {} documents held out", c.held_out_documents, c.documents) } else { String::new() };
+            let _ = writeln!(
+                s,
+                "counts      {} tokens from {} file(s){docs}; {} of {n} rows seen ({:.1}%)",
+                c.tokens,
+                c.files,
+                c.seen_rows,
+                100.0 * c.seen_rows as f64 / n as f64
+            );
+        }
+        if c.held_out > 0 {
+            let _ = writeln!(
+                s,
+                "            {} held-out sentences, {} tokens, {} ({:.1}%) of rows the count never saw",
+                c.held_out,
+                c.held_out_tokens,
+                c.held_out_unseen_tokens,
+                100.0 * c.held_out_unseen_tokens as f64 / c.held_out_tokens.max(1) as f64
+            );
+        }
+        if c.files > 0 && (c.seen_rows as f64) < 0.5 * n as f64 {
+            let ids = r.validation.as_ref().map_or("random ids", |v| match v.ids {
+                crate::check::IdSource::Prior => "token sequences drawn from the tokenizer's prior",
+                crate::check::IdSource::Uniform => "uniform random ids",
+            });
+            let _ = writeln!(
+                s,
+                "note        the corpus saw only {:.0}% of the rows: the held-out figure is for text like it; on {ids} (the validation line) the rest shows",
+                100.0 * c.seen_rows as f64 / n as f64
+            );
+        }
     }
     if let Some(t) = &r.text_validation {
         let extra = match (t.nn_agreement, t.top1_agreement, t.mean_kl) {
@@ -122,7 +159,11 @@ pub fn report(r: &Report) -> String {
         );
     }
     if let Some(c) = r.chosen {
-        let _ = writeln!(s, "search      {} points of the family, on {}:", r.points.len(), r.points[c].on);
+        let skipped = match r.skipped {
+            0 => String::new(),
+            k => format!(" ({k} more not checked: none could be smaller than the choice)"),
+        };
+        let _ = writeln!(s, "search      {} points of the family, smallest first, on {}{skipped}:", r.points.len(), r.points[c].on);
         for (i, p) in r.points.iter().enumerate() {
             let mark = if i == c { " <- chosen" } else if p.on_front { " (front)" } else { "" };
             let _ = writeln!(s, "            {:<18} {:>10} bytes {:>6.2}%  mean cosine {:.4}{mark}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine);
@@ -146,6 +187,16 @@ pub fn report(r: &Report) -> String {
     let phases: Vec<String> = r.seconds.iter().map(|p| format!("{} {:.2}s", p.phase, p.seconds)).collect();
     let _ = writeln!(s, "time        {}", phases.join(", "));
     s
+}
+
+/// What a prior's probabilities came from, in a few words.
+fn prior_name(p: crate::prior::PriorSource) -> &'static str {
+    match p {
+        crate::prior::PriorSource::UnigramScores => "Unigram scores",
+        crate::prior::PriorSource::BpeMerges => "BPE merge ranks",
+        crate::prior::PriorSource::VocabularyOrder => "vocabulary order",
+        crate::prior::PriorSource::Uniform => "uniform",
+    }
 }
 
 /// An inspect summary as text; `verbose` adds every rejected Gather and why.

@@ -219,6 +219,7 @@ fn assemble(
         probes: Vec::new(),
         points: Vec::new(),
         chosen: None,
+        skipped: 0,
         corpus: prepared.corpus.clone(),
         bytes_before: None,
         bytes_after: None,

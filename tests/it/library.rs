@@ -377,3 +377,71 @@ fn a_sweep_gives_the_same_points_on_one_thread_or_several() {
         assert_eq!(a.on_front, b.on_front, "{}", a.label);
     }
 }
+
+/// One seed decides every random choice: the same `Options.seed` gives the same bytes through
+/// library calls with a corpus (the held-out documents, the fit, the validation ids), another
+/// seed holds out other documents.
+#[test]
+fn the_same_seed_gives_the_same_bytes_with_a_corpus() {
+    let dir = crate::cli::corpus_dir();
+    let model = read_model(&fixture("encoder.onnx")).unwrap();
+    let run = |seed: u64| {
+        let mut options = data_aware(dir.path());
+        options.seed = seed;
+        let (out, report) = compress(&model, &options, &crate::float_setting(), &mut |_| {}).unwrap();
+        (out.encode(), report.corpus.expect("corpus figures").tokens)
+    };
+    let (a, tokens_a) = run(5);
+    let (b, tokens_b) = run(5);
+    assert_eq!(a, b, "the same seed gave other bytes");
+    assert_eq!(tokens_a, tokens_b);
+    let (c, tokens_c) = run(6);
+    assert_ne!(a, c, "the seed changed nothing");
+    assert_ne!(tokens_a, tokens_c, "the seed did not choose the held-out documents");
+}
+
+/// Every rule of a setting fails with the parameter named, before the original model runs and
+/// before any fit.
+#[test]
+fn every_setting_rule_fails_before_the_fit() {
+    use onnx_embcomp::{Error, Param, Precision, Progress, Stage, Storage};
+    let model = fixtures::encoder(); // 1000 x 64
+    let storage = |bits: Precision| {
+        let mut s = Storage::default();
+        s.bits = bits;
+        s
+    };
+    let b = |n| Precision::Bits(onnx_embcomp::quant::Bits::new(n).unwrap());
+    let subspaces = |k, size| onnx_embcomp::Setting::new(Method::Subspaces { k, size, adaptive: false }, storage(b(8)));
+    let mut block0 = storage(b(4));
+    block0.block = 0;
+    let mut mass = storage(b(2));
+    mass.hot = Some(onnx_embcomp::HotTier { bits: b(4), mass: 1.5 });
+    let mut no_counts = storage(b(2));
+    no_counts.hot = Some(onnx_embcomp::HotTier { bits: b(4), mass: 0.9 });
+    let cases: Vec<(onnx_embcomp::Setting, Param)> = vec![
+        (subspaces(Subspaces::Fixed(0), Size::Ratio(0.4)), Param::K),
+        (subspaces(Subspaces::Fixed(2000), Size::Ratio(0.4)), Param::K),
+        (subspaces(Subspaces::Auto, Size::Dim(4)), Param::K),
+        (subspaces(Subspaces::Fixed(4), Size::Dim(0)), Param::J),
+        (subspaces(Subspaces::Fixed(4), Size::Dim(64)), Param::J),
+        (subspaces(Subspaces::Fixed(4), Size::Ratio(0.0)), Param::Ratio),
+        (subspaces(Subspaces::Fixed(4), Size::Ratio(1.0)), Param::Ratio),
+        (subspaces(Subspaces::Fixed(8), Size::Ratio(0.99)), Param::Ratio),
+        (onnx_embcomp::Setting::new(Method::default(), block0), Param::Block),
+        (onnx_embcomp::Setting::plain(storage(Precision::Float)), Param::Plain),
+        (onnx_embcomp::Setting::plain(mass), Param::HotMass),
+        (onnx_embcomp::Setting::plain(no_counts), Param::HotBits),
+    ];
+    for (setting, param) in cases {
+        let mut stages = Vec::new();
+        let e = compress(&model, &crate::float_options(), &setting, &mut |p| {
+            if let Progress::Stage(s) = p {
+                stages.push(s)
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(&e, Error::InvalidParameter { param: p, .. } if *p == param), "{setting:?}: {e}");
+        assert!(!stages.contains(&Stage::RunOriginal) && !stages.contains(&Stage::Fit), "{setting:?}: {stages:?}");
+    }
+}

@@ -11,6 +11,7 @@ mod library;
 mod properties;
 mod real_models;
 mod runtimes;
+mod words;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -235,9 +235,11 @@ pub fn compress_to_front(
             sweep.points[i].label, report.embedding_bytes_after, sweep.points[i].bytes
         )));
     }
-    report.seconds = [prepared.seconds.clone(), report.seconds].concat();
+    let search = crate::progress::Phase { phase: crate::progress::Stage::Search, seconds: sweep.points_seconds };
+    report.seconds = [prepared.seconds.clone(), vec![search], report.seconds].concat();
     report.points = sweep.points.clone();
     report.chosen = Some(i);
+    report.skipped = sweep.skipped;
     Ok((built.model, report, sweep))
 }
 
