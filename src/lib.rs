@@ -23,6 +23,7 @@ pub mod data;
 mod error;
 pub mod files;
 pub mod inspect;
+pub mod metrics;
 pub mod onnx;
 mod pipeline;
 pub mod prior;

@@ -9,7 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tract_onnx::prelude::*;
 
-use super::tract::{Runner, as_f32, cosine, input_values, make_tensor};
+use super::tract::{Runner, as_f32, input_values, make_tensor};
+use crate::metrics::cosine;
 use crate::error::{Error, Param, Result, Role};
 use crate::onnx::Model;
 use crate::prior::{self, Prior};
@@ -226,7 +227,7 @@ pub(crate) fn validate(
             diff += ((g - e) as f64).powi(2);
             norm += (*e as f64).powi(2);
         }
-        let rel = crate::cluster::linalg::relative_frobenius(diff, norm);
+        let rel = crate::metrics::relative_frobenius(diff, norm);
         if rel.is_nan() || rel > exactness_tolerance(candidate.dtype) {
             return Err(Error::ValidationMismatch(format!(
                 "the rewritten lookup '{output}' differs from the fitted reconstruction by {rel:.3e} (relative)"
@@ -292,7 +293,7 @@ fn compare(name: &str, a: &Tensor, b: &Tensor) -> Result<OutputFidelity> {
     let mean_cosine = is_float.then(|| {
         let last = shape.last().copied().unwrap_or(1).max(1);
         let cosines: Vec<f64> = x.chunks(last).zip(y.chunks(last)).map(|(p, q)| cosine(p, q)).collect();
-        cosines.iter().sum::<f64>() / cosines.len().max(1) as f64
+        crate::metrics::mean(&cosines)
     });
     Ok(OutputFidelity { name: name.into(), shape, max_abs_diff, mean_cosine })
 }

@@ -16,7 +16,7 @@ pub use ids::{FedInput, IdSource, OutputFidelity, ValidateOptions, Validation};
 pub use text::{HeldOut, ModelKind, TextValidation};
 #[doc(hidden)]
 pub use tract::original_loads;
-pub use tract::cosine;
+pub use crate::metrics::cosine;
 
 use crate::error::Result;
 use crate::onnx::Model;

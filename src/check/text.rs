@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde::Serialize;
 use tract_onnx::prelude::*;
 
-use super::tract::{Runner, as_f32, cosine, input_values, make_tensor};
+use super::tract::{Runner, as_f32, input_values, make_tensor};
+use crate::metrics::{cosine, kl_divergence, mean};
 use crate::error::{Error, Result, Role};
 use crate::onnx::Model;
 use crate::onnx::graph::GraphView;
@@ -190,7 +191,6 @@ pub(crate) fn compare_text(reference: &TextReference, original: &Model, rewritte
             nn_agreement = Some(agree as f64 / a.len() as f64);
         }
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let decoder = reference.kind == ModelKind::Decoder;
     Ok(TextValidation {
         kind: reference.kind,
@@ -296,16 +296,6 @@ fn argmax(v: &[f32]) -> usize {
     (1..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
 }
 
-/// KL(softmax(p) || softmax(q)) in nats.
-fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
-    let log_softmax = |x: &[f32]| -> Vec<f64> {
-        let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln() + m;
-        x.iter().map(|&v| v as f64 - lse).collect()
-    };
-    let (lp, lq) = (log_softmax(p), log_softmax(q));
-    lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum::<f64>().max(0.0)
-}
 
 #[cfg(test)]
 mod tests {

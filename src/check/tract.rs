@@ -185,13 +185,3 @@ pub(crate) fn as_f32(v: &Tensor) -> TractResult<Vec<f32>> {
     Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())
 }
 
-/// Cosine similarity; 1 for two zero vectors.
-pub fn cosine(p: &[f32], q: &[f32]) -> f64 {
-    let (mut pq, mut pp, mut qq) = (0f64, 0f64, 0f64);
-    for (&a, &b) in p.iter().zip(q) {
-        pq += a as f64 * b as f64;
-        pp += a as f64 * a as f64;
-        qq += b as f64 * b as f64;
-    }
-    if pp == 0.0 && qq == 0.0 { 1.0 } else { pq / (pp.sqrt() * qq.sqrt()).max(f64::MIN_POSITIVE) }
-}

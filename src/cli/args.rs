@@ -40,7 +40,7 @@ pub enum ExternalDataArg {
 
 impl ExternalDataArg {
     /// The write options for an output of the input read as `stored`.
-    pub fn write_options(self, stored: &io::Stored) -> io::WriteOptions {
+    pub fn write_options(self, stored: &io::InputFiles) -> io::WriteOptions {
         let external_data = match self {
             Self::Auto => io::ExternalData::like(stored),
             Self::Always => io::ExternalData::Always,

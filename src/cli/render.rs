@@ -117,28 +117,28 @@ pub fn report(r: &Report) -> String {
             let docs = if c.documents > 0 { format!(", {} of {} documents held out", c.held_out_documents, c.documents) } else { String::new() };
             let _ = writeln!(
                 s,
-                "counts      {} tokens from {} file(s){docs}; {} of {n} rows seen ({:.1}%)",
+                "counts      {} tokens from {} file(s){docs}; {} of {n} rows seen ({:.1}%); {} held-out sentences",
                 c.tokens,
                 c.files,
                 c.seen_rows,
-                100.0 * c.seen_rows as f64 / n as f64
+                100.0 * c.seen_rows as f64 / n as f64,
+                c.held_out
             );
         }
         if c.held_out > 0 {
             let _ = writeln!(
                 s,
-                "            {} held-out sentences, {} tokens, {} ({:.1}%) of rows the count never saw",
-                c.held_out,
+                "            their {} tokens: {} ({:.1}%) of rows the count never saw",
                 c.held_out_tokens,
                 c.held_out_unseen_tokens,
                 100.0 * c.held_out_unseen_tokens as f64 / c.held_out_tokens.max(1) as f64
             );
         }
-        if c.files > 0 && (c.seen_rows as f64) < 0.5 * n as f64 {
-            let ids = r.validation.as_ref().map_or("random ids", |v| match v.ids {
+        if let (true, Some(v)) = (c.files > 0 && (c.seen_rows as f64) < 0.5 * n as f64, &r.validation) {
+            let ids = match v.ids {
                 crate::check::IdSource::Prior => "token sequences drawn from the tokenizer's prior",
                 crate::check::IdSource::Uniform => "uniform random ids",
-            });
+            };
             let _ = writeln!(
                 s,
                 "note        the corpus saw only {:.0}% of the rows: the held-out figure is for text like it; on {ids} (the validation line) the rest shows",

@@ -44,7 +44,7 @@ pub struct FitEvent {
 impl Clustering {
     /// Relative Frobenius error of the reconstruction: `sqrt(cost / energy)`.
     pub fn relative_error(&self) -> f64 {
-        super::linalg::relative_frobenius(self.cost, self.energy)
+        crate::metrics::relative_frobenius(self.cost, self.energy)
     }
 
     /// The rows of each cluster, in increasing order.

@@ -123,11 +123,6 @@ pub(crate) fn scale_rows(mut x: ArrayViewMut2<f32>, weights: &[f32]) {
     }
 }
 
-/// A relative Frobenius error from squared sums: `sqrt(diff / norm)`, or `sqrt(diff)` when the
-/// reference is zero.
-pub(crate) fn relative_frobenius(diff: f64, norm: f64) -> f64 {
-    if norm > 0.0 { (diff / norm).sqrt() } else { diff.sqrt() }
-}
 
 /// All eigenvalues of a symmetric matrix `[d, d]`, in decreasing order.
 /// Reads the lower triangle of g only.

@@ -225,7 +225,7 @@ pub fn read_model(path: &Path) -> Result<Model> {
 
 /// How a model read by [`read_model_stored`] was stored on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stored {
+pub struct InputFiles {
     /// Bytes of the model file itself.
     pub model_bytes: u64,
     /// Bytes on disk in all: the model file plus every distinct external-data file its tensors
@@ -236,7 +236,7 @@ pub struct Stored {
     pub external_files: Vec<PathBuf>,
 }
 
-impl Stored {
+impl InputFiles {
     /// Whether any tensor was stored as external data.
     pub fn has_external_data(&self) -> bool {
         !self.external_files.is_empty()
@@ -264,7 +264,7 @@ impl Stored {
         Ok(())
     }
 
-    /// [`Stored::check_output`] for a file beside the model that is not a model (a report, a
+    /// [`InputFiles::check_output`] for a file beside the model that is not a model (a report, a
     /// plot): refused when it is one of the input's external-data files.
     pub fn check_side_output(&self, path: &Path) -> Result<()> {
         self.check_output(path, &WriteOptions { external_data: ExternalData::Never })
@@ -272,7 +272,7 @@ impl Stored {
 }
 
 /// Reads and decodes the model at `path`, with its external data, and says how it was stored.
-pub fn read_model_stored(path: &Path) -> Result<(Model, Stored)> {
+pub fn read_model_stored(path: &Path) -> Result<(Model, InputFiles)> {
     let bytes = fs::read(path).map_err(|source| Error::Read { path: path.into(), source })?;
     let model_bytes = bytes.len() as u64;
     let (model, files) = Model::decode_with_files(Bytes::from(bytes), Some(parent_folder(path)), path)?;
@@ -281,7 +281,7 @@ pub fn read_model_stored(path: &Path) -> Result<(Model, Stored)> {
     let files: Vec<(PathBuf, u64)> = files.into_iter().filter(|(p, _)| Some(p) != itself.as_ref()).collect();
     let file_bytes = model_bytes + files.iter().map(|(_, bytes)| bytes).sum::<u64>();
     let external_files = files.into_iter().map(|(p, _)| p).collect();
-    Ok((model, Stored { model_bytes, file_bytes, external_files }))
+    Ok((model, InputFiles { model_bytes, file_bytes, external_files }))
 }
 
 /// Tensors holding at least this many bytes of raw data move to the external-data file when
@@ -305,7 +305,7 @@ pub enum ExternalData {
 impl ExternalData {
     /// The layout of the input read as `stored`: [`Always`](Self::Always) when it had external
     /// data, else [`IfTooLarge`](Self::IfTooLarge). (`--external-data auto`.)
-    pub fn like(stored: &Stored) -> ExternalData {
+    pub fn like(stored: &InputFiles) -> ExternalData {
         if stored.has_external_data() { ExternalData::Always } else { ExternalData::IfTooLarge }
     }
 }
@@ -614,7 +614,7 @@ mod tests {
         fs::write(&inline, two_big_tensors().encode()).unwrap();
         let (_, stored) = read_model_stored(&inline).unwrap();
         let bytes = size("inline.onnx");
-        assert_eq!(stored, Stored { model_bytes: bytes, file_bytes: bytes, external_files: vec![] });
+        assert_eq!(stored, InputFiles { model_bytes: bytes, file_bytes: bytes, external_files: vec![] });
         assert_eq!(ExternalData::like(&stored), ExternalData::IfTooLarge);
     }
 
@@ -666,7 +666,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         data_file(dir.path(), "in.onnx.data");
         let data = dir.path().join("in.onnx.data").canonicalize().unwrap();
-        let stored = Stored { external_files: vec![data], ..Default::default() };
+        let stored = InputFiles { external_files: vec![data], ..Default::default() };
         let check = |name: &str, external_data| stored.check_output(&dir.path().join(name), &WriteOptions { external_data });
         let e = check("in.onnx.data", ExternalData::Never).unwrap_err().to_string();
         assert!(e.contains("holds external data of the input model"), "{e}");

@@ -249,7 +249,7 @@ impl<'m> Prepared<'m> {
         };
         let energy: f64 = eig.iter().map(|&e| e.max(0.0)).sum();
         let rest: f64 = eig[rank.min(d)..].iter().map(|&e| e.max(0.0)).sum();
-        let relative_error = linalg::relative_frobenius(rest, energy);
+        let relative_error = crate::metrics::relative_frobenius(rest, energy);
         Ok(SvdFigures { rank, numbers: storage::svd_numbers(rank, n, d), relative_error })
     }
 }

@@ -282,8 +282,8 @@ impl Layout {
                 }
             }
         }
-        let weighted = weights.map(|_| linalg::relative_frobenius(weighted_diff, weighted_norm));
-        (linalg::relative_frobenius(diff, norm), weighted)
+        let weighted = weights.map(|_| crate::metrics::relative_frobenius(weighted_diff, weighted_norm));
+        (crate::metrics::relative_frobenius(diff, norm), weighted)
     }
 }
 
