@@ -49,6 +49,10 @@ pub enum Param {
     Plain,
     /// The most bytes a search may pick.
     MaxBytes,
+    /// Values per sub-vector of product codes.
+    SubVector,
+    /// Codewords per position of product codes.
+    Codewords,
 }
 
 impl Param {
@@ -76,6 +80,8 @@ impl Param {
             Param::HotMass => "hot_mass",
             Param::Plain => "plain",
             Param::MaxBytes => "max_bytes",
+            Param::SubVector => "sub",
+            Param::Codewords => "codewords",
         }
     }
 }

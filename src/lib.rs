@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod cluster;
+pub(crate) mod codes;
 pub mod corpus;
 mod error;
 pub mod inspect;

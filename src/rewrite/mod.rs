@@ -1,7 +1,8 @@
 //! Rewriting the embedding lookup: [`find`] picks the Gather, [`Layout`] holds the compressed
 //! table as it will be stored, [`patch`] splices its lookup into the graph ([`dequant`] emits the
-//! unpacking of quantized rows).
+//! unpacking of quantized rows, [`coded`] the lookup of rows stored as product codes).
 
+pub(crate) mod coded;
 pub(crate) mod dequant;
 pub(crate) mod find;
 pub(crate) mod patch;
@@ -9,18 +10,23 @@ pub(crate) mod patch;
 use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
 
 use crate::cluster::{Clustering, linalg};
+use crate::codes::{self, CodeParams, ProductCodes};
 use crate::onnx::tensor::FloatType;
 use crate::quant::{QuantParams, QuantizedRows, dequantize, dequantize_rows, quantize};
 use crate::storage::{self, Footprint, Part};
 use crate::error::Result;
 
-/// The stored values of one branch `[rows, width]`: floats of the table's type, or quantized.
+/// The stored values of one branch `[rows, width]`: floats of the table's type, quantized, or
+/// product codes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
     /// Float values, already rounded to the type they are stored in.
     Float(Array2<f32>),
     /// Quantized rows.
     Quantized(QuantizedRows),
+    /// Rows as product codes: one byte per sub-vector and an f16 codebook per position
+    /// ([`crate::codes`]).
+    Codes(ProductCodes),
 }
 
 impl Values {
@@ -38,6 +44,7 @@ impl Values {
         match self {
             Values::Float(v) => v.nrows(),
             Values::Quantized(q) => q.rows(),
+            Values::Codes(c) => c.rows(),
         }
     }
 
@@ -46,6 +53,7 @@ impl Values {
         match self {
             Values::Float(v) => v.ncols(),
             Values::Quantized(q) => q.cols,
+            Values::Codes(c) => c.cols,
         }
     }
 
@@ -54,6 +62,7 @@ impl Values {
         match self {
             Values::Float(v) => std::borrow::Cow::Borrowed(v),
             Values::Quantized(q) => std::borrow::Cow::Owned(dequantize(q)),
+            Values::Codes(c) => std::borrow::Cow::Owned(c.decode()),
         }
     }
 
@@ -63,6 +72,7 @@ impl Values {
         match self {
             Values::Float(v) => v.slice(ndarray::s![range, ..]).into(),
             Values::Quantized(q) => dequantize_rows(q, &range.collect::<Vec<_>>()).into(),
+            Values::Codes(c) => c.decode_rows(&range.collect::<Vec<_>>()).into(),
         }
     }
 
@@ -71,16 +81,36 @@ impl Values {
         match self {
             Values::Float(v) => v.row(p).to_owned(),
             Values::Quantized(q) => dequantize_rows(q, &[p]).remove_axis(Axis(0)),
+            Values::Codes(c) => c.decode_rows(&[p]).remove_axis(Axis(0)),
         }
     }
 
-    /// Bytes and numbers stored, with `extra_rows` zero rows added, for values of `dtype`.
+    /// Bytes and numbers stored, with `extra_rows` zero rows added, for values of `dtype`:
+    /// the branch's whole table, a codebook included ([`Values::codebook_part`]). Product
+    /// codes count each code and each codebook value as a number.
     fn part(&self, extra_rows: usize, dtype: FloatType) -> Part {
         let rows = self.rows() + extra_rows;
         let numbers = (rows * self.width()) as u64;
         match self {
             Values::Float(_) => Part { numbers, bytes: numbers * dtype.size() as u64 },
             Values::Quantized(q) => Part { numbers, bytes: q.params.bytes(rows, q.cols).total() },
+            Values::Codes(c) => {
+                let mut part = Part::of((rows * c.positions()) as u64, 1);
+                part.add(self.codebook_part(extra_rows));
+                part
+            }
+        }
+    }
+
+    /// The codebook's share of [`Values::part`]: with zero rows, one zero codeword more
+    /// (`rewrite::coded`). Empty for values without a codebook.
+    fn codebook_part(&self, extra_rows: usize) -> Part {
+        match self {
+            Values::Codes(c) => {
+                let words = c.codebook.nrows() + extra_rows.min(1);
+                Part::of((words * c.sub()) as u64, 2)
+            }
+            _ => Part::default(),
         }
     }
 }
@@ -156,6 +186,31 @@ impl Layout {
         Ok(Branch { members, values, basis: None })
     }
 
+    /// The rows `members` of `table` stored as product codes fitted with `params`, weighted by
+    /// `weights` (the table's rows' weights, `[n]`) when given. `threads` as for
+    /// [`codes::fit`]. Errors for parameters that cannot code these rows.
+    pub(crate) fn coded_branch(
+        table: ArrayView2<f32>,
+        members: Vec<usize>,
+        params: &CodeParams,
+        weights: Option<&[f32]>,
+        threads: usize,
+    ) -> Result<Branch> {
+        if let Some(w) = weights.filter(|w| w.len() != table.nrows()) {
+            return Err(crate::error::Error::InvalidParameter {
+                param: crate::error::Param::Weights,
+                reason: format!("{} weights for a table of {} rows", w.len(), table.nrows()),
+            });
+        }
+        if let Some(&m) = members.iter().find(|&&m| m >= table.nrows()) {
+            return Err(crate::error::Error::Unsupported(format!("row {m} of a table of {} rows", table.nrows())));
+        }
+        let rows = table.select(Axis(0), &members);
+        let weights: Option<Vec<f32>> = weights.map(|w| members.iter().map(|&m| w[m]).collect());
+        let values = Values::Codes(codes::fit(rows.view(), weights.as_deref(), params, threads)?);
+        Ok(Branch { members, values, basis: None })
+    }
+
     /// The same layout with its coefficients quantized with `quant` and its bases stored as
     /// `basis_dtype`.
     pub(crate) fn quantized(&self, quant: &QuantParams, basis_dtype: FloatType) -> Result<Layout> {
@@ -163,9 +218,14 @@ impl Layout {
             .branches
             .iter()
             .map(|b| {
+                let values = match &b.values {
+                    // already coded: kept as they are
+                    Values::Codes(c) => Values::Codes(c.clone()),
+                    v => Values::store(v.dequantized().view().into(), self.dtype, Some(quant))?,
+                };
                 Ok(Branch {
                     members: b.members.clone(),
-                    values: Values::store(b.values.dequantized().view().into(), self.dtype, Some(quant))?,
+                    values,
                     basis: b.basis.as_ref().map(|v| round(v.clone(), basis_dtype)),
                 })
             })
@@ -206,6 +266,10 @@ impl Layout {
         for b in &self.branches {
             let part = b.values.part(zero_rows, self.dtype);
             f.branches.push(part);
+            // A codebook counts apart: the rest of the table by kind.
+            let codebook = b.values.codebook_part(zero_rows);
+            f.codebooks.add(codebook);
+            let part = Part { numbers: part.numbers - codebook.numbers, bytes: part.bytes - codebook.bytes };
             match &b.basis {
                 Some(basis) => {
                     f.coefficients.add(part);
