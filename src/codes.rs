@@ -19,7 +19,8 @@
 //! The fit: per position, a weighted k-means (weights are the rows', e.g. token frequencies:
 //! the fit minimises `Σ w_i |x_i - x̂_i|²`): k-means++ seeding (each new codeword drawn with
 //! probability proportional to `w · D²`), then Lloyd iterations, first `iters` on a seeded
-//! sample of `sample_rows` rows, then `polish` on all rows; the codewords are then rounded to
+//! sample of `sample_rows` rows (seeded on `16·codewords` of them; with weights, rows drawn in
+//! proportion to them, with replacement), then `polish` on all rows; the codewords are then rounded to
 //! f16 and every row is coded with its nearest f16 codeword (ties to the lowest index). A
 //! codeword left without weight is moved to the row of largest weighted error. Positions are
 //! fitted in parallel, each from its own stream of the seed, so the result depends only on the
@@ -286,20 +287,65 @@ fn to_f16(v: f32) -> f16 {
 }
 
 /// One position's codewords `[k, sub]` (f32, row-major), fitted to its sub-vectors `x` `[n, sub]`.
-fn fit_position(x: &[f32], sub: usize, weights: Option<&[f32]>, params: &CodeParams, rng: &mut impl Rng) -> Vec<f32> {
+fn fit_position<R: Rng>(x: &[f32], sub: usize, weights: Option<&[f32]>, params: &CodeParams, rng: &mut R) -> Vec<f32> {
     let n = x.len() / sub;
     let k = params.codewords;
     let sampled = params.sample_rows != 0 && params.sample_rows < n;
+    // Samples: unweighted, `rows` distinct rows; weighted, `rows` draws with replacement in
+    // proportion to the weights, each drawn row weighing the times it was drawn (so that the
+    // sample's objective estimates the weighted one, heavy rows all in it). Returns the rows'
+    // values `[rows, sub]` and weights.
+    let cumulative: Option<Vec<f64>> = weights.map(|w| {
+        w.iter()
+            .scan(0f64, |acc, &v| {
+                *acc += v as f64;
+                Some(*acc)
+            })
+            .collect()
+    });
+    let sample = |rng: &mut R, rows: usize| -> (Vec<f32>, Option<Vec<f32>>) {
+        let (idx, ws) = match &cumulative {
+            None => {
+                let mut idx = rand::seq::index::sample(rng, n, rows).into_vec();
+                idx.sort_unstable();
+                (idx, None)
+            }
+            Some(c) => {
+                let total = c[n - 1];
+                let mut drawn: Vec<usize> = (0..rows)
+                    .map(|_| {
+                        let u = rng.random::<f64>() * total;
+                        c.partition_point(|&v| v <= u).min(n - 1)
+                    })
+                    .collect();
+                drawn.sort_unstable();
+                let (mut idx, mut counts) = (Vec::new(), Vec::<f32>::new());
+                for i in drawn {
+                    match idx.last() {
+                        Some(&last) if last == i => *counts.last_mut().expect("a count per row") += 1.0,
+                        _ => {
+                            idx.push(i);
+                            counts.push(1.0);
+                        }
+                    }
+                }
+                (idx, Some(counts))
+            }
+        };
+        (idx.iter().flat_map(|&i| x[i * sub..(i + 1) * sub].iter().copied()).collect(), ws)
+    };
+    // Seeding costs a pass over its rows per codeword: it runs on fewer rows.
+    let seed_rows = SEED_ROWS_PER_CODEWORD * k;
+    let seeded = if seed_rows < n {
+        let (xs, ws) = sample(rng, seed_rows);
+        seed(&xs, sub, k, ws.as_deref(), rng)
+    } else {
+        seed(x, sub, k, weights, rng)
+    };
     let mut words = if sampled {
-        let mut idx = rand::seq::index::sample(rng, n, params.sample_rows).into_vec();
-        idx.sort_unstable();
-        let xs: Vec<f32> = idx.iter().flat_map(|&i| x[i * sub..(i + 1) * sub].iter().copied()).collect();
-        let ws: Option<Vec<f32>> = weights.map(|w| idx.iter().map(|&i| w[i]).collect());
-        let ws = ws.filter(|w| w.iter().any(|&v| v > 0.0));
-        let seeded = seed(&xs, sub, k, ws.as_deref(), rng);
+        let (xs, ws) = sample(rng, params.sample_rows);
         lloyd(&xs, sub, ws.as_deref(), seeded, params.iters)
     } else {
-        let seeded = seed(x, sub, k, weights, rng);
         lloyd(x, sub, weights, seeded, params.iters)
     };
     if sampled {
@@ -308,34 +354,65 @@ fn fit_position(x: &[f32], sub: usize, weights: Option<&[f32]>, params: &CodePar
     words
 }
 
+/// Rows per codeword the seeding runs on (a seeded sample; the Lloyd iterations that follow run
+/// on `sample_rows` rows, then on all).
+const SEED_ROWS_PER_CODEWORD: usize = 16;
+
 /// k-means++ seeding of `k` codewords among the rows of `x` `[n, sub]` (n >= k): the first drawn
 /// with probability proportional to the weight, each next one proportional to `w · D²` (D the
 /// distance to the nearest codeword drawn so far); uniformly when that is zero everywhere.
 fn seed(x: &[f32], sub: usize, k: usize, weights: Option<&[f32]>, rng: &mut impl Rng) -> Vec<f32> {
     let n = x.len() / sub;
-    let w = |i: usize| weights.map_or(1.0, |w| w[i] as f64);
-    let mut d2 = vec![f64::INFINITY; n];
+    let ones;
+    let w = match weights {
+        Some(w) => w,
+        None => {
+            ones = vec![1f32; n];
+            &ones
+        }
+    };
+    let mut d2 = vec![f32::INFINITY; n];
     let mut words = Vec::with_capacity(k * sub);
-    for _ in 0..k {
-        let total: f64 = (0..n).map(|i| if d2[i].is_finite() { w(i) * d2[i] } else { w(i) }).sum();
-        let pick = if total > 0.0 && total.is_finite() {
-            let mut u = rng.random::<f64>() * total;
-            (0..n)
-                .position(|i| {
-                    u -= if d2[i].is_finite() { w(i) * d2[i] } else { w(i) };
-                    u < 0.0
-                })
-                .unwrap_or(n - 1)
-        } else {
-            rng.random_range(0..n)
-        };
+    let total: f64 = w.iter().map(|&v| v as f64).sum();
+    let mut pick = draw(rng, total, n, |i| w[i] as f64);
+    for step in 0..k {
         let word = &x[pick * sub..(pick + 1) * sub];
         words.extend_from_slice(word);
-        for (d, row) in d2.iter_mut().zip(x.chunks_exact(sub)) {
-            *d = d.min(squared_distance(row, word));
+        if step + 1 == k {
+            break;
         }
+        let mut total = 0f64;
+        for ((row, d), &wi) in x.chunks_exact(sub).zip(d2.iter_mut()).zip(w) {
+            let nd: f32 = row.iter().zip(word).map(|(a, b)| (a - b) * (a - b)).sum();
+            if nd < *d {
+                *d = nd;
+            }
+            total += (wi * *d) as f64;
+        }
+        pick = draw(rng, total, n, |i| (w[i] * d2[i]) as f64);
     }
     words
+}
+
+/// An index below `n` drawn with probability `mass(i) / total` (`total` their sum); uniformly
+/// when the total is not a positive finite number.
+fn draw(rng: &mut impl Rng, total: f64, n: usize, mass: impl Fn(usize) -> f64) -> usize {
+    if !(total > 0.0 && total.is_finite()) {
+        return rng.random_range(0..n);
+    }
+    let mut u = rng.random::<f64>() * total;
+    let mut last = 0;
+    for i in 0..n {
+        let m = mass(i);
+        if m > 0.0 {
+            u -= m;
+            last = i;
+            if u < 0.0 {
+                return i;
+            }
+        }
+    }
+    last // rounding left some of u: the last row of any mass
 }
 
 fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
@@ -386,83 +463,137 @@ fn lloyd(x: &[f32], sub: usize, weights: Option<&[f32]>, mut words: Vec<f32>, it
 }
 
 /// Codewords laid out for the nearest-codeword search: `|c|² - 2 x·c` for every codeword at
-/// once, a position's values vectorised over the codewords.
+/// once, a position's values vectorised over the codewords, [`BLOCK`] codewords at a time held
+/// in registers.
 struct Centroids {
-    k: usize,
     sub: usize,
-    /// `[sub, k]`: `-2 c_j` of every codeword, value j's row.
-    neg2t: Vec<f32>,
-    /// `[k]`: `|c|²`.
-    norms: Vec<f32>,
+    /// `[padded / BLOCK, sub]` blocks: `-2 c_j` of the block's codewords, for each value j
+    /// (0 for padding).
+    neg2t: Vec<[f32; BLOCK]>,
+    /// `[padded / BLOCK]` blocks: `|c|²` (+∞ for padding, never nearest).
+    norms: Vec<[f32; BLOCK]>,
 }
+
+/// The smallest of the lanes' `best` values and its codeword `at`, the lowest codeword among
+/// equal values.
+fn first_smallest(best: &[f32; LANES], at: &[u32; LANES]) -> (u32, f32) {
+    let (mut c, mut d) = (at[0], best[0]);
+    for l in 1..LANES {
+        if best[l] < d || (best[l] == d && at[l] < c) {
+            (c, d) = (at[l], best[l]);
+        }
+    }
+    (c, d)
+}
+
+/// Codewords per block of the search.
+const BLOCK: usize = 32;
+/// Lanes of the running minimum.
+const LANES: usize = 8;
 
 impl Centroids {
     /// From codewords `[k, sub]`, row-major.
     fn new(words: &[f32], k: usize, sub: usize) -> Centroids {
-        let mut neg2t = vec![0f32; k * sub];
-        let mut norms = vec![0f32; k];
+        let padded = k.div_ceil(BLOCK) * BLOCK;
+        let mut neg2t = vec![[0f32; BLOCK]; padded / BLOCK * sub];
+        let mut norms = vec![[f32::INFINITY; BLOCK]; padded / BLOCK];
         for (c, word) in words.chunks_exact(sub).enumerate() {
+            let (b, l) = (c / BLOCK, c % BLOCK);
             for (j, &v) in word.iter().enumerate() {
-                neg2t[j * k + c] = -2.0 * v;
+                neg2t[b * sub + j][l] = -2.0 * v;
             }
-            norms[c] = word.iter().map(|v| v * v).sum();
+            norms[b][l] = word.iter().map(|v| v * v).sum();
         }
-        Centroids { k, sub, neg2t, norms }
+        Centroids { sub, neg2t, norms }
     }
 
-    /// The nearest codeword of every row of `x` `[n, sub]` and its squared distance.
+    /// The nearest codeword of every row of `x` `[n, sub]` (the first of equally near ones) and
+    /// its squared distance. Runs the same f32 operations in the same order with or without
+    /// AVX2, so the result does not depend on the machine.
     fn assign_all(&self, x: &[f32]) -> (Vec<u8>, Vec<f32>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.assign_all_avx2(x) };
+        }
+        self.assign_all_portable(x)
+    }
+
+    /// [`Centroids::assign_all_portable`] in AVX2 intrinsics (the compiler leaves the running
+    /// minimum's index scalar): the same operations in the same order, so the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn assign_all_avx2(&self, x: &[f32]) -> (Vec<u8>, Vec<f32>) {
+        use std::arch::x86_64::*;
+        const GROUPS: usize = BLOCK / LANES;
         let n = x.len() / self.sub;
         let (mut codes, mut d2) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut scratch = vec![0f32; self.k];
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let load = |a: &[f32; BLOCK], g: usize| {
+            // SAFETY: g < GROUPS, so the 8 values read lie within the BLOCK-long array.
+            unsafe { _mm256_loadu_ps(a.as_ptr().add(g * LANES)) }
+        };
         for row in x.chunks_exact(self.sub) {
-            scratch.copy_from_slice(&self.norms);
-            for (j, &v) in row.iter().enumerate() {
-                for (d, &c) in scratch.iter_mut().zip(&self.neg2t[j * self.k..(j + 1) * self.k]) {
-                    *d += v * c;
+            let mut best = _mm256_set1_ps(f32::INFINITY);
+            let mut at = _mm256_setzero_si256();
+            for (b, (norms, cols)) in self.norms.iter().zip(self.neg2t.chunks_exact(self.sub)).enumerate() {
+                let mut acc: [__m256; GROUPS] = std::array::from_fn(|g| load(norms, g));
+                for (col, &v) in cols.iter().zip(row) {
+                    let v = _mm256_set1_ps(v);
+                    for (g, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(v, load(col, g)));
+                    }
+                }
+                for (g, &a) in acc.iter().enumerate() {
+                    let better = _mm256_cmp_ps::<_CMP_LT_OQ>(a, best);
+                    best = _mm256_blendv_ps(best, a, better);
+                    let index = _mm256_add_epi32(_mm256_set1_epi32((b * BLOCK + g * LANES) as i32), lane);
+                    at = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at), _mm256_castsi256_ps(index), better));
                 }
             }
-            let (c, d) = argmin(&scratch);
+            let (mut lanes_best, mut lanes_at) = ([0f32; LANES], [0u32; LANES]);
+            // SAFETY: both arrays hold 8 values of 4 bytes.
+            unsafe {
+                _mm256_storeu_ps(lanes_best.as_mut_ptr(), best);
+                _mm256_storeu_si256(lanes_at.as_mut_ptr().cast(), at);
+            }
+            let (c, d) = first_smallest(&lanes_best, &lanes_at);
             codes.push(c as u8);
             d2.push((d + row.iter().map(|v| v * v).sum::<f32>()).max(0.0));
         }
         (codes, d2)
     }
-}
 
-/// The index of the smallest value (the first of equal ones) and the value; index 0 when every
-/// value is NaN. Eight lanes, so that it vectorises.
-fn argmin(v: &[f32]) -> (usize, f32) {
-    const L: usize = 8;
-    let mut best = [f32::INFINITY; L];
-    let mut at = [0u32; L];
-    let chunks = v.chunks_exact(L);
-    let tail = chunks.remainder();
-    for (i, chunk) in chunks.enumerate() {
-        for l in 0..L {
-            let better = chunk[l] < best[l];
-            best[l] = if better { chunk[l] } else { best[l] };
-            at[l] = if better { i as u32 } else { at[l] };
+    /// The nearest codewords, portably: per lane of [`LANES`], the smallest distance and the
+    /// first codeword at it, then the smallest of the lanes (the first codeword among equals).
+    fn assign_all_portable(&self, x: &[f32]) -> (Vec<u8>, Vec<f32>) {
+        let n = x.len() / self.sub;
+        let (mut codes, mut d2) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for row in x.chunks_exact(self.sub) {
+            let mut best = [f32::INFINITY; LANES];
+            let mut at = [0u32; LANES];
+            for (b, (norms, cols)) in self.norms.iter().zip(self.neg2t.chunks_exact(self.sub)).enumerate() {
+                let mut acc = *norms;
+                for (col, &v) in cols.iter().zip(row) {
+                    for l in 0..BLOCK {
+                        acc[l] += v * col[l];
+                    }
+                }
+                for (g, group) in acc.chunks_exact(LANES).enumerate() {
+                    let base = (b * BLOCK + g * LANES) as u32;
+                    for l in 0..LANES {
+                        let better = group[l] < best[l];
+                        best[l] = if better { group[l] } else { best[l] };
+                        at[l] = if better { base + l as u32 } else { at[l] };
+                    }
+                }
+            }
+            let (c, d) = first_smallest(&best, &at);
+            codes.push(c as u8);
+            d2.push((d + row.iter().map(|v| v * v).sum::<f32>()).max(0.0));
         }
+        (codes, d2)
     }
-    let (mut index, mut value) = (0usize, f32::INFINITY);
-    for l in 0..L {
-        let i = at[l] as usize * L + l;
-        if best[l] < value || (best[l] == value && i < index) {
-            (index, value) = (i, best[l]);
-        }
-    }
-    let start = v.len() - tail.len();
-    for (i, &t) in tail.iter().enumerate() {
-        if t < value {
-            (index, value) = (start + i, t);
-        }
-    }
-    if value == f32::INFINITY {
-        // every value infinite or NaN: the first infinite one, else 0
-        index = v.iter().position(|&t| t == f32::INFINITY).unwrap_or(0);
-    }
-    (index, value)
 }
 
 #[cfg(test)]
@@ -694,9 +825,15 @@ mod tests {
             if w.is_none() && weights.is_some() && std::env::var("EMBCOMP_CODES_SKIP_UNWEIGHTED").is_ok() {
                 continue;
             }
-            let start = std::time::Instant::now();
+            let cpu = || {
+                // SAFETY: an all-zero rusage is valid, and getrusage writes a valid one.
+                let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+                unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+                (u.ru_utime.tv_sec + u.ru_stime.tv_sec) as f64 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) as f64 * 1e-6
+            };
+            let (start, cpu_start) = (std::time::Instant::now(), cpu());
             let pc = fit(t.view(), w, &p, 0).unwrap();
-            let seconds = start.elapsed().as_secs_f64();
+            let (seconds, cpu_seconds) = (start.elapsed().as_secs_f64(), cpu() - cpu_start);
             let decoded = pc.decode();
             let share = pc.bytes().total() as f64 / fp32;
             eprint!(
@@ -707,7 +844,7 @@ mod tests {
             if let Some(weights) = &weights {
                 eprint!(", weighted {:.4}", rel(&decoded, Some(weights)));
             }
-            eprintln!("; fit {seconds:.1} s on {} threads", rayon::current_num_threads());
+            eprintln!("; fit {seconds:.1} s ({cpu_seconds:.1} s of CPU) on {} threads", rayon::current_num_threads());
             if weights.is_none() {
                 break;
             }
@@ -715,17 +852,48 @@ mod tests {
     }
 
     #[test]
-    fn argmin_is_the_first_smallest() {
-        let v: Vec<f32> = (0..21).map(|i| ((i * 7) % 5) as f32).collect();
-        assert_eq!(argmin(&v), (0, 0.0));
-        let mut w = vec![3.0f32; 21];
-        w[20] = -1.0;
-        assert_eq!(argmin(&w), (20, -1.0));
-        w[9] = -1.0;
-        assert_eq!(argmin(&w), (9, -1.0));
-        w[17] = -1.0;
-        w[9] = 0.0;
-        assert_eq!(argmin(&w), (17, -1.0));
-        assert_eq!(argmin(&[f32::NAN, f32::NAN]).0, 0);
+    fn ties_go_to_the_first_codeword() {
+        // 40 codewords (two blocks, the second padded), 3 of them equal and nearest.
+        let mut words = vec![5.0f32; 40 * 2];
+        for c in [33, 7, 20] {
+            words[2 * c..2 * c + 2].copy_from_slice(&[1.0, -1.0]);
+        }
+        let (codes, d2) = Centroids::new(&words, 40, 2).assign_all(&[1.0, -1.0, 1.5, -1.0, 5.0, 5.0]);
+        assert_eq!(codes, [7, 7, 0]);
+        assert_eq!(d2, [0.0, 0.25, 0.0]);
+        // NaN rows still get a code in range
+        let (codes, _) = Centroids::new(&words, 40, 2).assign_all(&[f32::NAN, 0.0]);
+        assert!((codes[0] as usize) < 40);
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn assign_speed() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let x: Vec<f32> = (0..30522 * 4).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let words: Vec<f32> = (0..256 * 4).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let c = Centroids::new(&words, 256, 4);
+        type F<'a> = &'a dyn Fn(&[f32]) -> (Vec<u8>, Vec<f32>);
+        let (dispatch, portable): (F, F) = (&|x| c.assign_all(x), &|x| c.assign_all_portable(x));
+        assert_eq!(dispatch(&x), portable(&x));
+        for (name, f) in [("dispatch", dispatch), ("portable", portable)] {
+            let cpu = || {
+                let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                // SAFETY: t is a valid timespec to write.
+                unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+                t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+            };
+            let start = cpu();
+            let mut s = 0usize;
+            for _ in 0..100 {
+                s += f(&x).0.iter().map(|&v| v as usize).sum::<usize>();
+            }
+            eprintln!("{name}: {:.1} ns of CPU per row ({s})", (cpu() - start) * 1e9 / (100.0 * 30522.0));
+        }
     }
 }
