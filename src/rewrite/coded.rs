@@ -164,9 +164,28 @@ mod tests {
         assert_eq!(out[0].shape(), [shape, &[layout.d]].concat().as_slice());
         let got = as_f32(&out[0]).unwrap();
         let want = layout.reconstruct(ids);
+        dump(model, &values, shape, &want);
         for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
             assert_eq!(g.to_bits(), w.to_bits(), "element {i}: tract {g}, decoded {w}");
         }
+    }
+
+    /// Writes the model, its input and the expected output under `$EMBCOMP_CODED_DUMP` (when
+    /// set), as `codedN.onnx`, `codedN.inputs.json` (the exchange format of
+    /// `tests/runtimes/ort_run.py` and `ort_web_run.mjs`) and `codedN.expected.json`, for
+    /// checking the same graphs in onnxruntime and onnxruntime-web.
+    fn dump(model: &Model, ids: &[i64], shape: &[usize], want: &Array2<f32>) {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let Ok(dir) = std::env::var("EMBCOMP_CODED_DUMP") else { return };
+        let dir = std::path::Path::new(&dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let tag = format!("coded{}", COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        std::fs::write(dir.join(format!("{tag}.onnx")), model.encode()).unwrap();
+        let input = serde_json::json!({ "name": "input_ids", "dtype": "int64", "shape": shape, "values": ids });
+        let inputs = serde_json::json!({ "runs": [{ "inputs": [input] }] });
+        std::fs::write(dir.join(format!("{tag}.inputs.json")), inputs.to_string()).unwrap();
+        let values: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+        std::fs::write(dir.join(format!("{tag}.expected.json")), serde_json::json!({ "values": values }).to_string()).unwrap();
     }
 
     fn ids(n: usize, count: usize, seed: u64) -> Vec<usize> {

@@ -26,6 +26,7 @@ pub enum Values {
     Quantized(QuantizedRows),
     /// Rows as product codes: one byte per sub-vector and an f16 codebook per position
     /// ([`crate::codes`]).
+    #[cfg_attr(not(test), allow(dead_code, reason = "built by Layout::coded_branch, which the pipeline does not call yet"))]
     Codes(ProductCodes),
 }
 
@@ -189,6 +190,7 @@ impl Layout {
     /// The rows `members` of `table` stored as product codes fitted with `params`, weighted by
     /// `weights` (the table's rows' weights, `[n]`) when given. `threads` as for
     /// [`codes::fit`]. Errors for parameters that cannot code these rows.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the pipeline does not store codes yet"))]
     pub(crate) fn coded_branch(
         table: ArrayView2<f32>,
         members: Vec<usize>,
