@@ -821,6 +821,77 @@ mod tests {
             Some(w) => eprintln!(", weighted {:.4}", rel(&q, Some(w))),
             None => eprintln!(),
         }
+        // Experiment: the 2-bit mid-rise code with each block's scale refined by least squares
+        // (s = Σ x·q / Σ q² for the codes q, then the codes again, 6 rounds, the f16 scale of
+        // least error kept): what error-minimising scales would gain.
+        let refined = {
+            let stored = quantize(t.view(), &scalar).unwrap();
+            let mut out = q.clone();
+            for (r, (mut o, x)) in out.rows_mut().into_iter().zip(t.rows()).enumerate() {
+                for (b, (o, x)) in o.as_slice_mut().unwrap().chunks_mut(32).zip(x.as_slice().unwrap().chunks(32)).enumerate() {
+                    let s0 = stored.scales[[r, b]].to_f32();
+                    if s0 == 0.0 {
+                        continue;
+                    }
+                    // the levels q in {-3, -1, 1, 3} of the current codes
+                    let mut levels: Vec<f32> = o.iter().map(|v| (v / s0).round()).collect();
+                    let mut best = o.iter().zip(x).map(|(o, v)| ((v - o) as f64).powi(2)).sum::<f64>();
+                    for _ in 0..6 {
+                        let (num, den) = levels.iter().zip(x).fold((0f64, 0f64), |(n, d), (&q, &v)| (n + (v * q) as f64, d + (q * q) as f64));
+                        let s = half::f16::from_f64(num / den.max(1e-30)).to_f32();
+                        if !(s > 0.0) {
+                            break;
+                        }
+                        let mut e = 0f64;
+                        let trial: Vec<f32> = x
+                            .iter()
+                            .zip(levels.iter_mut())
+                            .map(|(&v, q)| {
+                                *q = 2.0 * ((v / s + 3.0) / 2.0).round().clamp(0.0, 3.0) - 3.0;
+                                e += ((v - *q * s) as f64).powi(2);
+                                *q * s
+                            })
+                            .collect();
+                        if e < best {
+                            best = e;
+                            o.copy_from_slice(&trial);
+                        }
+                    }
+                }
+            }
+            out
+        };
+        eprintln!("scalar 2-bit mid-rise with least-squares scales: relative error {:.4}", rel(&refined, None));
+        if std::env::var("EMBCOMP_CODES_ROTATED").is_ok() {
+            // Experiment: codes on coefficients: the rows in the table's principal axes (k = 1,
+            // j = d: a d x d basis stored f16), the axes dealt round-robin to the sub-vectors so
+            // each holds one axis of each energy band.
+            use crate::cluster::linalg;
+            let (v, _) = linalg::eigen_desc(&linalg::gram_lower(t.view(), 0)).unwrap();
+            let v = v.mapv(|x| half::f16::from_f32(x).to_f32());
+            let c = linalg::gemm(t.view(), v.view(), linalg::par(0));
+            let m = d / p.sub;
+            let dim_of = |i: usize| (i % p.sub) * m + i / p.sub;
+            let permuted = Array2::from_shape_fn((n, d), |(r, i)| c[[r, dim_of(i)]]);
+            for w in [None, weights.as_deref()] {
+                let pc = fit(permuted.view(), w, &p, 0).unwrap();
+                let decoded = pc.decode();
+                let mut coefficients = Array2::<f32>::zeros((n, d));
+                for i in 0..d {
+                    coefficients.column_mut(dim_of(i)).assign(&decoded.column(i));
+                }
+                let approx = linalg::gemm(coefficients.view(), v.t().as_standard_layout().view(), linalg::par(0));
+                let share = (pc.bytes().total() + 2 * (d * d) as u64) as f64 / fp32;
+                eprint!("rotated product codes ({}): {share:.4} of the fp32 table, relative error {:.4}", if w.is_some() { "weighted fit" } else { "unweighted fit" }, rel(&approx, None));
+                match &weights {
+                    Some(weights) => eprintln!(", weighted {:.4}", rel(&approx, Some(weights))),
+                    None => {
+                        eprintln!();
+                        break;
+                    }
+                }
+            }
+        }
         for w in [None, weights.as_deref()] {
             if w.is_none() && weights.is_some() && std::env::var("EMBCOMP_CODES_SKIP_UNWEIGHTED").is_ok() {
                 continue;

@@ -170,6 +170,21 @@ mod tests {
         }
     }
 
+    /// The lookup of `ids` in tract, checked equal to the layout's reconstruction up to the
+    /// rounding of the product by the basis (relative Frobenius difference 1e-6).
+    fn assert_lookup_close(model: &Model, layout: &Layout, ids: &[usize], shape: &[usize]) {
+        let values: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let fed = vec![("input_ids".to_string(), Tensor::from_shape(shape, &values).unwrap())];
+        let out = Runner::load(model, Role::Rewritten, &fed, &[]).unwrap().run(&fed).unwrap();
+        assert_eq!(out[0].shape(), [shape, &[layout.d]].concat().as_slice());
+        let got = as_f32(&out[0]).unwrap();
+        let want = layout.reconstruct(ids);
+        dump(model, &values, shape, &want);
+        let diff: f64 = got.iter().zip(want.iter()).map(|(g, w)| ((g - w) as f64).powi(2)).sum();
+        let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
+        assert!(diff <= 1e-12 * norm, "relative difference {:.3e}", (diff / norm).sqrt());
+    }
+
     /// Writes the model, its input and the expected output under `$EMBCOMP_CODED_DUMP` (when
     /// set), as `codedN.onnx`, `codedN.inputs.json` (the exchange format of
     /// `tests/runtimes/ort_run.py` and `ort_web_run.mjs`) and `codedN.expected.json`, for
@@ -232,6 +247,48 @@ mod tests {
         let hot_ids: Vec<usize> = (0..700).step_by(7).take(20).collect();
         assert_lookup_exact(&model, &layout, &hot_ids, &[20]);
         assert_eq!(layout.reconstruct(&hot_ids), t.select(ndarray::Axis(0), &hot_ids));
+    }
+
+    #[test]
+    fn rotated_codes_look_up_their_reconstruction_in_tract() {
+        let t = table(700, 10, 6);
+        let p = CodeParams { sub: 4, ..params(32) };
+        let rotated = Layout::rotated_coded_branch(t.view(), (0..700).collect(), &p, None, FloatType::F16, 1).unwrap();
+        let basis = rotated.basis.as_ref().unwrap();
+        assert_eq!(basis.dim(), (10, 10));
+        assert!(basis.iter().all(|&v| half::f16::from_f32(v).to_f32() == v), "the basis as stored");
+        let mut layout = coded_layout(&t, vec![rotated]);
+        let model = patched(&t, &layout, 13);
+        assert_lookup_close(&model, &layout, &ids(700, 14, 7), &[2, 7]);
+        // beside a plain tier: coefficients, a MatMul, and rows added
+        let hot: Vec<usize> = (0..700).step_by(5).collect();
+        let rare: Vec<usize> = (0..700).filter(|r| r % 5 != 0).collect();
+        let w: Vec<f32> = (0..700).map(|i| 1.0 + (i % 3) as f32).collect();
+        layout.branches = vec![
+            Layout::plain_branch(t.view(), hot, FloatType::F32, None).unwrap(),
+            Layout::rotated_coded_branch(t.view(), rare, &p, Some(&w), FloatType::F16, 1).unwrap(),
+        ];
+        let model = patched(&t, &layout, 17);
+        assert_lookup_close(&model, &layout, &ids(700, 30, 8), &[3, 10]);
+        let f = layout.footprint();
+        assert_eq!(f.bases.bytes, 2 * 10 * 10);
+        assert_eq!(f.coefficients.bytes, (560 + 1) * 3);
+    }
+
+    #[test]
+    fn rotation_lowers_the_error_of_correlated_columns() {
+        // Rows near an 8-dimensional subspace of R^16: the principal axes hold the energy.
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let a = Array2::from_shape_fn((8, 16), |_| rng.random_range(-1.0f32..1.0));
+        let z = Array2::from_shape_fn((2000, 8), |_| rng.random_range(-1.0f32..1.0));
+        let t = z.dot(&a) + Array2::from_shape_fn((2000, 16), |_| 0.01 * rng.random_range(-1.0f32..1.0));
+        let p = CodeParams { sub: 4, ..params(16) };
+        let all: Vec<usize> = (0..2000).collect();
+        let plain = coded_layout(&t, vec![Layout::coded_branch(t.view(), all.clone(), &p, None, 1).unwrap()]);
+        let rotated = coded_layout(&t, vec![Layout::rotated_coded_branch(t.view(), all, &p, None, FloatType::F16, 1).unwrap()]);
+        let (e_plain, _) = plain.errors(t.view(), None, 1);
+        let (e_rotated, _) = rotated.errors(t.view(), None, 1);
+        assert!(e_rotated < 0.8 * e_plain, "rotated {e_rotated} vs plain {e_plain}");
     }
 
     #[test]

@@ -129,9 +129,10 @@ pub struct Branch {
 }
 
 /// A table `[n, d]` as stored by the rewritten lookup: branches of rows, each stored as plain
-/// rows or as coefficients in a subspace, floats or quantized. With more than one branch an index
-/// (branch and position of every row, 5 bytes a row) says where each row is, and each branch's
-/// table has a zero row for the rows it does not hold.
+/// rows or as coefficients in a subspace, floats, quantized or product codes. With more than one
+/// branch an index (branch and position of every row, 5 bytes a row) says where each row is, and
+/// each branch's table has a zero row for the rows it does not hold (product codes: a row of
+/// codes and one zero codeword, see `coded`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     /// Rows of the original table.
@@ -198,19 +199,50 @@ impl Layout {
         weights: Option<&[f32]>,
         threads: usize,
     ) -> Result<Branch> {
-        if let Some(w) = weights.filter(|w| w.len() != table.nrows()) {
-            return Err(crate::error::Error::InvalidParameter {
-                param: crate::error::Param::Weights,
-                reason: format!("{} weights for a table of {} rows", w.len(), table.nrows()),
-            });
-        }
-        if let Some(&m) = members.iter().find(|&&m| m >= table.nrows()) {
-            return Err(crate::error::Error::Unsupported(format!("row {m} of a table of {} rows", table.nrows())));
-        }
+        check_members(table, &members, weights)?;
         let rows = table.select(Axis(0), &members);
         let weights: Option<Vec<f32>> = weights.map(|w| members.iter().map(|&m| w[m]).collect());
         let values = Values::Codes(codes::fit(rows.view(), weights.as_deref(), params, threads)?);
         Ok(Branch { members, values, basis: None })
+    }
+
+    /// The rows `members` of `table` as product codes of their coordinates in their own
+    /// principal axes (weighted by `weights` when given): a coefficient branch of width d whose
+    /// basis `[d, d]` (stored as `basis_dtype`, the layout's) holds the axes, dealt round-robin
+    /// to the sub-vectors by decreasing energy so that each sub-vector holds one axis of each
+    /// energy band. The codes fit the coordinates in the basis as stored. On
+    /// all-MiniLM-L6-v2 (sub-vectors of 4, 256 codewords, f16 basis) this erred 0.266 for 7.3%
+    /// of the fp32 table where codes of the rows themselves erred 0.308 for 6.7% (and 2-bit
+    /// rows 0.328 for 7.8%); its lookup multiplies by the basis like the clustered layouts.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the pipeline does not store codes yet"))]
+    pub(crate) fn rotated_coded_branch(
+        table: ArrayView2<f32>,
+        members: Vec<usize>,
+        params: &CodeParams,
+        weights: Option<&[f32]>,
+        basis_dtype: FloatType,
+        threads: usize,
+    ) -> Result<Branch> {
+        let d = table.ncols();
+        params.check(members.len(), d)?;
+        check_members(table, &members, weights)?;
+        let mut rows = table.select(Axis(0), &members);
+        let gram = match weights {
+            Some(w) => {
+                let mut scaled = rows.clone();
+                linalg::scale_rows(scaled.view_mut(), &members.iter().map(|&m| w[m]).collect::<Vec<_>>());
+                linalg::gram_lower(scaled.view(), threads)
+            }
+            None => linalg::gram_lower(rows.view(), threads),
+        };
+        let (axes, _) = linalg::eigen_desc(&gram)?;
+        // Column i of the basis: the axis dealt to sub-vector i / sub, slot i % sub.
+        let order = deal_round_robin(d, params.sub);
+        let basis = round(Array2::from_shape_fn((d, d), |(r, i)| axes[[r, order[i]]]), basis_dtype);
+        rows = linalg::gemm(rows.view(), basis.view(), linalg::par(threads));
+        let weights: Option<Vec<f32>> = weights.map(|w| members.iter().map(|&m| w[m]).collect());
+        let values = Values::Codes(codes::fit(rows.view(), weights.as_deref(), params, threads)?);
+        Ok(Branch { members, values, basis: Some(basis) })
     }
 
     /// The same layout with its coefficients quantized with `quant` and its bases stored as
@@ -352,6 +384,38 @@ impl Layout {
     }
 }
 
+/// An error unless `members` are rows of `table` and `weights`, when given, one per row.
+fn check_members(table: ArrayView2<f32>, members: &[usize], weights: Option<&[f32]>) -> Result<()> {
+    if let Some(w) = weights.filter(|w| w.len() != table.nrows()) {
+        return Err(crate::error::Error::InvalidParameter {
+            param: crate::error::Param::Weights,
+            reason: format!("{} weights for a table of {} rows", w.len(), table.nrows()),
+        });
+    }
+    if let Some(&m) = members.iter().find(|&&m| m >= table.nrows()) {
+        return Err(crate::error::Error::Unsupported(format!("row {m} of a table of {} rows", table.nrows())));
+    }
+    Ok(())
+}
+
+/// The axes `0..d` (by decreasing energy) in the order of the columns of `sub`-value sub-vectors
+/// that deal them round-robin: axis a to sub-vector `a mod m` (of those not yet full; `m =
+/// ceil(d / sub)`, the last one holding what is left).
+fn deal_round_robin(d: usize, sub: usize) -> Vec<usize> {
+    let m = d.div_ceil(sub);
+    let capacity = |p: usize| if p + 1 == m { d - (m - 1) * sub } else { sub };
+    let mut slots: Vec<Vec<usize>> = vec![Vec::new(); m];
+    let mut p = 0;
+    for axis in 0..d {
+        while slots[p].len() == capacity(p) {
+            p = (p + 1) % m;
+        }
+        slots[p].push(axis);
+        p = (p + 1) % m;
+    }
+    slots.concat()
+}
+
 /// `values` rounded to what `dtype` stores.
 fn round(mut values: Array2<f32>, dtype: FloatType) -> Array2<f32> {
     let round: fn(f32) -> f32 = match dtype {
@@ -361,4 +425,22 @@ fn round(mut values: Array2<f32>, dtype: FloatType) -> Array2<f32> {
     };
     values.mapv_inplace(round);
     values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_are_dealt_round_robin() {
+        assert_eq!(deal_round_robin(8, 4), [0, 2, 4, 6, 1, 3, 5, 7]);
+        // 7 axes in sub-vectors of 3: the last holds one
+        assert_eq!(deal_round_robin(7, 3), [0, 3, 5, 1, 4, 6, 2]);
+        assert_eq!(deal_round_robin(5, 5), [0, 1, 2, 3, 4]);
+        for (d, sub) in [(384, 4), (10, 4), (9, 2), (1, 1)] {
+            let mut order = deal_round_robin(d, sub);
+            order.sort_unstable();
+            assert_eq!(order, (0..d).collect::<Vec<_>>(), "{d} {sub}");
+        }
+    }
 }
