@@ -839,7 +839,7 @@ mod tests {
                     for _ in 0..6 {
                         let (num, den) = levels.iter().zip(x).fold((0f64, 0f64), |(n, d), (&q, &v)| (n + (v * q) as f64, d + (q * q) as f64));
                         let s = half::f16::from_f64(num / den.max(1e-30)).to_f32();
-                        if !(s > 0.0) {
+                        if s.is_nan() || s <= 0.0 {
                             break;
                         }
                         let mut e = 0f64;
@@ -863,30 +863,21 @@ mod tests {
         };
         eprintln!("scalar 2-bit mid-rise with least-squares scales: relative error {:.4}", rel(&refined, None));
         if std::env::var("EMBCOMP_CODES_ROTATED").is_ok() {
-            // Experiment: codes on coefficients: the rows in the table's principal axes (k = 1,
-            // j = d: a d x d basis stored f16), the axes dealt round-robin to the sub-vectors so
-            // each holds one axis of each energy band.
-            use crate::cluster::linalg;
-            let (v, _) = linalg::eigen_desc(&linalg::gram_lower(t.view(), 0)).unwrap();
-            let v = v.mapv(|x| half::f16::from_f32(x).to_f32());
-            let c = linalg::gemm(t.view(), v.view(), linalg::par(0));
-            let m = d / p.sub;
-            let dim_of = |i: usize| (i % p.sub) * m + i / p.sub;
-            let permuted = Array2::from_shape_fn((n, d), |(r, i)| c[[r, dim_of(i)]]);
+            // Codes on coefficients: the rows in their principal axes, a d x d basis in f16.
+            use crate::onnx::tensor::FloatType;
+            use crate::rewrite::Layout;
             for w in [None, weights.as_deref()] {
-                let pc = fit(permuted.view(), w, &p, 0).unwrap();
-                let decoded = pc.decode();
-                let mut coefficients = Array2::<f32>::zeros((n, d));
-                for i in 0..d {
-                    coefficients.column_mut(dim_of(i)).assign(&decoded.column(i));
-                }
-                let approx = linalg::gemm(coefficients.view(), v.t().as_standard_layout().view(), linalg::par(0));
-                let share = (pc.bytes().total() + 2 * (d * d) as u64) as f64 / fp32;
-                eprint!("rotated product codes ({}): {share:.4} of the fp32 table, relative error {:.4}", if w.is_some() { "weighted fit" } else { "unweighted fit" }, rel(&approx, None));
-                match &weights {
-                    Some(weights) => eprintln!(", weighted {:.4}", rel(&approx, Some(weights))),
+                let start = std::time::Instant::now();
+                let branch = Layout::rotated_coded_branch(t.view(), (0..n).collect(), &p, w, FloatType::F16, 0).unwrap();
+                let seconds = start.elapsed().as_secs_f64();
+                let layout = Layout { n, d, dtype: FloatType::F32, basis_dtype: FloatType::F16, branches: vec![branch] };
+                let (e, weighted) = layout.errors(t.view(), weights.as_deref(), 0);
+                let share = layout.footprint().bytes() as f64 / fp32;
+                eprint!("rotated product codes ({}): {share:.4} of the fp32 table, relative error {e:.4}", if w.is_some() { "weighted fit" } else { "unweighted fit" });
+                match weighted {
+                    Some(weighted) => eprintln!(", weighted {weighted:.4}; fit {seconds:.1} s"),
                     None => {
-                        eprintln!();
+                        eprintln!("; fit {seconds:.1} s");
                         break;
                     }
                 }

@@ -222,6 +222,13 @@ mod tests {
         for sub in [4, 3, 5, 10] {
             let branch = Layout::coded_branch(t.view(), (0..300).collect(), &CodeParams { sub, ..params(16) }, None, 1).unwrap();
             let layout = coded_layout(&t, vec![branch]);
+            // the layout's figures are those of the decoded rows
+            let decoded = layout.branches[0].values.dequantized().into_owned();
+            assert_eq!(layout.reconstruct(&(0..300).collect::<Vec<_>>()), decoded);
+            let diff: f64 = t.iter().zip(decoded.iter()).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+            let norm: f64 = t.iter().map(|a| (*a as f64).powi(2)).sum();
+            let (e, weighted) = layout.errors(t.view(), Some(&[1.0; 300]), 1);
+            assert!((e - (diff / norm).sqrt()).abs() < 1e-9 && (weighted.unwrap() - e).abs() < 1e-9, "{e}");
             for opset in [13, 17] {
                 let model = patched(&t, &layout, opset);
                 assert_lookup_exact(&model, &layout, &ids(300, 14, 2), &[2, 7]);
