@@ -795,6 +795,19 @@ mod tests {
     /// `../shared/models/fetch.sh`'s cache), `EMBCOMP_CODES` = `sub,codewords,iters,polish,sample`
     /// (default the defaults); with `EMBCOMP_CODES_CORPUS` (paths, `:`-separated) and the model's
     /// `EMBCOMP_CODES_TOKENIZER`, rows weighted by token counts (sqrt, floor 0.1) too.
+    /// CPU seconds of the process so far (0 where libc is not a dependency).
+    fn cpu() -> f64 {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            // SAFETY: an all-zero rusage is valid, and getrusage writes a valid one.
+            let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+            unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+            (u.ru_utime.tv_sec + u.ru_stime.tv_sec) as f64 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) as f64 * 1e-6
+        }
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        0.0
+    }
+
     #[test]
     #[ignore]
     fn real_table() {
@@ -941,12 +954,6 @@ mod tests {
             if w.is_none() && weights.is_some() && std::env::var("EMBCOMP_CODES_SKIP_UNWEIGHTED").is_ok() {
                 continue;
             }
-            let cpu = || {
-                // SAFETY: an all-zero rusage is valid, and getrusage writes a valid one.
-                let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-                unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-                (u.ru_utime.tv_sec + u.ru_stime.tv_sec) as f64 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) as f64 * 1e-6
-            };
             let (start, cpu_start) = (std::time::Instant::now(), cpu());
             let pc = fit(t.view(), w, &p, 0).unwrap();
             let (seconds, cpu_seconds) = (start.elapsed().as_secs_f64(), cpu() - cpu_start);
@@ -983,7 +990,9 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+/// The nearest-codeword search's speed, with and without AVX2 (`cargo test --lib
+/// codes::bench -- --ignored --nocapture`).
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod bench {
     use super::*;
 
