@@ -158,13 +158,7 @@ mod tests {
     /// The lookup of `ids` (of `shape`) in tract, checked equal bit for bit to the layout's
     /// reconstruction (the decoded codes).
     fn assert_lookup_exact(model: &Model, layout: &Layout, ids: &[usize], shape: &[usize]) {
-        let values: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        let fed = vec![("input_ids".to_string(), Tensor::from_shape(shape, &values).unwrap())];
-        let out = Runner::load(model, Role::Rewritten, &fed, &[]).unwrap().run(&fed).unwrap();
-        assert_eq!(out[0].shape(), [shape, &[layout.d]].concat().as_slice());
-        let got = as_f32(&out[0]).unwrap();
-        let want = layout.reconstruct(ids);
-        dump(model, &values, shape, &want);
+        let (got, want) = lookup(model, layout, ids, shape);
         for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
             assert_eq!(g.to_bits(), w.to_bits(), "element {i}: tract {g}, decoded {w}");
         }
@@ -173,16 +167,22 @@ mod tests {
     /// The lookup of `ids` in tract, checked equal to the layout's reconstruction up to the
     /// rounding of the product by the basis (relative Frobenius difference 1e-6).
     fn assert_lookup_close(model: &Model, layout: &Layout, ids: &[usize], shape: &[usize]) {
+        let (got, want) = lookup(model, layout, ids, shape);
+        let diff: f64 = got.iter().zip(want.iter()).map(|(g, w)| ((g - w) as f64).powi(2)).sum();
+        let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
+        assert!(diff <= 1e-12 * norm, "relative difference {:.3e}", (diff / norm).sqrt());
+    }
+
+    /// The lookup of `ids` (of `shape`) in tract, checked to be `[shape.., d]`, and the layout's
+    /// reconstruction of them.
+    fn lookup(model: &Model, layout: &Layout, ids: &[usize], shape: &[usize]) -> (Vec<f32>, Array2<f32>) {
         let values: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let fed = vec![("input_ids".to_string(), Tensor::from_shape(shape, &values).unwrap())];
         let out = Runner::load(model, Role::Rewritten, &fed, &[]).unwrap().run(&fed).unwrap();
         assert_eq!(out[0].shape(), [shape, &[layout.d]].concat().as_slice());
-        let got = as_f32(&out[0]).unwrap();
         let want = layout.reconstruct(ids);
         dump(model, &values, shape, &want);
-        let diff: f64 = got.iter().zip(want.iter()).map(|(g, w)| ((g - w) as f64).powi(2)).sum();
-        let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
-        assert!(diff <= 1e-12 * norm, "relative difference {:.3e}", (diff / norm).sqrt());
+        (as_f32(&out[0]).unwrap(), want)
     }
 
     /// Writes the model, its input and the expected output under `$EMBCOMP_CODED_DUMP` (when
