@@ -280,6 +280,9 @@ mod tests {
         let f = layout.footprint();
         assert_eq!(f.bases.bytes, 2 * 10 * 10);
         assert_eq!(f.coefficients.bytes, (560 + 1) * 3);
+        // quantizing a layout's coefficients leaves codes as they are
+        let quant = crate::quant::QuantParams { bits: crate::quant::Bits::B4, block: 32, scheme: crate::quant::Scheme::Symmetric };
+        assert_eq!(layout.quantized(&quant, FloatType::F16).unwrap().branches[1], layout.branches[1]);
     }
 
     #[test]
