@@ -61,6 +61,10 @@ pub enum Param {
     PriorStrength,
     /// The share of a corpus's documents held out.
     Holdout,
+    /// Values per sub-vector of product codes.
+    SubVector,
+    /// Codewords per position of product codes.
+    Codewords,
 }
 
 impl Param {
@@ -94,6 +98,8 @@ impl Param {
             Param::ExternalData => "external_data",
             Param::PriorStrength => "prior_strength",
             Param::Holdout => "holdout",
+            Param::SubVector => "sub",
+            Param::Codewords => "codewords",
         }
     }
 }

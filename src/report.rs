@@ -110,6 +110,8 @@ pub enum Family {
     Svd,
     /// Several subspaces.
     Clustering,
+    /// Product codes of the rows (under a frequent tier or not).
+    Codes,
 }
 
 /// One evaluated point.

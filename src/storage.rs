@@ -196,19 +196,22 @@ pub struct Footprint {
     pub plain: Part,
     /// The index: branch and position of every row (none with a single branch).
     pub index: Part,
-    /// Each branch's table, in branch order (coefficients or plain rows).
+    /// The codebooks of branches stored as product codes (their codes are under `coefficients`
+    /// or `plain`, like any stored rows), zero codewords included.
+    pub codebooks: Part,
+    /// Each branch's table, in branch order (coefficients or plain rows; a codebook included).
     pub branches: Vec<Part>,
 }
 
 impl Footprint {
     /// Numbers stored in all.
     pub fn numbers(&self) -> u64 {
-        self.coefficients.numbers + self.bases.numbers + self.plain.numbers + self.index.numbers
+        self.coefficients.numbers + self.bases.numbers + self.plain.numbers + self.index.numbers + self.codebooks.numbers
     }
 
     /// Bytes stored in all.
     pub fn bytes(&self) -> u64 {
-        self.coefficients.bytes + self.bases.bytes + self.plain.bytes + self.index.bytes
+        self.coefficients.bytes + self.bases.bytes + self.plain.bytes + self.index.bytes + self.codebooks.bytes
     }
 }
 

@@ -172,7 +172,7 @@ pub struct CompressArgs {
         long,
         value_name = "N|P%",
         value_parser = parse_size,
-        conflicts_with_all = ["j", "ratio", "min_cos", "target_cos", "k", "plain", "bits", "hot_bits", "adaptive_j"]
+        conflicts_with_all = ["j", "ratio", "min_cos", "target_cos", "k", "plain", "codes", "bits", "hot_bits", "adaptive_j"]
     )]
     pub max_bytes: Option<Goal>,
     /// Probes of the --target-cos bisection (with -k).
@@ -194,6 +194,12 @@ pub struct CompressArgs {
     /// baseline to compare with.
     #[arg(long, conflicts_with_all = ["k", "j", "ratio", "adaptive_j", "target_cos"])]
     pub plain: bool,
+    /// Store the rows as product codes (no clustering): one byte per sub-vector of N values
+    /// (default 4), the nearest of 256 codewords fitted with the row weights for its position;
+    /// with --hot-bits, the rows outside the frequent tier.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "4",
+          conflicts_with_all = ["k", "j", "ratio", "adaptive_j", "target_cos", "plain", "bits"])]
+    pub codes: Option<usize>,
     /// Store the rows of the most frequent tokens (covering --hot-mass of the counted tokens)
     /// plain at this precision, the others as asked. Needs --corpus or --token-counts.
     #[arg(long, value_name = "float|8|4|2", value_parser = parse_bits)]
@@ -240,9 +246,10 @@ impl CompressArgs {
         storage.bits = self.bits.unwrap_or(storage.bits);
         storage.block = self.block;
         storage.hot = self.hot_bits.map(|bits| HotTier { bits, mass: self.hot_mass });
-        let method = match self.plain {
-            true => Method::Plain,
-            false => Method::Subspaces {
+        let method = match (self.plain, self.codes) {
+            (true, _) => Method::Plain,
+            (false, Some(sub)) => Method::Codes { sub },
+            (false, None) => Method::Subspaces {
                 k: self.k.unwrap_or(Subspaces::Fixed(4)),
                 size: self.j.map_or(Size::Ratio(self.ratio), Size::Dim),
                 adaptive: self.adaptive_j,
@@ -446,6 +453,7 @@ pub fn setting_args(setting: &Setting) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     match setting.method {
         Method::Plain => a.push("--plain".into()),
+        Method::Codes { sub } => a.extend(["--codes".into(), sub.to_string()]),
         Method::Subspaces { k, size, adaptive } => {
             a.extend(["-k".into(), match k {
                 Subspaces::Fixed(k) => k.to_string(),
@@ -461,7 +469,9 @@ pub fn setting_args(setting: &Setting) -> Vec<String> {
         }
     }
     let storage = &setting.storage;
-    a.extend(["--bits".into(), bits(storage.bits)]);
+    if !matches!(setting.method, Method::Codes { .. }) {
+        a.extend(["--bits".into(), bits(storage.bits)]);
+    }
     if storage.block != Storage::default().block {
         a.extend(["--block".into(), storage.block.to_string()]);
     }
@@ -500,6 +510,7 @@ pub fn flag(param: Param) -> &'static str {
         Param::ExternalData => "--external-data",
         Param::PriorStrength => "--prior-strength",
         Param::Holdout => "--holdout",
+        Param::SubVector => "--codes",
         // Settings without a flag keep their library name.
         other => other.name(),
     }

@@ -239,6 +239,7 @@ fn write_plots(s: &Sweep, args: &SweepArgs, (svg, png): (PathBuf, PathBuf)) -> a
     use plot::{PlotPoint, PlotSpec, render_png, render_svg};
     let family = |p: &crate::Point| match (p.family, p.k) {
         (crate::Family::Plain, _) => "plain".to_string(),
+        (crate::Family::Codes, _) => "product codes".to_string(),
         (crate::Family::Svd, _) => "svd (k=1)".to_string(),
         (crate::Family::Clustering, Some(k)) => format!("clustering k={k}"),
         (crate::Family::Tiers, Some(k)) => format!("clustering k={k} + tier"),

@@ -31,7 +31,14 @@ pub fn report(r: &Report) -> String {
         );
     }
     let rest = if r.tiers.is_some() { "other rows" } else { "rows" };
-    if r.k == 0 {
+    if r.stored.codebooks.bytes > 0 {
+        let _ = writeln!(
+            s,
+            "layout      {rest} as product codes: {} bytes of codes, {} bytes of codebooks (f16)",
+            r.stored.plain.bytes - r.tiers.as_ref().map_or(0, |t| t.hot.bytes),
+            r.stored.codebooks.bytes
+        );
+    } else if r.k == 0 {
         let _ = writeln!(s, "layout      {rest} plain at {} (block {})", storage.bits, storage.block);
     } else {
         let values = match storage.bits {

@@ -59,7 +59,14 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
         },
         None => {
             let rows = tiers.as_ref().map_or_else(|| (0..table.nrows()).collect(), |t| t.cold.clone());
-            (dtype, vec![Layout::plain_branch(table.view(), rows, dtype, plan.quant.as_ref())?])
+            let branch = match &plan.codes {
+                Some(params) => {
+                    let params = crate::codes::CodeParams { seed: prepared.run.seed, ..*params };
+                    Layout::coded_branch(table.view(), rows, &params, prepared.weights.as_deref(), prepared.run.threads)?
+                }
+                None => Layout::plain_branch(table.view(), rows, dtype, plan.quant.as_ref())?,
+            };
+            (dtype, vec![branch])
         }
     };
     branches.extend(rest.into_iter().filter(|b| !b.members.is_empty()));

@@ -11,6 +11,7 @@ use crate::cluster::{Budget, FitParams};
 use crate::data::DataOptions;
 use crate::error::{Error, Param, Result};
 use crate::onnx::tensor::FloatType;
+use crate::codes::CodeParams;
 use crate::quant::QuantParams;
 use crate::storage::{self, HotTier, Rows, Size, Storage};
 
@@ -34,6 +35,12 @@ pub const AUTO_K: [usize; 4] = [1, 2, 4, 8];
 pub enum Method {
     /// The table's rows themselves, quantized: no fit.
     Plain,
+    /// Each row as product codes: one byte per sub-vector of `sub` values, the index of the
+    /// nearest of 256 codewords fitted (with the row weights) for its position.
+    Codes {
+        /// Values per sub-vector (default 4).
+        sub: usize,
+    },
     /// Each row as coefficients in the nearest of k subspaces (MESSI; k = 1 is the SVD).
     Subspaces {
         /// How many subspaces.
@@ -80,7 +87,11 @@ impl Setting {
 
     /// The rules that need no table: storage widths, block, tier share, sizes in range.
     pub fn check(&self) -> Result<()> {
-        self.storage.check(self.method == Method::Plain)?;
+        // (coded rows take no width: only a tier's is checked)
+        self.storage.check(matches!(self.method, Method::Plain | Method::Codes { .. }))?;
+        if let Method::Codes { sub: 0 } = self.method {
+            return Err(invalid(Param::SubVector, "0; a sub-vector holds at least one value".into()));
+        }
         if let Method::Subspaces { k, size, adaptive } = self.method {
             match k {
                 Subspaces::Fixed(0) => return Err(invalid(Param::K, "must be at least 1".into())),
@@ -189,8 +200,10 @@ pub(crate) struct Plan {
     pub(crate) setting: Setting,
     /// The fits to make and compare (none for plain storage; several with k = auto).
     pub(crate) fits: Vec<FitPlan>,
-    /// How the rows (plain) or coefficients are quantized (`None`: floats).
+    /// How the rows (plain) or coefficients are quantized (`None`: floats, or codes).
     pub(crate) quant: Option<QuantParams>,
+    /// How the rows are coded, for [`Method::Codes`] (seeded by the run).
+    pub(crate) codes: Option<CodeParams>,
     /// The frequent tier and its rows' quantization.
     pub(crate) hot: Option<(HotTier, Option<QuantParams>)>,
 }
@@ -201,8 +214,15 @@ impl Plan {
     pub(crate) fn of(setting: &Setting, n: usize, d: usize, rest: usize) -> Result<Plan> {
         setting.check()?;
         let storage = &setting.storage;
+        let mut codes = None;
         let fits = match setting.method {
             Method::Plain => Vec::new(),
+            Method::Codes { sub } => {
+                let params = CodeParams { sub, ..CodeParams::default() };
+                params.check(rest, d)?;
+                codes = Some(params);
+                Vec::new()
+            }
             Method::Subspaces { k, size, adaptive } => {
                 let fit = |k: usize| -> Result<FitPlan> {
                     let j = storage::choose_j(rest, d, k, size)?;
@@ -229,7 +249,8 @@ impl Plan {
         Ok(Plan {
             setting: *setting,
             fits,
-            quant: storage.quant(storage.bits, rows),
+            quant: if codes.is_some() { None } else { storage.quant(storage.bits, rows) },
+            codes,
             hot: storage.hot.map(|h| (h, storage.quant(h.bits, Rows::Plain))),
         })
     }
@@ -265,6 +286,7 @@ impl Plan {
         };
         match self.setting.method {
             Method::Plain => consider(1 + usize::from(tier.is_some()), 0, 0),
+            Method::Codes { .. } => return self.codes_bytes(n, d, hot, dtype),
             Method::Subspaces { adaptive, .. } => {
                 for f in &self.fits {
                     let j = if adaptive { d } else { f.j };
@@ -278,10 +300,22 @@ impl Plan {
         (least, most)
     }
 
+    /// [`Plan::bytes_bounds`] of coded rows: exact.
+    fn codes_bytes(&self, n: usize, d: usize, hot: usize, dtype: FloatType) -> (u64, u64) {
+        let params = self.codes.expect("a codes plan has its parameters");
+        let tier = self.hot.filter(|_| hot > 0);
+        let zero = usize::from(tier.is_some());
+        let mut bytes = tier.map_or(0, |(_, q)| storage::values_bytes(hot + zero, d, q.as_ref(), dtype));
+        bytes += if tier.is_some() { storage::index_part(n).bytes } else { 0 };
+        // (a zero row adds a code row and one zero codeword)
+        bytes += params.bytes(n - hot + zero, d).total() + (zero * params.sub * 2) as u64;
+        (bytes, bytes)
+    }
+
     /// The size asked for (the report's), `None` for plain storage.
     pub(crate) fn size(&self) -> Option<Size> {
         match self.setting.method {
-            Method::Plain => None,
+            Method::Plain | Method::Codes { .. } => None,
             Method::Subspaces { size, .. } => Some(size),
         }
     }

@@ -10,6 +10,8 @@
 //!            float:     Gather(table_b [n_b + 1, w_b], rows_b) -> [.., w_b]
 //!            quantized: Gather the packed rows and their block scales (and minimums) by rows_b,
 //!                       dequantize only those (rewrite::dequant) -> [.., w_b] f32
+//!            codes:     Gather the codes by rows_b, then their codewords (rewrite::coded)
+//!                       -> [.., w_b] f32
 //! coefficient branches: Concat(axis -1) -> [.., Σw_b];  MatMul(., bases [Σw_b, d]) -> [.., d]
 //! plain-row branches (w_b = d) and that product: Add -> [.., d]  (the old output name)
 //! ```
@@ -26,7 +28,7 @@ use std::borrow::Cow;
 use ndarray::Array2;
 
 use super::find::Candidate;
-use super::{Branch, Layout, Values, dequant};
+use super::{Branch, Layout, Values, coded, dequant};
 use crate::error::{Error, Result};
 use crate::onnx::Model;
 use crate::onnx::build::{Names, Subgraph, int_attr, node};
@@ -49,6 +51,7 @@ pub struct PatchSummary {
 enum Table {
     Float(String),
     Quantized { stored: dequant::Stored, cols: usize, params: crate::quant::QuantParams },
+    Codes(coded::Stored),
 }
 
 /// Replaces every row lookup of `candidate`'s table in `model` by the lookup of `layout`.
@@ -129,6 +132,11 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
                     dequant::emit(&mut g, &at, &packed, &scales, mins.as_deref(), *cols, params, &out)?;
                     (out, FloatType::F32)
                 }
+                Table::Codes(stored) => {
+                    let out = g.names.fresh(&format!("{at}values"));
+                    coded::emit(&mut g, &at, stored, &rows, &out)?;
+                    (out, FloatType::F32)
+                }
             };
             // Coefficients are joined in their stored type (all branches store them alike),
             // then cast once; plain rows are cast each.
@@ -203,6 +211,11 @@ fn table(branch: &Branch, dtype: FloatType, zero_row: bool, prefix: &str, names:
             let mut stored = dequant::stored(&q, names, prefix);
             inits.append(&mut stored.initializers);
             Table::Quantized { stored, cols: q.cols, params: q.params }
+        }
+        Values::Codes(c) => {
+            let mut stored = coded::stored(c, zero_row, names, prefix);
+            inits.append(&mut stored.initializers);
+            Table::Codes(stored)
         }
     }
 }

@@ -1320,7 +1320,7 @@ fn sweep_prints_the_front_and_each_command_reproduces_its_bytes() {
     r.ok();
     let sweep = read_json(&out.join("sweep.json"));
     let points = sweep["points"].as_array().unwrap();
-    assert_eq!(points.len(), 22, "the default grid without token counts");
+    assert_eq!(points.len(), 23, "the default grid without token counts");
     // The plot: an SVG naming every point, and a PNG.
     let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
     assert!(points.iter().all(|p| svg.contains(p["label"].as_str().unwrap())), "a label is missing from the plot");
@@ -1486,4 +1486,27 @@ fn a_corpus_sweep_prints_commands_with_its_token_counts_that_reproduce_the_bytes
     let report = read_json(&json);
     assert_eq!(report["embedding_bytes_after"], fitted["bytes"], "{line}");
     assert!(report["fit"]["weighted_relative_error"].is_f64(), "the counts weighed the fit: {line}");
+}
+
+/// `--codes`: the rows as product codes, checked in tract; with a tier, the rows outside it;
+/// a sub-vector of 0 values is refused naming the flag.
+#[test]
+fn product_codes_compress_and_validate() {
+    let dir = tempdir();
+    let (out, json) = (dir.path().join("c.onnx"), dir.path().join("c.json"));
+    run(&[fixture("encoder.onnx"), out.clone(), "--codes".into(), "--json".into(), json.clone(), "-q".into()]).ok();
+    let report = read_json(&json);
+    // 1000 rows of 64 values in 16 one-byte codes, one f16 codebook of 16 x 256 codewords of 4
+    assert_eq!(report["stored"]["plain"]["bytes"], 1000 * 16, "{}", report["stored"]);
+    assert_eq!(report["stored"]["codebooks"]["bytes"], 2 * 16 * 256 * 4, "{}", report["stored"]);
+    assert_eq!(report["embedding_bytes_after"], 1000 * 16 + 2 * 16 * 256 * 4);
+    let v = &report["validation"];
+    assert!(v["embedding_rel_error"].as_f64().unwrap() <= 1e-5, "{v}");
+    let counts = counts_file(dir.path());
+    let tiered = dir.path().join("t.json");
+    run(&[fixture("encoder.onnx"), dir.path().join("t.onnx"), "--codes".into(), "--hot-bits".into(), "4".into(), "--token-counts".into(), counts, "--json".into(), tiered.clone(), "-q".into()]).ok();
+    let t = read_json(&tiered);
+    assert!(t["tiers"]["hot_rows"].as_u64().unwrap() > 0, "{}", t["tiers"]);
+    assert!(t["validation"]["embedding_rel_error"].as_f64().unwrap() <= 1e-5);
+    compress_fails(&fixture("encoder.onnx"), &["--codes", "0"], &["invalid --codes", "sub-vector"]);
 }

@@ -110,6 +110,9 @@ pub const CASES: &[Case] = &[
     case("opset13_bits4", Built(opset13), &["--bits", "4"]),
     case("int32_ids_tiers", Built(int32_ids), &["--bits", "2", "--hot-bits", "8", "--token-counts", COUNTS]).min_cosine(0.9),
     case("external_data_bits4", External(fixtures::encoder), &["--bits", "4"]),
+    // Product codes: alone, and for the rows outside a frequent tier.
+    case("encoder_codes", Fixture("encoder.onnx"), &["--codes"]).min_cosine(0.9),
+    case("encoder_codes_tiers", Fixture("encoder.onnx"), &["--codes", "--hot-bits", "4", "--token-counts", COUNTS]).min_cosine(0.9),
 ];
 
 /// The placeholder of a generated token-count file in a case's arguments.

@@ -5,8 +5,8 @@ use crate::quant::Bits;
 use crate::report::Family;
 use crate::storage::{HotTier, Precision, Size, Storage};
 
-/// The grid of a sweep. [`SweepGrid::default`] has 28 points with token counts (the tiers need
-/// them), 22 without.
+/// The grid of a sweep. [`SweepGrid::default`] has 30 points with token statistics (the tiers
+/// need them), 23 without.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SweepGrid {
@@ -28,6 +28,9 @@ pub struct SweepGrid {
     /// there are token counts (default (4, 0.8, 4, 4, 0.999), (4, 0.8, 2, 4, 0.999), (4, 0.8, 2,
     /// 4, 0.99), (4, 0.5, 4, 8, 0.999)).
     pub tiered: Vec<(usize, f64, Bits, Bits, f64)>,
+    /// Product codes of the rows: (values per sub-vector, the frequent tier's width, when there
+    /// are token statistics) (default (4, none), (4, 4 bits)).
+    pub codes: Vec<(usize, Option<Bits>)>,
     /// What every point's storage starts from: the block, and the share of the counted tokens
     /// the plain tiers cover (default [`Storage::default`], 0.999).
     pub storage: Storage,
@@ -48,6 +51,7 @@ impl Default for SweepGrid {
                 (4, 0.8, Bits::B2, Bits::B4, 0.99),
                 (4, 0.5, Bits::B4, Bits::B8, 0.999),
             ],
+            codes: vec![(4, None), (4, Some(Bits::B4))],
             storage: Storage::default(),
         }
     }
@@ -77,6 +81,14 @@ impl GridPoint {
         };
         match (self.family, self.k_ratio()) {
             (Family::Plain, _) => format!("plain {}", b(storage.bits)),
+            (Family::Codes, _) => {
+                let sub = match self.setting.method {
+                    Method::Codes { sub } => sub,
+                    _ => 0,
+                };
+                let hot = storage.hot.map_or(String::new(), |h| format!("+{}", b(h.bits)));
+                format!("codes {sub}{hot}")
+            }
             (Family::Tiers, kr) => {
                 let hot = storage.hot.map_or(String::new(), |h| {
                     let mass = if h.mass == 0.999 { String::new() } else { format!("@{}", h.mass) };
@@ -118,8 +130,15 @@ pub(crate) fn settings(grid: &SweepGrid, base: &Storage, counts: bool, n: usize,
     for &b in &grid.plain {
         out.push(GridPoint { family: Family::Plain, setting: Setting::plain(storage(Precision::Bits(b), None)) });
     }
+    let mass = base.hot.map_or(0.999, |h| h.mass);
+    for &(sub, hot) in &grid.codes {
+        if hot.is_some() && !counts {
+            continue;
+        }
+        let hot = hot.map(|b| HotTier { bits: Precision::Bits(b), mass });
+        out.push(GridPoint { family: Family::Codes, setting: Setting::new(Method::Codes { sub }, storage(Precision::Bits(Bits::B8), hot)) });
+    }
     if counts {
-        let mass = base.hot.map_or(0.999, |h| h.mass);
         for &(rest, hot) in &grid.tiers {
             let hot = Some(HotTier { bits: Precision::Bits(hot), mass });
             out.push(GridPoint { family: Family::Tiers, setting: Setting::plain(storage(Precision::Bits(rest), hot)) });
@@ -139,11 +158,11 @@ mod tests {
     #[test]
     fn the_grid_has_each_family_and_drops_sizes_that_do_not_fit() {
         let all = settings(&SweepGrid::default(), &Storage::default(), true, 30522, 384);
-        assert_eq!(all.len(), 28);
-        for f in [Family::Plain, Family::Tiers, Family::Svd, Family::Clustering] {
+        assert_eq!(all.len(), 30);
+        for f in [Family::Plain, Family::Tiers, Family::Svd, Family::Clustering, Family::Codes] {
             assert!(all.iter().any(|s| s.family == f), "{f:?}");
         }
-        assert_eq!(settings(&SweepGrid::default(), &Storage::default(), false, 30522, 384).len(), 22);
+        assert_eq!(settings(&SweepGrid::default(), &Storage::default(), false, 30522, 384).len(), 23);
         // A tiny table: k = 8 at ratio 0.8 cannot fit.
         let tiny = settings(&SweepGrid::default(), &Storage::default(), false, 100, 8);
         assert!(tiny.iter().all(|s| s.k_ratio() != Some((8, 0.8))));
