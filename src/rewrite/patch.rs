@@ -167,21 +167,29 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
         nodes_added.extend(g.nodes.iter().map(|n| n.name().to_string()));
         inits.append(&mut g.initializers);
         replacement[lookup.node] = Some(g.nodes);
-    }
-    let old = std::mem::take(&mut graph.node);
-    for (id, n) in old.into_iter().enumerate() {
-        match replacement[id].take() {
-            Some(new) => graph.node.extend(new),
-            None => graph.node.push(n),
+        // The DequantizeLinear after the Gather goes with it: the new lookup writes its output.
+        if let Some(after) = lookup.after {
+            replacement[after] = Some(Vec::new());
         }
     }
-
-    let table_kept = candidate.is_shared();
-    if !table_kept {
-        graph.initializer.retain(|t| t.name() != candidate.table);
-        graph.input.retain(|i| i.name() != candidate.table);
-        graph.value_info.retain(|i| i.name() != candidate.table);
+    let old = std::mem::take(&mut graph.node);
+    // The nodes decoding the stored table before the Gathers, flagged in the new node list: they
+    // go when nothing else reads them.
+    let mut decoder = Vec::with_capacity(old.len());
+    for (id, n) in old.into_iter().enumerate() {
+        match replacement[id].take() {
+            Some(new) => {
+                decoder.extend(std::iter::repeat_n(false, new.len()));
+                graph.node.extend(new);
+            }
+            None => {
+                decoder.push(candidate.decoders.contains(&id));
+                graph.node.push(n);
+            }
+        }
     }
+    let tensors: Vec<&str> = std::iter::once(candidate.table.as_str()).chain(candidate.stored.side_tensors()).collect();
+    let table_kept = super::source::remove_dead(graph, decoder, &tensors, &candidate.table);
     let initializers_added = inits.iter().map(|t| t.name().to_string()).collect();
     graph.initializer.extend(inits);
     Ok(PatchSummary { nodes_added, initializers_added, table_kept })
