@@ -396,11 +396,11 @@ pub(crate) fn decode(view: &GraphView, table: &str, stored: &StoredTable, rows: 
         view.initializer(name).ok_or_else(|| Error::Tensor { tensor: name.into(), reason: "is not an initializer of the graph".into() })
     };
     let t = init(table)?;
-    let n = rows.checked_mul(cols).ok_or_else(|| Error::Tensor { tensor: table.into(), reason: format!("[{rows}, {cols}] does not fit in memory") })?;
+    let count = || element_count(table, &[rows as i64, cols as i64]);
     let mut values = match stored {
         StoredTable::Float { .. } => return crate::onnx::tensor::float_matrix(t),
         StoredTable::DequantizeLinear { codes, scale, zero_point, axis, .. } => {
-            let q = int_values(t, *codes, n)?;
+            let q = int_values(t, *codes, count()?)?;
             let s = float_values(init(scale)?)?;
             let z = zero_point.as_deref().map(|z| int_values(init(z)?, *codes, s.len())).transpose()?;
             let which = |i: usize| match axis {
@@ -412,7 +412,7 @@ pub(crate) fn decode(view: &GraphView, table: &str, stored: &StoredTable, rows: 
             q.iter().enumerate().map(|(i, &q)| (q - z.as_ref().map_or(0, |z| z[which(i)])) as f32 * s[which(i)]).collect::<Vec<f32>>()
         }
         StoredTable::MulCast { codes, scale } => {
-            let q = int_values(t, *codes, n)?;
+            let q = int_values(t, *codes, count()?)?;
             let st = init(scale)?;
             let s = float_values(st)?;
             let [sr, sc] = broadcast_shape(&st.dims, rows, cols)
@@ -429,7 +429,7 @@ pub(crate) fn decode(view: &GraphView, table: &str, stored: &StoredTable, rows: 
         StoredTable::GatherBlockQuantized { codes, bits, block_size, quantize_axis, scales, zero_points } => {
             let q = match codes {
                 Codes::Uint8 => unpack(t, *bits, rows, cols)?,
-                _ => int_values(t, *codes, n)?,
+                _ => int_values(t, *codes, count()?)?,
             };
             let s = float_values(init(scales)?)?;
             let nb = if *quantize_axis == 1 { cols.div_ceil(*block_size) } else { cols };
