@@ -166,13 +166,15 @@ pub(crate) fn locate(view: &GraphView, id: NodeId) -> std::result::Result<Locate
         }
         // Integer codes: dequantized after the Gather, by the Gather output's only reader.
         let readers: Vec<_> = view.consumers(output).collect();
-        if let (Some(codes @ (Codes::Int8 | Codes::Uint8)), [(q, dq)]) = (Codes::from_code(t.data_type()), readers.as_slice()) {
-            if is_onnx_op(dq, "DequantizeLinear") && dq.input.first() == Some(output) && !view.is_output(output) {
-                let gathered_rank = input_rank(view, indices).map_or(usize::MAX, |r| r + 1);
-                let (stored, dtype) = dequantize_linear(view, *q, t, codes, Some(gathered_rank))?;
-                let out = dq.output.first().filter(|o| !o.is_empty()).ok_or_else(|| format!("DequantizeLinear '{}' has no output", view.node_label(*q)))?;
-                return located(t, dtype, stored, vec![], Some(*q), out);
-            }
+        if let (Some(codes @ (Codes::Int8 | Codes::Uint8)), [(q, dq)]) = (Codes::from_code(t.data_type()), readers.as_slice())
+            && is_onnx_op(dq, "DequantizeLinear")
+            && dq.input.first() == Some(output)
+            && !view.is_output(output)
+        {
+            let gathered_rank = input_rank(view, indices).map_or(usize::MAX, |r| r + 1);
+            let (stored, dtype) = dequantize_linear(view, *q, t, codes, Some(gathered_rank))?;
+            let out = dq.output.first().filter(|o| !o.is_empty()).ok_or_else(|| format!("DequantizeLinear '{}' has no output", view.node_label(*q)))?;
+            return located(t, dtype, stored, vec![], Some(*q), out);
         }
         table_shape(t, data)?;
         return Err(format!(
@@ -210,7 +212,7 @@ pub(crate) fn locate(view: &GraphView, id: NodeId) -> std::result::Result<Locate
             let Some(t) = cast.input.first().and_then(|x| view.initializer(x)) else { continue };
             let Some(codes) = Codes::from_code(t.data_type()) else { continue };
             let Some(scale) = view.initializer(&p.input[s]) else { continue };
-            let (rows, cols) = table_shape(t, &t.name().to_string())?;
+            let (rows, cols) = table_shape(t, t.name())?;
             let to = int_attr(cast, "to").and_then(|to| FloatType::from_code(to as i32));
             let dtype = match (to, FloatType::from_code(scale.data_type())) {
                 (Some(a), Some(b)) if a == b => a,
