@@ -437,6 +437,28 @@ mod tests {
     }
 
     #[test]
+    fn one_table_read_in_two_layouts_keeps_the_first() {
+        // uint8 codes gathered then dequantized, and dequantized by another scale elsewhere
+        let codes = crate::onnx::tensor::byte_tensor("q", &[100, 8], &[3; 800], false);
+        let scale = |name: &str, v: f32| float_tensor(name, &[], &[v], FloatType::F32);
+        let g = graph(
+            vec![codes, scale("s1", 0.5), scale("s2", 0.25)],
+            vec![
+                node("g1", "Gather", &["q", "ids"], "q1"),
+                node("dq1", "DequantizeLinear", &["q1", "s1"], "e1"),
+                node("g2", "Gather", &["q", "ids"], "q2"),
+                node("dq2", "DequantizeLinear", &["q2", "s2"], "e2"),
+            ],
+        );
+        let d = discover(&g);
+        let c = d.chosen().unwrap();
+        assert_eq!((c.table.as_str(), c.lookups.len(), c.lookups[0].output.as_str()), ("q", 1, "e1"));
+        assert!(only_reason(&d).contains("reads table 'q' in another layout than Gather 'g1' does"), "{:?}", d.rejections);
+        let decoded = c.decode(&GraphView::new(&g)).unwrap();
+        assert!(decoded.iter().all(|&v| v == 1.5));
+    }
+
+    #[test]
     fn no_gather_at_all() {
         let g = graph(vec![], vec![node("r", "Relu", &["ids"], "o")]);
         assert!(discover(&g).chosen().unwrap_err().to_string().contains("the graph has no Gather node"));
