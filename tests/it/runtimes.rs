@@ -685,7 +685,9 @@ fn compared(runtimes: &Runtimes, rows: usize, reference: &Path, models: &[PathBu
 ///
 /// - a) `quantize_dynamic` (int8 weights, Gather among the op types: the word table becomes
 ///   uint8 codes -> Gather -> DequantizeLinear), then onnx-embcomp compresses that table (tract
-///   validation on): the result loads in onnxruntime and stays close to the int8 model;
+///   validation on): the result loads in onnxruntime and stays close to the int8 model; the
+///   same after the MatMulNBits quantizer with Gather (int4 GatherBlockQuantized), stored plain
+///   at 8 bits: close to the int4 model (a wrong decoding of its codes would not be);
 /// - b) each output of onnx-embcomp of [`REQUANTIZED`] through `quantize_dynamic` (defaults, and
 ///   int8 with Gather) and the MatMulNBits quantizer (MatMul, and MatMul with Gather): every
 ///   quantizer runs, and its result loads and stays close to what it was given.
@@ -710,6 +712,21 @@ fn standard_quantizers_before_and_after_compression() {
     match &a[1] {
         Ok((c, _)) if *c >= 0.99 => {}
         other => failures.push(format!("quantize_dynamic then onnx-embcomp: {other:?}")),
+    }
+    // the MatMulNBits quantizer with Gather: int4 codes in com.microsoft.GatherBlockQuantized,
+    // which tract cannot run (so no validation), compared in onnxruntime only
+    let first = dir.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    quantizers(&runtimes, &["requantize".as_ref(), original.as_os_str(), first.as_os_str()]);
+    let int4 = first.join("matmul_nbits_gather.onnx");
+    let int4_compressed = dir.path().join("int4.compressed.onnx");
+    let args = ["-q", "--no-validate", "--plain", "--bits", "8"];
+    run(&[&[int4.as_os_str(), int4_compressed.as_os_str()], &args.map(std::ffi::OsStr::new)[..]].concat()).ok();
+    let b = compared(&runtimes, rows, &int4, &[int4_compressed]);
+    eprintln!("MatMulNBits with Gather, then onnx-embcomp --plain --bits 8: {:?}", b[0]);
+    match &b[0] {
+        Ok((c, _)) if *c >= 0.999 => {}
+        other => failures.push(format!("MatMulNBits with Gather then onnx-embcomp: {other:?}")),
     }
 
     // b) compressed first
