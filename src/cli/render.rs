@@ -234,9 +234,10 @@ pub fn summary(summary: &Summary, verbose: bool) -> String {
         } else {
             c.other_readers.iter().map(|r| format!("{} '{}'", r.op_type, r.node)).collect::<Vec<_>>().join(", ")
         };
+        let stored = c.stored.describe().map_or_else(String::new, |d| format!(" stored as {d};"));
         let _ = writeln!(
             s,
-            "{mark} {} [{} x {}] {:?}, {} bytes; node {}; ids from {}; other readers: {readers}",
+            "{mark} {} [{} x {}] {:?}, {} bytes;{stored} node {}; ids from {}; other readers: {readers}",
             c.table,
             c.rows,
             c.cols,

@@ -89,16 +89,24 @@ pub fn data_bytes(t: &TensorProto) -> u64 {
 /// Shape: `[dims[0], dims[1]]`. The stored size is checked against the dims before any
 /// allocation, so a lying header fails cleanly.
 pub fn float_matrix(t: &TensorProto) -> Result<Array2<f32>> {
+    if t.dims.len() != 2 {
+        let reason = format!("expected a rank-2 table, found dims {:?}", t.dims);
+        return Err(Error::Tensor { tensor: t.name().into(), reason });
+    }
+    let data = float_values(t)?;
+    let (rows, cols) = (t.dims[0] as usize, t.dims[1] as usize);
+    Ok(Array2::from_shape_vec((rows, cols), data).expect("length checked against dims"))
+}
+
+/// Reads a float initializer of any rank (f32, f16, bf16 or f64; raw or typed storage) as f32
+/// values, row-major. The stored size is checked against the dims before any allocation.
+pub fn float_values(t: &TensorProto) -> Result<Vec<f32>> {
     let name = t.name();
     let fail = |reason: String| Error::Tensor { tensor: name.into(), reason };
-    if t.dims.len() != 2 {
-        return Err(fail(format!("expected a rank-2 table, found dims {:?}", t.dims)));
-    }
     let dtype = FloatType::from_code(t.data_type())
         .ok_or_else(|| fail(format!("data type {} is not a float type", dtype_name(t.data_type()))))?;
     let count = element_count(name, &t.dims)?;
-    let (rows, cols) = (t.dims[0] as usize, t.dims[1] as usize);
-    let data: Vec<f32> = if let Some(raw) = t.raw_data.as_ref().filter(|r| !r.is_empty() || count == 0) {
+    Ok(if let Some(raw) = t.raw_data.as_ref().filter(|r| !r.is_empty() || count == 0) {
         let want = count.checked_mul(dtype.size()).ok_or_else(|| {
             fail(format!("dims {:?} of {} need more bytes than memory holds", t.dims, dtype_name(t.data_type())))
         })?;
@@ -137,8 +145,7 @@ pub fn float_matrix(t: &TensorProto) -> Result<Array2<f32>> {
             FloatType::Bf16 => t.int32_data.iter().map(|&b| bf16::from_bits(b as u16).to_f32()).collect(),
             FloatType::F64 => t.double_data.iter().map(|&v| v as f32).collect(),
         }
-    };
-    Ok(Array2::from_shape_vec((rows, cols), data).expect("length checked against dims"))
+    })
 }
 
 /// A float tensor of type `dtype` holding `data` (row-major, `dims` product long) in raw_data.

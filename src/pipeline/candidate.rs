@@ -182,7 +182,9 @@ fn assemble(
     let numbers_before = (n * d) as u64;
     let footprint = layout.footprint();
     let numbers_after = footprint.numbers() + if table_kept { numbers_before } else { 0 };
-    let bytes_after = footprint.bytes() + if table_kept { (n * d * candidate.dtype.size()) as u64 } else { 0 };
+    // The table as stored in the input (codes and scales of a quantized table).
+    let bytes_before = candidate.bytes;
+    let bytes_after = footprint.bytes() + if table_kept { bytes_before } else { 0 };
     let (validation, text_validation) = checked.map_or((None, None), |c| (c.validation, c.text));
     let mut fit = FitFigures {
         relative_error,
@@ -212,7 +214,7 @@ fn assemble(
         dims: layout.dims(),
         numbers_before,
         numbers_after,
-        embedding_bytes_before: (n * d * candidate.dtype.size()) as u64,
+        embedding_bytes_before: bytes_before,
         embedding_bytes_after: bytes_after,
         stored: footprint,
         saved_percent: crate::storage::saved_percent(numbers_before, numbers_after),

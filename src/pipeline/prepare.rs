@@ -14,7 +14,7 @@ use crate::data::{CorpusFigures, TokenStats};
 use crate::error::{Error, Param, Result, Role};
 use crate::onnx::Model;
 use crate::onnx::graph::GraphView;
-use crate::onnx::tensor::{FloatType, float_matrix};
+use crate::onnx::tensor::FloatType;
 use crate::progress::{Clock, Phase, Progress, Stage};
 use crate::report::SvdFigures;
 use crate::rewrite::find::{Candidate, find_embedding};
@@ -110,8 +110,7 @@ impl<'m> Prepared<'m> {
             }
         }
         let decode = || -> Result<Array2<f32>> {
-            let proto = view.initializer(&candidate.table).expect("candidates are initializers");
-            let table = float_matrix(proto)?;
+            let table = candidate.decode(&view)?;
             check_finite(&candidate.table, &table)?;
             Ok(table)
         };

@@ -2,16 +2,18 @@
 //! [`ProductCodes::decode_rows`] computes.
 //!
 //! Standard operators only, valid from ONNX opset 13 on, that tract, onnxruntime and
-//! onnxruntime-web run. With `m` positions of `sub` values, `K` codewords, `rows [..]` (int32 or
-//! int64) and `N` the number of rows looked up:
+//! onnxruntime-web run. With `m` positions of `sub` values, `K` codewords, `rows [.., 1]` (int64
+//! GatherND indices) and `N` the number of rows looked up:
 //! ```text
-//! Gather(codes [n, m] uint8, rows) -> Reshape([-1, m]) -> Cast(int32)
+//! GatherND(codes [n, m] uint8, rows) -> Reshape([-1, m]) -> Cast(int32)
 //!     -> Add(offsets [1, m] int32: p·K)                      flat codeword indices [N, m]
 //! (zero row z:  Where(Equal(Reshape(Cast(rows, int32), [-1, 1]), z), m·K, .): rows z take the
 //!               zero codeword at the codebook's end)
-//! Gather(codebook [m·K (+1), sub] f16, .) -> [N, m, sub] -> Cast(float) -> Reshape([-1, m·sub])
-//!     -> Slice(:cols) when the last sub-vector is padded  -> Reshape(Concat(Shape(rows), [cols]))
+//! GatherND(codebook [m·K (+1), sub] f16, Unsqueeze(Cast int64 (.), -1)) -> [N, m, sub]
+//!     -> Cast(float) -> Reshape([-1, m·sub]) -> Slice(:cols) when the last sub-vector is padded
+//!     -> Reshape(Concat(Shape(rows)[:-1], [cols]))
 //! ```
+//! Both tensors are read by GatherND, which no quantizer rewrites (see `patch`).
 //! The codebook's f16 values widen to f32 exactly, so the output is the decoded rows exactly.
 //! A layout of several branches needs a row that looks up to zeros for the ids of the other
 //! branches: it is the row `z = n` appended to the codes (its codes are 0, never read as such)
@@ -69,8 +71,9 @@ pub(crate) fn stored(pc: &ProductCodes, zero_row: bool, names: &mut Names, prefi
     }
 }
 
-/// The nodes computing `output` `[.., cols]` f32, the rows `rows` `[..]` of the coded table
-/// `stored`, added to `g`. Node names start with `prefix`, constants' with `prefix` under
+/// The nodes computing `output` `[.., cols]` f32, the rows `rows` `[.., 1]` (int64 GatherND
+/// indices, as `patch` reads every stored tensor) of the coded table `stored`, added to `g`.
+/// Both tensors are read by GatherND, which no quantizer's registry rewrites. Node names start with `prefix`, constants' with `prefix` under
 /// `embcomp-const/` instead of `embcomp/`.
 pub(crate) fn emit(g: &mut Subgraph, prefix: &str, stored: &Stored, rows: &str, output: &str) -> Result<()> {
     let constants = prefix.replacen("embcomp/", "embcomp-const/", 1);
@@ -82,7 +85,7 @@ pub(crate) fn emit(g: &mut Subgraph, prefix: &str, stored: &Stored, rows: &str, 
     };
     let i64s = |v: Vec<i64>| move |name: &str| int64_tensor(name, &[v.len()], &v);
 
-    let gathered = g.op(prefix, "Gather", &[&stored.codes, rows], "code_rows", vec![]);
+    let gathered = g.op(prefix, "GatherND", &[&stored.codes, rows], "code_rows", vec![]);
     let shape = constant(g, "codes_shape", &i64s(vec![-1, m as i64]));
     let flat = g.op(prefix, "Reshape", &[&gathered, &shape], "codes", vec![]);
     let flat = g.op(prefix, "Cast", &[&flat], "codes_i32", vec![int_attr("to", DataType::Int32 as i64)]);
@@ -98,7 +101,10 @@ pub(crate) fn emit(g: &mut Subgraph, prefix: &str, stored: &Stored, rows: &str, 
         let zero_word = constant(g, "zero_codeword", &|name| int32_tensor(name, &[1, 1], &[(m * k) as i32]));
         index = g.op(prefix, "Where", &[&is_zero, &zero_word, &index], "codeword_index_or_zero", vec![]);
     }
-    let words = g.op(prefix, "Gather", &[&stored.codebook, &index], "codewords", vec![]);
+    let index = g.op(prefix, "Cast", &[&index], "codeword_index_i64", vec![int_attr("to", DataType::Int64 as i64)]);
+    let last = constant(g, "last_axis", &i64s(vec![-1]));
+    let index = g.op(prefix, "Unsqueeze", &[&index, &last], "codeword_index_nd", vec![]);
+    let words = g.op(prefix, "GatherND", &[&stored.codebook, &index], "codewords", vec![]);
     let words = g.op(prefix, "Cast", &[&words], "codewords_f32", vec![int_attr("to", DataType::Float as i64)]);
     let shape = constant(g, "values_shape", &i64s(vec![-1, (m * sub) as i64]));
     let mut values = g.op(prefix, "Reshape", &[&words, &shape], "padded_values", vec![]);
@@ -110,8 +116,10 @@ pub(crate) fn emit(g: &mut Subgraph, prefix: &str, stored: &Stored, rows: &str, 
         );
         values = g.op(prefix, "Slice", &[&values, &start, &end, &axes], "values_unpadded", vec![]);
     }
-    // [.., cols]: the rows' dims, then cols.
+    // [.., cols]: the rows' dims (without their last, 1), then cols.
     let lead = g.op(prefix, "Shape", &[rows], "rows_shape", vec![]);
+    let (start, end, axes) = (constant(g, "lead_start", &i64s(vec![0])), constant(g, "lead_end", &i64s(vec![-1])), constant(g, "lead_axes", &i64s(vec![0])));
+    let lead = g.op(prefix, "Slice", &[&lead, &start, &end, &axes], "lead_shape", vec![]);
     let cols_t = constant(g, "cols", &i64s(vec![cols as i64]));
     let out_shape = g.op(prefix, "Concat", &[&lead, &cols_t], "out_shape", vec![int_attr("axis", 0)]);
     let name = g.names.fresh(&format!("{prefix}reshape_out"));

@@ -3,14 +3,17 @@
 
 use serde::Serialize;
 
+use std::collections::HashSet;
+
+use super::source::{self, StoredTable};
 use crate::error::{Error, Result};
-use crate::onnx::graph::{GraphView, NodeId, int_attr, is_onnx_op};
-use crate::onnx::tensor::{FloatType, data_bytes, dtype_name};
+use crate::onnx::graph::{GraphView, NodeId, is_onnx_op};
+use crate::onnx::tensor::FloatType;
 
 /// Ops that carry token ids unchanged in value from a graph input to a Gather's indices.
 const ID_PASSTHROUGH_OPS: &[&str] = &["Cast", "Unsqueeze", "Squeeze", "Reshape", "Identity", "Flatten"];
 
-/// One Gather that reads the table row-wise (`axis` 0).
+/// One Gather (or GatherBlockQuantized) that reads the table row-wise (`axis` 0).
 #[derive(Debug, Clone, Serialize)]
 pub struct Lookup {
     /// Index of the node in the graph.
@@ -19,10 +22,14 @@ pub struct Lookup {
     pub name: String,
     /// The indices tensor.
     pub indices: String,
-    /// The output tensor (reused by the rewrite, so no consumer is rewired).
+    /// The output tensor of the floats looked up: the Gather's, or that of the DequantizeLinear
+    /// after it (reused by the rewrite, so no consumer is rewired).
     pub output: String,
     /// The graph input the indices come from, if they do.
     pub ids_input: Option<String>,
+    /// A node after the Gather that the rewrite replaces too (the DequantizeLinear of the
+    /// gathered codes).
+    pub after: Option<NodeId>,
 }
 
 /// Another node reading the table (a tied LM head, ...).
@@ -35,16 +42,21 @@ pub struct Reader {
 /// A table read by row Gathers: a candidate word embedding.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
-    /// Initializer name.
+    /// Initializer name: the floats, or the codes of a quantized table.
     pub table: String,
     /// Rows (tokens).
     pub rows: usize,
     /// Columns (hidden size).
     pub cols: usize,
-    /// Element type.
+    /// The type of the floats looked up (the table's, or its dequantization's).
     pub dtype: FloatType,
-    /// Bytes of table data.
+    /// Bytes the table is stored in (codes, scales and zero points of a quantized table).
     pub bytes: u64,
+    /// How the table is stored and turned into floats.
+    pub stored: StoredTable,
+    /// Nodes computing the floats from the stored table before the Gathers (Cast and Mul, or
+    /// DequantizeLinear); empty when the Gathers read the stored table.
+    pub decoders: Vec<NodeId>,
     /// The Gathers that look rows up in it.
     pub lookups: Vec<Lookup>,
     /// Other nodes reading it.
@@ -60,6 +72,11 @@ impl Candidate {
     /// The graph input carrying token ids (from the first lookup that has one).
     pub fn ids_input(&self) -> Option<&str> {
         self.lookups.iter().find_map(|l| l.ids_input.as_deref())
+    }
+
+    /// The table `[rows, cols]` as f32, decoded from how it is stored in `view`'s graph.
+    pub fn decode(&self, view: &GraphView) -> Result<ndarray::Array2<f32>> {
+        source::decode(view, &self.table, &self.stored, self.rows, self.cols, self.dtype)
     }
 }
 
@@ -111,15 +128,28 @@ pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Disco
     let mut rejections = Vec::new();
     let mut override_rejection = None;
     for (id, node) in view.graph.node.iter().enumerate() {
-        if !is_onnx_op(node, "Gather") {
+        if !is_onnx_op(node, "Gather") && !source::is_gather_block_quantized(node) {
             continue;
         }
         let name = view.node_label(id);
-        match check_gather(view, id) {
-            Ok((table, lookup)) => match candidates.iter_mut().find(|c| c.table == table.table) {
-                Some(c) => c.lookups.push(lookup),
-                None => candidates.push(Candidate { lookups: vec![lookup], ..table }),
-            },
+        let checked = check_gather(view, id).and_then(|(table, lookup)| match candidates.iter_mut().find(|c| c.table == table.table) {
+            Some(c) if c.stored == table.stored && c.decoders == table.decoders => {
+                c.lookups.push(lookup);
+                Ok(())
+            }
+            Some(c) => Err(format!(
+                "reads table '{}' in another layout than Gather '{}' does ({})",
+                c.table,
+                c.lookups[0].name,
+                table.stored.describe().unwrap_or_else(|| "floats".into())
+            )),
+            None => {
+                candidates.push(Candidate { lookups: vec![lookup], ..table });
+                Ok(())
+            }
+        });
+        match checked {
+            Ok(()) => {}
             Err(reason) => {
                 if embedding == Some(name.as_str()) {
                     override_rejection = Some(reason.clone());
@@ -128,11 +158,18 @@ pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Disco
             }
         }
     }
-    // Other readers: every consumer that is not one of the table's row lookups.
+    // Other readers: every consumer of the table, or of what its decoders compute from it, that
+    // is not one of the table's row lookups or decoders.
     for c in &mut candidates {
-        c.other_readers = view
-            .consumers(&c.table)
-            .filter(|(id, _)| !c.lookups.iter().any(|l| l.node == *id))
+        let ours: HashSet<NodeId> = c.lookups.iter().map(|l| l.node).chain(c.decoders.iter().copied()).collect();
+        let read: Vec<&str> = std::iter::once(c.table.as_str())
+            .chain(c.decoders.iter().flat_map(|&d| view.graph.node[d].output.iter().map(String::as_str)))
+            .collect();
+        let mut seen = HashSet::new();
+        c.other_readers = read
+            .into_iter()
+            .flat_map(|t| view.consumers(t))
+            .filter(|(id, _)| !ours.contains(id) && seen.insert(*id))
             .map(|(id, n)| Reader { node: view.node_label(id), op_type: n.op_type().to_string() })
             .collect();
     }
@@ -207,57 +244,23 @@ pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Disco
 /// The structural guards: a Gather the rewrite can replace. Returns the table (without its
 /// lookups filled in) and this lookup, or the reason for rejecting it.
 fn check_gather(view: &GraphView, id: NodeId) -> std::result::Result<(Candidate, Lookup), String> {
-    let node = &view.graph.node[id];
-    let (data, indices) = match node.input.as_slice() {
-        [data, indices] => (data, indices),
-        other => return Err(format!("has {} inputs, Gather takes 2", other.len())),
-    };
-    let output = node.output.first().filter(|o| !o.is_empty()).ok_or("has no output")?;
-    let table = match view.initializer(data) {
-        Some(t) => t,
-        None => {
-            return Err(match view.producer(data) {
-                Some((pid, p)) if is_onnx_op(p, "Shape") => {
-                    format!("data '{data}' is a shape computed by Shape node '{}' (shape arithmetic)", view.node_label(pid))
-                }
-                Some((pid, p)) => format!(
-                    "data '{data}' is computed by {} node '{}', not stored as an initializer \
-                     (a table built in the graph, e.g. dequantized int8, cannot be rewritten)",
-                    p.op_type(),
-                    view.node_label(pid)
-                ),
-                None if view.is_runtime_input(data) => format!("data '{data}' is a graph input, not an initializer"),
-                None => format!("data '{data}' is neither an initializer nor produced by a node"),
-            });
-        }
-    };
-    if table.dims.len() != 2 {
-        return Err(format!("data '{data}' has rank {} (dims {:?}); a table has rank 2", table.dims.len(), table.dims));
-    }
-    let axis = int_attr(node, "axis").unwrap_or(0);
-    if axis != 0 && axis != -2 {
-        return Err(format!("axis is {axis}; a row lookup has axis 0"));
-    }
-    let dtype = FloatType::from_code(table.data_type()).ok_or_else(|| {
-        format!("data '{data}' is of type {}, not a float type", dtype_name(table.data_type()))
-    })?;
-    let (rows, cols) = (table.dims[0], table.dims[1]);
-    if rows < 2 || cols < 1 {
-        return Err(format!("data '{data}' of shape [{rows}, {cols}] is too small to compress"));
-    }
+    let found = source::locate(view, id)?;
     let lookup = Lookup {
         node: id,
         name: view.node_label(id),
-        indices: indices.clone(),
-        output: output.clone(),
-        ids_input: trace_ids(view, indices),
+        ids_input: trace_ids(view, &found.indices),
+        indices: found.indices,
+        output: found.output,
+        after: found.after,
     };
     let candidate = Candidate {
-        table: data.clone(),
-        rows: rows as usize,
-        cols: cols as usize,
-        dtype,
-        bytes: data_bytes(table),
+        table: found.table,
+        rows: found.rows,
+        cols: found.cols,
+        dtype: found.dtype,
+        bytes: found.bytes,
+        stored: found.stored,
+        decoders: found.decoders,
         lookups: Vec::new(),
         other_readers: Vec::new(),
     };
@@ -431,6 +434,28 @@ mod tests {
         assert!(e.contains("computed by Cast"), "{e}");
         let e = find_embedding(&view, Some("q")).unwrap_err().to_string();
         assert!(e.contains("not read by any row Gather"), "{e}");
+    }
+
+    #[test]
+    fn one_table_read_in_two_layouts_keeps_the_first() {
+        // uint8 codes gathered then dequantized, and dequantized by another scale elsewhere
+        let codes = crate::onnx::tensor::byte_tensor("q", &[100, 8], &[3; 800], false);
+        let scale = |name: &str, v: f32| float_tensor(name, &[], &[v], FloatType::F32);
+        let g = graph(
+            vec![codes, scale("s1", 0.5), scale("s2", 0.25)],
+            vec![
+                node("g1", "Gather", &["q", "ids"], "q1"),
+                node("dq1", "DequantizeLinear", &["q1", "s1"], "e1"),
+                node("g2", "Gather", &["q", "ids"], "q2"),
+                node("dq2", "DequantizeLinear", &["q2", "s2"], "e2"),
+            ],
+        );
+        let d = discover(&g);
+        let c = d.chosen().unwrap();
+        assert_eq!((c.table.as_str(), c.lookups.len(), c.lookups[0].output.as_str()), ("q", 1, "e1"));
+        assert!(only_reason(&d).contains("reads table 'q' in another layout than Gather 'g1' does"), "{:?}", d.rejections);
+        let decoded = c.decode(&GraphView::new(&g)).unwrap();
+        assert!(decoded.iter().all(|&v| v == 1.5));
     }
 
     #[test]

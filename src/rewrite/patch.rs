@@ -2,20 +2,23 @@
 //! small graph per replaced Gather, unique readable names (`embcomp/branch3/gather`), and the
 //! replaced node's output name reused so no consumer is rewired.
 //!
-//! Per lookup, with ids `[..]`, for a [`Layout`] of several branches (an index `branch [n]`
-//! uint8 and `position [n]` int32; branch b's table has a zero row at `n_b`):
+//! Per lookup, with ids `[..]`, for a [`Layout`] of several branches (an index `branch [n, 1]`
+//! uint8 and `position [n, 1]` int32; branch b's table has a zero row at `n_b`). Every stored
+//! tensor is read by GatherND with int64 indices `[.., 1]` (the rows Gather would read), so the
+//! standard quantizers, which rewrite Gathers of initializers, leave the lookup alone:
 //! ```text
-//! Gather(branch, ids) -> Cast int32 -> b_ids;   Gather(position, ids) -> p_ids
-//! branch b:  Where(Equal(b_ids, b), p_ids, n_b) -> rows_b              (other rows: the zero row)
-//!            float:     Gather(table_b [n_b + 1, w_b], rows_b) -> [.., w_b]
-//!            quantized: Gather the packed rows and their block scales (and minimums) by rows_b,
+//! ids_nd = Unsqueeze(Cast int64 (ids), -1) [.., 1]
+//! GatherND(branch, ids_nd) -> Cast int32 -> b_ids;   GatherND(position, ids_nd) -> Cast int64 -> p_ids
+//! branch b:  Where(Equal(b_ids, b), p_ids, n_b) -> rows_b [.., 1]      (other rows: the zero row)
+//!            float:     GatherND(table_b [n_b + 1, w_b], rows_b) -> [.., w_b]
+//!            quantized: GatherND the packed rows and their block scales (and minimums) by rows_b,
 //!                       dequantize only those (rewrite::dequant) -> [.., w_b] f32
 //!            codes:     Gather the codes by rows_b, then their codewords (rewrite::coded)
 //!                       -> [.., w_b] f32
 //! coefficient branches: Concat(axis -1) -> [.., Σw_b];  MatMul(., bases [Σw_b, d]) -> [.., d]
 //! plain-row branches (w_b = d) and that product: Add -> [.., d]  (the old output name)
 //! ```
-//! With a single branch holding every row there is no index and no zero row: the ids gather
+//! With a single branch holding every row there is no index and no zero row: `ids_nd` gathers
 //! its table directly. Gathering the packed rows first matters: tract folds constants only up to
 //! 4 MiB, so a dequantization of a whole table before the Gather would run on every call.
 //!
@@ -31,9 +34,9 @@ use super::find::Candidate;
 use super::{Branch, Layout, Values, coded, dequant};
 use crate::error::{Error, Result};
 use crate::onnx::Model;
-use crate::onnx::build::{Names, Subgraph, int_attr, node};
+use crate::onnx::build::{Names, Subgraph, int_attr, ints_attr, node};
 use crate::onnx::proto::{NodeProto, TensorProto, tensor_proto::DataType};
-use crate::onnx::tensor::{FloatType, byte_tensor, float_tensor, int32_tensor};
+use crate::onnx::tensor::{FloatType, byte_tensor, float_tensor, int32_tensor, int64_tensor};
 use crate::quant::QuantizedRows;
 
 /// What the patch changed.
@@ -89,23 +92,32 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
         let (branch, pos) = layout.index();
         let branch_name = names.fresh("embcomp/index/branch");
         let branch_bytes: Vec<u8> = branch.iter().map(|&b| b as u8).collect();
-        inits.push(byte_tensor(&branch_name, &[layout.n], &branch_bytes, false));
+        // [n, 1]: GatherND by ids [.., 1] gives [.., 1], the rows' GatherND indices.
+        inits.push(byte_tensor(&branch_name, &[layout.n, 1], &branch_bytes, false));
         let pos_name = names.fresh("embcomp/index/position");
-        inits.push(int32_tensor(&pos_name, &[layout.n], &pos.iter().map(|&p| p as i32).collect::<Vec<_>>()));
+        inits.push(int32_tensor(&pos_name, &[layout.n, 1], &pos.iter().map(|&p| p as i32).collect::<Vec<_>>()));
         (branch_name, pos_name)
     });
 
     // One small graph per lookup, spliced in where the Gather stood.
+    let opset = model.onnx_opset().unwrap_or(1);
     let graph = model.graph_mut();
     let mut replacement: Vec<Option<Vec<NodeProto>>> = vec![None; graph.node.len()];
     let mut nodes_added = Vec::new();
     for (l, lookup) in candidate.lookups.iter().enumerate() {
         let prefix = if candidate.lookups.len() == 1 { "embcomp/".to_string() } else { format!("embcomp/lookup{l}/") };
         let mut g = Subgraph::new(&mut names);
+        // Every stored tensor is read by GatherND with indices [.., 1] (int64): the same rows as
+        // Gather, but no standard quantizer takes it for a weight lookup (onnxruntime's
+        // quantize_dynamic quantizes the float data of Gathers, its MatMulNBits quantizer
+        // rewrites every Gather of an initializer), so our stored tables are left alone.
+        let ids = g.op(&prefix, "Cast", &[&lookup.indices], "ids_i64", vec![int_attr("to", DataType::Int64 as i64)]);
+        let ids = unsqueeze_last(&mut g, &prefix, &ids, opset);
         let ids_of_branch = index.as_ref().map(|(branch, pos)| {
-            let b = g.op(&format!("{prefix}index/"), "Gather", &[branch, &lookup.indices], "branch", vec![]);
+            let b = g.op(&format!("{prefix}index/"), "GatherND", &[branch, &ids], "branch", vec![]);
             let b = g.op(&format!("{prefix}index/"), "Cast", &[&b], "branch_i32", vec![int_attr("to", DataType::Int32 as i64)]);
-            let p = g.op(&format!("{prefix}index/"), "Gather", &[pos, &lookup.indices], "position", vec![]);
+            let p = g.op(&format!("{prefix}index/"), "GatherND", &[pos, &ids], "position", vec![]);
+            let p = g.op(&format!("{prefix}index/"), "Cast", &[&p], "position_i64", vec![int_attr("to", DataType::Int64 as i64)]);
             (b, p)
         });
         let (mut coefficient_outputs, mut plain_outputs) = (Vec::new(), Vec::new());
@@ -116,18 +128,19 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
                     // Graph constants go under `embcomp-const/`: `embcomp/` names the stored tables.
                     let constants = at.replacen("embcomp/", "embcomp-const/", 1);
                     let me = i32_scalar(&mut g, &format!("{constants}id"), b as i32);
-                    let zero_row = i32_scalar(&mut g, &format!("{constants}zero_row"), branch.members.len() as i32);
+                    let zero_row = g.names.fresh(&format!("{constants}zero_row"));
+                    g.initializers.push(int64_tensor(&zero_row, &[], &[branch.members.len() as i64]));
                     let mine = g.op(&at, "Equal", &[bi, &me], "mine", vec![]);
                     g.op(&at, "Where", &[&mine, p, &zero_row], "rows", vec![])
                 }
-                None => lookup.indices.clone(),
+                None => ids.clone(),
             };
             let out = match table {
-                Table::Float(name) => (g.op(&at, "Gather", &[name, &rows], "values", vec![]), dtype),
+                Table::Float(name) => (g.op(&at, "GatherND", &[name, &rows], "values", vec![]), dtype),
                 Table::Quantized { stored, cols, params } => {
-                    let packed = g.op(&at, "Gather", &[&stored.packed, &rows], "packed_rows", vec![]);
-                    let scales = g.op(&at, "Gather", &[&stored.scales, &rows], "scale_rows", vec![]);
-                    let mins = stored.mins.as_ref().map(|m| g.op(&at, "Gather", &[m, &rows], "min_rows", vec![]));
+                    let packed = g.op(&at, "GatherND", &[&stored.packed, &rows], "packed_rows", vec![]);
+                    let scales = g.op(&at, "GatherND", &[&stored.scales, &rows], "scale_rows", vec![]);
+                    let mins = stored.mins.as_ref().map(|m| g.op(&at, "GatherND", &[m, &rows], "min_rows", vec![]));
                     let out = g.names.fresh(&format!("{at}values"));
                     dequant::emit(&mut g, &at, &packed, &scales, mins.as_deref(), *cols, params, &out)?;
                     (out, FloatType::F32)
@@ -175,21 +188,29 @@ pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_sh
         nodes_added.extend(g.nodes.iter().map(|n| n.name().to_string()));
         inits.append(&mut g.initializers);
         replacement[lookup.node] = Some(g.nodes);
-    }
-    let old = std::mem::take(&mut graph.node);
-    for (id, n) in old.into_iter().enumerate() {
-        match replacement[id].take() {
-            Some(new) => graph.node.extend(new),
-            None => graph.node.push(n),
+        // The DequantizeLinear after the Gather goes with it: the new lookup writes its output.
+        if let Some(after) = lookup.after {
+            replacement[after] = Some(Vec::new());
         }
     }
-
-    let table_kept = candidate.is_shared();
-    if !table_kept {
-        graph.initializer.retain(|t| t.name() != candidate.table);
-        graph.input.retain(|i| i.name() != candidate.table);
-        graph.value_info.retain(|i| i.name() != candidate.table);
+    let old = std::mem::take(&mut graph.node);
+    // The nodes decoding the stored table before the Gathers, flagged in the new node list: they
+    // go when nothing else reads them.
+    let mut decoder = Vec::with_capacity(old.len());
+    for (id, n) in old.into_iter().enumerate() {
+        match replacement[id].take() {
+            Some(new) => {
+                decoder.extend(std::iter::repeat_n(false, new.len()));
+                graph.node.extend(new);
+            }
+            None => {
+                decoder.push(candidate.decoders.contains(&id));
+                graph.node.push(n);
+            }
+        }
     }
+    let tensors: Vec<&str> = std::iter::once(candidate.table.as_str()).chain(candidate.stored.side_tensors()).collect();
+    let table_kept = super::source::remove_dead(graph, decoder, &tensors, &candidate.table);
     let initializers_added = inits.iter().map(|t| t.name().to_string()).collect();
     graph.initializer.extend(inits);
     Ok(PatchSummary { nodes_added, initializers_added, table_kept })
@@ -244,6 +265,17 @@ fn i32_scalar(g: &mut Subgraph, name: &str, v: i32) -> String {
     let name = g.names.fresh(name);
     g.initializers.push(int32_tensor(&name, &[], &[v]));
     name
+}
+
+/// `input` with a last axis of 1 added (Unsqueeze: axes an attribute before opset 13, an input
+/// from 13 on).
+fn unsqueeze_last(g: &mut Subgraph, prefix: &str, input: &str, opset: i64) -> String {
+    if opset < 13 {
+        return g.op(prefix, "Unsqueeze", &[input], "ids_nd", vec![ints_attr("axes", &[-1])]);
+    }
+    let axes = g.names.fresh(&format!("{}last_axis", prefix.replacen("embcomp/", "embcomp-const/", 1)));
+    g.initializers.push(int64_tensor(&axes, &[1], &[-1]));
+    g.op(prefix, "Unsqueeze", &[input, &axes], "ids_nd", vec![])
 }
 
 /// `input` (of type `from`) cast to `to`; `input` itself when they are the same.

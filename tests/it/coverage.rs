@@ -91,10 +91,16 @@ fn coverage_int32_ids() {
 fn coverage_ids_behind_a_cast() {
     let model = encoder_variant(&Variant { ids: Ids::CastToInt32, ..Variant::default() });
     let (rewritten, _) = compresses("cast_ids", &model, ENCODER_TABLE);
-    // the index is read with the cast ids
-    let maps: Vec<_> =
-        rewritten.graph().node.iter().filter(|n| n.op_type() == "Gather" && n.input[0].starts_with("embcomp/index/")).collect();
-    assert!(!maps.is_empty() && maps.iter().all(|n| n.input[1] == "/embeddings/ids_int32"), "{maps:?}");
+    // the index is read with the cast ids (cast to int64 and given a last axis for GatherND)
+    let g = rewritten.graph();
+    let maps: Vec<_> = g.node.iter().filter(|n| n.op_type() == "GatherND" && n.input[0].starts_with("embcomp/index/")).collect();
+    let producer = |t: &str| g.node.iter().find(|n| n.output.iter().any(|o| o == t)).expect("a producer");
+    assert!(!maps.is_empty(), "{g:?}");
+    for m in maps {
+        let unsqueeze = producer(&m.input[1]);
+        let cast = producer(&unsqueeze.input[0]);
+        assert_eq!((unsqueeze.op_type(), cast.op_type(), cast.input[0].as_str()), ("Unsqueeze", "Cast", "/embeddings/ids_int32"));
+    }
 }
 
 #[test]

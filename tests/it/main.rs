@@ -9,6 +9,7 @@ mod fixtures;
 mod fuzz_seeds;
 mod library;
 mod properties;
+mod quantized;
 mod real_models;
 mod runtimes;
 mod words;

@@ -650,3 +650,126 @@ fn runners_fail_cleanly_on_a_bad_model() {
     }
 }
 
+
+/// Runs `python tests/runtimes/quantizers.py ARGS`; returns its JSON.
+fn quantizers(runtimes: &Runtimes, args: &[&std::ffi::OsStr]) -> Value {
+    let out = Command::new(&runtimes.python)
+        .arg(scripts().join("quantizers.py"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", runtimes.python.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "quantizers.py {args:?} failed:\n{}{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("quantizers.py {args:?}: not JSON ({e}):\n{stdout}"))
+}
+
+/// The smallest mean cosine and the bytes of each model `quantizers.py compare` ran, or why
+/// one did not load.
+fn compared(runtimes: &Runtimes, rows: usize, reference: &Path, models: &[PathBuf]) -> Vec<Result<(f64, u64), String>> {
+    let rows = rows.to_string();
+    let mut args: Vec<&std::ffi::OsStr> = vec!["compare".as_ref(), rows.as_ref(), reference.as_os_str()];
+    args.extend(models.iter().map(|m| m.as_os_str()));
+    let v = quantizers(runtimes, &args);
+    models
+        .iter()
+        .map(|m| {
+            let e = &v[m.to_string_lossy().as_ref()];
+            match (e["cosine"].as_f64(), e["error"].as_str()) {
+                (Some(c), None) => Ok((c, e["bytes"].as_u64().unwrap_or(0))),
+                (_, error) => Err(error.unwrap_or("no cosine").to_string()),
+            }
+        })
+        .collect()
+}
+
+/// onnxruntime's standard quantizers and onnx-embcomp, in both orders, on the encoder fixture
+/// (tests/runtimes/quantizers.py, onnxruntime 1.32):
+///
+/// - a) `quantize_dynamic` (int8 weights, Gather among the op types: the word table becomes
+///   uint8 codes -> Gather -> DequantizeLinear), then onnx-embcomp compresses that table (tract
+///   validation on): the result loads in onnxruntime and stays close to the int8 model; the
+///   same after the MatMulNBits quantizer with Gather (int4 GatherBlockQuantized), stored plain
+///   at 8 bits: close to the int4 model (a wrong decoding of its codes would not be);
+/// - b) each output of onnx-embcomp of [`REQUANTIZED`] through `quantize_dynamic` (defaults, and
+///   int8 with Gather) and the MatMulNBits quantizer (MatMul, and MatMul with Gather): every
+///   quantizer runs, and its result loads and stays close to what it was given.
+#[test]
+#[ignore = "needs the pinned runtimes: run by .ci/run (cargo test -- --ignored runtimes::)"]
+fn standard_quantizers_before_and_after_compression() {
+    let runtimes = Runtimes::from_env();
+    let dir = tempdir();
+    let rows = fixtures::ENCODER_SHAPE.0;
+    let original = dir.path().join("original.onnx");
+    std::fs::copy(fixture("encoder.onnx"), &original).unwrap();
+    let mut failures = Vec::new();
+
+    // a) quantized first
+    let int8 = dir.path().join("int8.onnx");
+    quantizers(&runtimes, &["dynamic".as_ref(), original.as_os_str(), int8.as_os_str()]);
+    let int8_compressed = dir.path().join("int8.compressed.onnx");
+    run(&[int8.as_os_str(), int8_compressed.as_os_str(), "-q".as_ref()]).ok();
+    let a = compared(&runtimes, rows, &int8, &[int8.clone(), int8_compressed.clone()]);
+    eprintln!("quantize_dynamic, then onnx-embcomp: mean cosine to the int8 model (bytes)");
+    eprintln!("  int8 {:?}; compressed {:?}; original {} bytes", a[0], a[1], std::fs::metadata(&original).unwrap().len());
+    match &a[1] {
+        Ok((c, _)) if *c >= 0.99 => {}
+        other => failures.push(format!("quantize_dynamic then onnx-embcomp: {other:?}")),
+    }
+    // the MatMulNBits quantizer with Gather: int4 codes in com.microsoft.GatherBlockQuantized,
+    // which tract cannot run (so no validation), compared in onnxruntime only
+    let first = dir.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    quantizers(&runtimes, &["requantize".as_ref(), original.as_os_str(), first.as_os_str()]);
+    let int4 = first.join("matmul_nbits_gather.onnx");
+    let int4_compressed = dir.path().join("int4.compressed.onnx");
+    let args = ["-q", "--no-validate", "--plain", "--bits", "8"];
+    run(&[&[int4.as_os_str(), int4_compressed.as_os_str()], &args.map(std::ffi::OsStr::new)[..]].concat()).ok();
+    let b = compared(&runtimes, rows, &int4, &[int4_compressed]);
+    eprintln!("MatMulNBits with Gather, then onnx-embcomp --plain --bits 8: {:?}", b[0]);
+    match &b[0] {
+        Ok((c, _)) if *c >= 0.999 => {}
+        other => failures.push(format!("MatMulNBits with Gather then onnx-embcomp: {other:?}")),
+    }
+
+    // b) compressed first
+    eprintln!("onnx-embcomp, then each quantizer: mean cosine to the compressed model (bytes)");
+    for (name, args) in REQUANTIZED {
+        let compressed = dir.path().join(format!("{name}.onnx"));
+        let mut cli: Vec<&std::ffi::OsStr> = vec![original.as_os_str(), compressed.as_os_str(), "-q".as_ref()];
+        cli.extend(args.iter().map(|a| a.as_ref() as &std::ffi::OsStr));
+        run(&cli).ok();
+        let out = dir.path().join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        let wrote = quantizers(&runtimes, &["requantize".as_ref(), compressed.as_os_str(), out.as_os_str()]);
+        let quantizer_names: Vec<String> = wrote.as_object().expect("an object").keys().cloned().collect();
+        let models: Vec<PathBuf> = quantizer_names.iter().map(|q| out.join(format!("{q}.onnx"))).collect();
+        let results = compared(&runtimes, rows, &compressed, &models);
+        let line: Vec<String> = quantizer_names
+            .iter()
+            .zip(&results)
+            .map(|(q, r)| match r {
+                Ok((c, bytes)) => format!("{q} {c:.5} ({bytes})"),
+                Err(_) => format!("{q} FAILED"),
+            })
+            .collect();
+        eprintln!("  {name:<10} {} bytes: {}", std::fs::metadata(&compressed).unwrap().len(), line.join(", "));
+        for (q, r) in quantizer_names.iter().zip(&results) {
+            let said = wrote[q.as_str()]["error"].as_str().unwrap_or("");
+            match r {
+                Ok((c, _)) if *c >= 0.99 => {}
+                other => failures.push(format!("{name} then {q}: {said} {other:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The outputs of onnx-embcomp given to the standard quantizers: a name and the arguments.
+const REQUANTIZED: &[(&str, &[&str])] = &[
+    ("default", &[]),
+    ("float", &["--bits", "float"]),
+    ("svd_bits4", &["-k", "1", "--bits", "4"]),
+    ("plain_bits4", &["--plain", "--bits", "4"]),
+    ("plain_bits2", &["--plain", "--bits", "2"]),
+];
