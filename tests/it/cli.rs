@@ -1511,3 +1511,23 @@ fn product_codes_compress_and_validate() {
     assert!(t["validation"]["embedding_rel_error"].as_f64().unwrap() <= 1e-5);
     compress_fails(&fixture("encoder.onnx"), &["--codes", "0"], &["invalid --codes", "sub-vector"]);
 }
+
+/// A reader that goes away (`| head -c 10`) ends the program quietly, with exit 0, as for any
+/// Unix filter: no panic message.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [&["inspect", "--json", "-v"][..], &["inspect", "-v"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onnx-embcomp"))
+            .args(args)
+            .arg(fixture("encoder.onnx"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
