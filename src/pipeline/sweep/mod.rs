@@ -136,14 +136,19 @@ fn run<'m>(
         progress(Progress::Point { done, of: all.len() });
         Ok(())
     })?;
-    let skipped = points.iter().filter(|p| p.is_none()).count();
+    // Which points a worker reached before the target was met depends on timing: the search
+    // keeps those that could be smaller than its choice (and the references), the same set
+    // whatever the threads did, so its report is too.
+    let met = met.into_inner();
+    let keep = |i: usize| reference(i) || bounds[i].0 < met;
     let (mut kept, mut kept_plans) = (Vec::new(), Vec::new());
-    for (p, plan) in points.into_iter().zip(plans) {
-        if let Some(p) = p {
+    for (i, (p, plan)) in points.into_iter().zip(plans).enumerate() {
+        if let Some(p) = p.filter(|_| keep(i)) {
             kept.push(p);
             kept_plans.push(plan);
         }
     }
+    let skipped = all.len() - kept.len();
     mark_front(&mut kept);
     let counts = prepared.tokens.as_ref().and_then(|t| t.counts.clone());
     let points_seconds = clock.elapsed();
