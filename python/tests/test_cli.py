@@ -1,0 +1,93 @@
+"""The console script: the Rust command line, with its exit codes, and parity with the API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx_embcomp
+import pytest
+
+from conftest import ENCODER, run_cli
+
+
+def test_help_and_version_exit_0() -> None:
+    r = run_cli("--help")
+    assert r.returncode == 0, r.stderr
+    assert "Usage: onnx-embcomp" in r.stdout and "--target-cos" in r.stdout
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("onnx-embcomp "), r
+
+
+def test_bad_flag_exits_2(tmp_path: Path) -> None:
+    r = run_cli(ENCODER, tmp_path / "out.onnx", "--no-such-flag")
+    assert r.returncode == 2, r
+    assert "--no-such-flag" in r.stderr
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_unreachable_target_exits_1_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out.onnx"
+    r = run_cli(ENCODER, out, "--target-cos", "0.99999", "-q")
+    assert r.returncode == 1, r
+    assert r.stderr.startswith("onnx-embcomp: error: "), r.stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "flags, kwargs",
+    [
+        (["--ratio", "0.8"], dict(ratio=0.8)),
+        (["-k", "2", "--ratio", "0.5", "--bits", "4", "--seed", "7"], dict(k=2, ratio=0.5, bits=4, seed=7)),
+        (["--plain", "--bits", "4"], dict(plain=True, bits=4)),
+        (["--max-bytes", "20%"], dict(max_bytes="20%")),
+        (["--target-cos", "0.9"], dict(target_cos=0.9)),
+    ],
+    ids=["ratio", "k-bits-seed", "plain", "max-bytes", "target-cos"],
+)
+def test_same_settings_give_the_same_bytes_as_the_cli(tmp_path: Path, flags: list, kwargs: dict) -> None:
+    by_cli, by_api, report_json = tmp_path / "cli.onnx", tmp_path / "api.onnx", tmp_path / "cli.json"
+    r = run_cli(ENCODER, by_cli, *flags, "--json", report_json)
+    assert r.returncode == 0, r.stderr
+    report = onnx_embcomp.compress(str(ENCODER), by_api, progress=False, **kwargs)
+    assert by_api.read_bytes() == by_cli.read_bytes()
+    # In memory: the same bytes again.
+    in_memory = onnx_embcomp.compress(ENCODER, progress=False, **kwargs)
+    assert in_memory.model == by_cli.read_bytes()
+    # The same figures as the CLI's --json, and its text report on stderr.
+    cli, api = json.loads(report_json.read_text()), report.to_dict()
+    for figures in (cli, api):
+        figures.pop("seconds")
+        for key in ("validation", "text_validation"):
+            if figures.get(key):
+                figures[key].pop("seconds", None)
+    assert api == cli
+    assert report.embedding_bytes_after == cli["embedding_bytes_after"]
+    assert str(report).splitlines()[0] == r.stderr.splitlines()[0]
+    assert str(report).splitlines()[-1] == r.stderr.splitlines()[-1].replace(str(by_cli), str(by_api))
+
+
+def test_ctrl_c_in_the_console_script_exits_130(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from conftest import console_script
+
+    out = tmp_path / "out.onnx"
+    # A search of many probes, long enough to be interrupted.
+    p = subprocess.Popen(
+        [str(console_script()), str(ENCODER), str(out), "--target-cos", "0.99999", "-k", "4", "--probes", "40"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    if p.poll() is not None:
+        pytest.skip("the run ended before it could be interrupted")
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    assert not out.exists()
