@@ -211,8 +211,20 @@ class Report:
         return self._figures["embedding_bytes_after"]
 
     @property
+    def numbers_before(self) -> int:
+        """Numbers (values) of the original table."""
+        return self._figures["numbers_before"]
+
+    @property
+    def numbers_after(self) -> int:
+        """Numbers stored by the rewritten lookup (plus the table when it was kept)."""
+        return self._figures["numbers_after"]
+
+    @property
     def saved_percent(self) -> float:
-        """Share of the table's bytes saved, in percent."""
+        """Share of the table's numbers removed, in percent: ``100 * (1 - numbers_after /
+        numbers_before)``; negative when the model grows. (The bytes saved are
+        ``embedding_bytes_before - embedding_bytes_after``.)"""
         return self._figures["saved_percent"]
 
     @property
@@ -278,7 +290,7 @@ class Report:
         return json.loads(json.dumps(self._figures))
 
     def __str__(self) -> str:
-        return self._text
+        return self._text.rstrip("\n")
 
     def __repr__(self) -> str:
         n, d = self.shape
@@ -286,7 +298,7 @@ class Report:
         return (
             f"<onnx_embcomp.Report table={self.table!r} [{n} x {d}] k={self.k} j={self.j} "
             f"bytes {self.embedding_bytes_before} -> {self.embedding_bytes_after} "
-            f"({self.saved_percent:.1f}% saved)" + (f" mean_cosine={cos:.5f}" if cos is not None else "") + ">"
+            f"({self.saved_percent:.1f}% of the numbers saved)" + (f" mean_cosine={cos:.5f}" if cos is not None else "") + ">"
         )
 
 
@@ -321,7 +333,7 @@ class SweepResult:
         return json.loads(json.dumps(self._figures))
 
     def __str__(self) -> str:
-        return self._text
+        return self._text.rstrip("\n")
 
     def __repr__(self) -> str:
         return f"<onnx_embcomp.SweepResult {len(self._figures['points'])} points, {len(self.front)} on the front>"
@@ -458,7 +470,7 @@ def compress(
         else:
             f.int("--max-bytes", max_bytes, "max_bytes (an int or a share like '10%')")
     if k is not None:
-        f.value("-k", k if k == "auto" else _number(k, "k (an int or 'auto')", (int,)))
+        f.value("-k", k if isinstance(k, str) else _number(k, "k (an int or 'auto')", (int,)))
     f.float("--ratio", ratio, "ratio")
     f.int("-j", j, "j")
     f.switch("--adaptive-j", adaptive_j)

@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -91,12 +91,14 @@ impl std::error::Error for Usage {}
 #[derive(Debug)]
 struct Cancelled;
 
-/// Parses `argv` with the CLI's clap types; a refusal is a [`Usage`] error with clap's first line.
+/// Parses `argv` with the CLI's clap types; a refusal is a [`Usage`] error with clap's message
+/// on one line (its first paragraph, without the usage line and tips that follow).
 fn parse(argv: Vec<String>) -> anyhow::Result<Cli> {
     Cli::try_parse_from(argv).map_err(|e| {
         let text = e.to_string();
-        let line = text.lines().next().unwrap_or_default();
-        anyhow::Error::new(Usage(line.strip_prefix("error: ").unwrap_or(line).to_string()))
+        let paragraph: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+        let line = paragraph.join(" ");
+        anyhow::Error::new(Usage(line.strip_prefix("error: ").unwrap_or(&line).to_string()))
     })
 }
 
@@ -155,12 +157,13 @@ type Job<T> = Box<dyn FnOnce(&mut dyn FnMut(Progress), &AtomicBool) -> anyhow::R
 fn run<T: Send + 'static>(py: Python<'_>, sink: Sink, job: Job<T>) -> PyResult<T> {
     let cancel = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Message<T>>();
+    let rx = Mutex::new(rx);
     let (bar, forward) = (matches!(sink, Sink::Bar), matches!(sink, Sink::Callback(_)));
     let flag = cancel.clone();
     let worker = std::thread::Builder::new().name("onnx-embcomp".into()).spawn(move || {
         let events = tx.clone();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut report = |p: &Progress| {
+            let report = |p: &Progress| {
                 if flag.load(Ordering::SeqCst) {
                     // Unwinds to the catch_unwind below without running the panic hook.
                     std::panic::resume_unwind(Box::new(Cancelled));
@@ -197,7 +200,8 @@ fn run<T: Send + 'static>(py: Python<'_>, sink: Sink, job: Job<T>) -> PyResult<T
         drop(files::abandon_writes());
     };
     loop {
-        match py.detach(|| rx.recv_timeout(Duration::from_millis(50))) {
+        // (A Receiver is not Sync, so the detached closure takes it through a Mutex.)
+        match py.detach(|| rx.lock().unwrap_or_else(PoisonError::into_inner).recv_timeout(Duration::from_millis(50))) {
             Ok(Message::Progress((stage, done, total))) => {
                 if let Sink::Callback(f) = &sink
                     && let Err(e) = f.call1(py, (stage, done, total))

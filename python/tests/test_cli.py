@@ -11,6 +11,15 @@ import pytest
 from conftest import ENCODER, run_cli
 
 
+def without_seconds(figures: object) -> object:
+    """`figures` without the timings (at every depth), which differ from run to run."""
+    if isinstance(figures, dict):
+        return {k: without_seconds(v) for k, v in figures.items() if k != "seconds"}
+    if isinstance(figures, list):
+        return [without_seconds(v) for v in figures]
+    return figures
+
+
 def test_help_and_version_exit_0() -> None:
     r = run_cli("--help")
     assert r.returncode == 0, r.stderr
@@ -28,7 +37,8 @@ def test_bad_flag_exits_2(tmp_path: Path) -> None:
 
 def test_unreachable_target_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out.onnx"
-    r = run_cli(ENCODER, out, "--target-cos", "0.99999", "-q")
+    # (The fixture reaches 0.99999; no model of the family reaches 1.0.)
+    r = run_cli(ENCODER, out, "--target-cos", "1.0", "-q")
     assert r.returncode == 1, r
     assert r.stderr.startswith("onnx-embcomp: error: "), r.stderr
     assert not out.exists()
@@ -57,12 +67,7 @@ def test_same_settings_give_the_same_bytes_as_the_cli(tmp_path: Path, flags: lis
     assert in_memory.model == by_cli.read_bytes()
     # The same figures as the CLI's --json, and its text report on stderr.
     cli, api = json.loads(report_json.read_text()), report.to_dict()
-    for figures in (cli, api):
-        figures.pop("seconds")
-        for key in ("validation", "text_validation"):
-            if figures.get(key):
-                figures[key].pop("seconds", None)
-    assert api == cli
+    assert without_seconds(api) == without_seconds(cli)
     assert report.embedding_bytes_after == cli["embedding_bytes_after"]
     assert str(report).splitlines()[0] == r.stderr.splitlines()[0]
     assert str(report).splitlines()[-1] == r.stderr.splitlines()[-1].replace(str(by_cli), str(by_api))
@@ -76,14 +81,14 @@ def test_ctrl_c_in_the_console_script_exits_130(tmp_path: Path) -> None:
     from conftest import console_script
 
     out = tmp_path / "out.onnx"
-    # A search of many probes, long enough to be interrupted.
+    # A fit of many restarts, long enough to be interrupted.
     p = subprocess.Popen(
-        [str(console_script()), str(ENCODER), str(out), "--target-cos", "0.99999", "-k", "4", "--probes", "40"],
+        [str(console_script()), str(ENCODER), str(out), "-k", "8", "--restarts", "2000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    time.sleep(3.0)
     if p.poll() is not None:
         pytest.skip("the run ended before it could be interrupted")
     p.send_signal(signal.SIGINT)
