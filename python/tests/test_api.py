@@ -99,7 +99,8 @@ def test_errors_are_the_right_classes_with_the_cli_message(tmp_path: Path) -> No
         (dict(model=ENCODER, bits=3), ParameterError, ["--bits", "3"]),
         (dict(model=ENCODER, k="many"), ParameterError, ["-k", "many"]),
         (dict(model=ENCODER, max_bytes="200%"), ParameterError, ["--max-bytes", "200%"]),
-        (dict(model=ENCODER, embedding="nope"), ModelError, ["--embedding", "nope"]),
+        (dict(model=ENCODER, embedding="nope"), ParameterError, ["--embedding", "nope"]),
+        (dict(model=DECODER), ModelError, ["--ratio", "0.5"]),
         (dict(model=ENCODER, target_cos=1.0), TargetNotReached, ["--target-cos", "1.0"]),
         (dict(model=ENCODER, k=1, j=1, min_cos=0.999), TargetNotReached, ["-k", "1", "-j", "1", "--min-cos", "0.999"]),
     ]
