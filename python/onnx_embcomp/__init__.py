@@ -405,7 +405,7 @@ def compress(
         adaptive_j: give each cluster its own dimension within the same budget. Default False.
         bits: precision of the stored rows: ``"float"`` (the table's type), 8, 4 or 2 bits.
             Default None: 8.
-        block: values per quantization block along a row. Default None: the CLI's (``--block``).
+        block: values per quantization block along a row. Default None: 32.
         plain: store the table's rows themselves at ``bits``, no clustering (the baseline).
             Default False.
         hot_bits: store the rows of the most frequent tokens plain at this precision (needs
@@ -423,20 +423,17 @@ def compress(
         weighting: how counts become row weights: ``"none"``, ``"sqrt"`` or ``"linear"``.
             Default None: ``"sqrt"``.
         weight_floor: weight added to every row, as a fraction of the mean weight. Default None:
-            the CLI's (``--weight-floor``).
-        holdout: held-out sentences to validate on, at most. Default None: the CLI's
-            (``--holdout``).
+            0.1.
+        holdout: held-out sentences to validate on, at most. Default None: 200.
         seed: seed of all random choices; the same seed gives the same bytes. Default 0.
         validate: validate the rewritten model with tract. Default True.
-        seq: sequence length fed to symbolic dimensions during validation. Default None: the
-            CLI's (``--seq``).
-        batch: batch size fed to symbolic batch dimensions during validation. Default None: the
-            CLI's (``--batch``).
-        restarts: independent restarts of the fit. Default None: the CLI's (``--restarts``).
-        max_iter: Lloyd iterations per restart at most. Default None: the CLI's.
+        seq: sequence length fed to symbolic dimensions during validation. Default None: 16.
+        batch: batch size fed to symbolic batch dimensions during validation. Default None: 1.
+        restarts: independent restarts of the fit (the cheapest is kept). Default None: 4.
+        max_iter: Lloyd iterations per restart at most. Default None: 3.
         sample_rows: rows sampled for the restarts. Default None: 10 per subspace dimension,
             at least 8192.
-        polish_iter: Lloyd iterations on all rows after the restarts. Default None: the CLI's.
+        polish_iter: Lloyd iterations on all rows after the restarts. Default None: 30.
         embedding: force the table: a Gather node name or an initializer name. Default None:
             found automatically.
         allow_shared: rewrite the lookup even if other nodes (a tied LM head) read the table.
@@ -533,13 +530,12 @@ def sweep(
             on random token ids.
         tokenizer: the model's Hugging Face tokenizer.json, for ``corpus``. Default None.
         token_counts: token counts computed elsewhere (``id count`` per line). Default None.
-        ks: subspace counts of the grid (1: the SVD). Default None: the CLI's (``--ks``).
-        ratios: ratios of the grid (fraction of numbers removed). Default None: the CLI's.
+        ks: subspace counts of the grid (1: the SVD). Default None: 1, 4, 8.
+        ratios: ratios of the grid (fraction of numbers removed). Default None: 0.5, 0.8.
         bits: coefficient precisions of the grid (8, 4, 2, ``"float"``). Default None: 8, 4, 2.
         weighting: ``"none"``, ``"sqrt"`` or ``"linear"``. Default None: ``"sqrt"``.
-        weight_floor: weight added to every row, as a fraction of the mean. Default None: the
-            CLI's.
-        holdout: held-out sentences, at most. Default None: the CLI's.
+        weight_floor: weight added to every row, as a fraction of the mean. Default None: 0.1.
+        holdout: held-out sentences, at most. Default None: 200.
         seed: seed of all random choices. Default 0.
         embedding: force the table (a Gather node or initializer name). Default None.
         allow_shared: rewrite even if other nodes read the table. Default False.

@@ -276,3 +276,28 @@ def test_ctrl_c_during_a_long_run(tmp_path: Path) -> None:
     assert stdout.strip() == "interrupted"
     assert time.monotonic() - start < 5.0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_documented_defaults_are_the_cli_defaults() -> None:
+    """Where an argument's None stands for a CLI default, the docstring says the CLI's value."""
+    import re
+
+    from conftest import run_cli
+
+    for function, command in ((onnx_embcomp.compress, []), (onnx_embcomp.sweep, ["sweep"])):
+        help_text = run_cli(*command, "--help").stdout
+        defaults = {}
+        for flag, value in re.findall(r"\n\s+(?:-\w, )?(--?[\w-]+)[^\n]*(?:\n(?!\s+-)[^\n]*)*?\[default: ([^\]]+)\]", help_text):
+            defaults[flag.lstrip("-").replace("-", "_")] = value
+        checked = 0
+        for name, text in argument_entries(pyinspect.getdoc(function) or "").items():
+            said = re.search(r"Default None: (.+?)(?:\.(?: |$)|$| \()", text)
+            if said is None or not re.fullmatch(r"[\w.]+(?:[ ,][\w.]+)*", defaults.get(name, "(none)")):
+                continue  # no default said, or the CLI's is prose
+            if function is onnx_embcomp.sweep and name == "out":
+                continue  # deliberately not the CLI's '.': without out, nothing is written
+            documented = said.group(1).replace('"', "").replace("`", "").replace(",", " ").split()
+            cli = defaults[name].replace(",", " ").split()
+            assert documented == cli, f"{function.__name__}: {name}: documented {documented}, the CLI says {cli}"
+            checked += 1
+        assert checked >= (10 if function is onnx_embcomp.compress else 5), (function.__name__, checked, defaults)
