@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
@@ -149,22 +149,64 @@ enum Message<T> {
     Done(Result<anyhow::Result<T>, String>),
 }
 
-/// What a job gets: the progress function (which stops the job once cancelled) and the cancel
-/// flag, to check before it writes.
-type Job<T> = Box<dyn FnOnce(&mut dyn FnMut(Progress), &AtomicBool) -> anyhow::Result<T> + Send>;
+/// Where a job is, between the caller's thread (which may cancel it) and the job's (which asks
+/// before it writes): so a job cancelled before its writes never starts them, and one cancelled
+/// while writing has its write in progress abandoned (no other thread's writes otherwise).
+struct Gate(AtomicU8);
+
+impl Gate {
+    const WORKING: u8 = 0;
+    const WRITING: u8 = 1;
+    const CANCELLED: u8 = 2;
+    const WRITTEN: u8 = 3;
+
+    fn new() -> Gate {
+        Gate(AtomicU8::new(Gate::WORKING))
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == Gate::CANCELLED
+    }
+
+    /// Called by the job before its writes: false when it was cancelled, and then it must not
+    /// write.
+    fn begin_writes(&self) -> anyhow::Result<()> {
+        match self.0.compare_exchange(Gate::WORKING, Gate::WRITING, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(anyhow::Error::new(Usage("interrupted".into()))),
+        }
+    }
+
+    /// Called by the job after its writes.
+    fn end_writes(&self) {
+        let _ = self.0.compare_exchange(Gate::WRITING, Gate::WRITTEN, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Cancels the job: it stops at its next progress event and writes nothing it has not begun;
+    /// a write in progress is abandoned (its temporary file removed, so its rename fails).
+    fn cancel(&self) {
+        if self.0.swap(Gate::CANCELLED, Ordering::SeqCst) == Gate::WRITING {
+            drop(files::abandon_writes());
+        }
+    }
+}
+
+/// What a job gets: the progress function (which stops the job once cancelled) and the gate to
+/// pass before it writes.
+type Job<T> = Box<dyn FnOnce(&mut dyn FnMut(Progress), &Gate) -> anyhow::Result<T> + Send>;
 
 /// Runs `job` on a thread of its own, the GIL released; see the module's documentation.
 fn run<T: Send + 'static>(py: Python<'_>, sink: Sink, job: Job<T>) -> PyResult<T> {
-    let cancel = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(Gate::new());
     let (tx, rx) = mpsc::channel::<Message<T>>();
     let rx = Mutex::new(rx);
     let (bar, forward) = (matches!(sink, Sink::Bar), matches!(sink, Sink::Callback(_)));
-    let flag = cancel.clone();
+    let flag = gate.clone();
     let worker = std::thread::Builder::new().name("onnx-embcomp".into()).spawn(move || {
         let events = tx.clone();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let report = |p: &Progress| {
-                if flag.load(Ordering::SeqCst) {
+                if flag.cancelled() {
                     // Unwinds to the catch_unwind below without running the panic hook.
                     std::panic::resume_unwind(Box::new(Cancelled));
                 }
@@ -194,11 +236,6 @@ fn run<T: Send + 'static>(py: Python<'_>, sink: Sink, job: Job<T>) -> PyResult<T
         let _ = tx.send(Message::Done(result));
     });
     let worker = worker.map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
-    let stop = |cancel: &AtomicBool| {
-        cancel.store(true, Ordering::SeqCst);
-        // Removes the temporary file of a write in progress: its rename then fails.
-        drop(files::abandon_writes());
-    };
     loop {
         // (A Receiver is not Sync, so the detached closure takes it through a Mutex.)
         match py.detach(|| rx.lock().unwrap_or_else(PoisonError::into_inner).recv_timeout(Duration::from_millis(50))) {
@@ -206,7 +243,7 @@ fn run<T: Send + 'static>(py: Python<'_>, sink: Sink, job: Job<T>) -> PyResult<T
                 if let Sink::Callback(f) = &sink
                     && let Err(e) = f.call1(py, (stage, done, total))
                 {
-                    stop(&cancel);
+                    gate.cancel();
                     return Err(e);
                 }
             }
@@ -220,7 +257,7 @@ fn run<T: Send + 'static>(py: Python<'_>, sink: Sink, job: Job<T>) -> PyResult<T
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Err(e) = py.check_signals() {
-                    stop(&cancel);
+                    gate.cancel();
                     return Err(e);
                 }
             }
@@ -293,7 +330,7 @@ fn compress(
 ) -> PyResult<(String, String, Option<Py<PyBytes>>)> {
     let input = Input::from_py(model)?;
     let sink = Sink::from_py(progress)?;
-    let job: Job<(String, String, Option<Vec<u8>>)> = Box::new(move |progress, cancel| {
+    let job: Job<(String, String, Option<Vec<u8>>)> = Box::new(move |progress, gate| {
         let args = compress_args(argv)?;
         let origin = input.path().map(Path::to_path_buf);
         if let (Some(input), Some(output)) = (&origin, &output) {
@@ -315,11 +352,11 @@ fn compress(
         report.bytes_before = Some(stored.file_bytes);
         let (bytes, written) = match &output {
             Some(output) => {
-                if cancel.load(Ordering::SeqCst) {
-                    anyhow::bail!(Usage("interrupted".into()));
-                }
+                gate.begin_writes()?;
                 let write_start = Instant::now();
-                let written = io::write_model_with(&rewritten, output, &write_options)?;
+                let written = io::write_model_with(&rewritten, output, &write_options);
+                gate.end_writes();
+                let written = written?;
                 report.bytes_after = Some(written.file_bytes());
                 report.external_data = written.external_data.as_ref().map(|(path, _)| path.clone());
                 report.seconds.push(Phase { phase: Stage::Write, seconds: write_start.elapsed().as_secs_f64() });
@@ -357,7 +394,7 @@ fn sweep(
 ) -> PyResult<(String, String)> {
     let input = Input::from_py(model)?;
     let sink = Sink::from_py(progress)?;
-    let job: Job<(String, String)> = Box::new(move |progress, cancel| {
+    let job: Job<(String, String)> = Box::new(move |progress, gate| {
         let args: SweepArgs = match parse(argv)?.command {
             Some(Command::Sweep(args)) => *args,
             _ => anyhow::bail!(Usage("expected the sweep flags".into())),
@@ -388,22 +425,37 @@ fn sweep(
         let value = cli::sweep_json(&result)?;
         let mut counts_written = None;
         if let Some((counts, json, plots)) = paths {
-            if cancel.load(Ordering::SeqCst) {
-                anyhow::bail!(Usage("interrupted".into()));
-            }
-            if let (Some(counts), Some(path)) = (&result.counts, counts) {
-                files::write_atomically(&path, onnx_embcomp::corpus::format_token_counts(counts).as_bytes())?;
-                counts_written = Some(path);
-            }
-            let mut text = serde_json::to_string_pretty(&value)?;
-            text.push('\n');
-            files::write_atomically(&json, text.as_bytes())?;
-            cli::write_plots(&result, &args, plots)?;
+            gate.begin_writes()?;
+            let written = write_sweep(&result, &args, &value, counts, json, plots);
+            gate.end_writes();
+            counts_written = written?;
         }
         let table = render::sweep(&result, &args, counts_written.as_deref());
         Ok((serde_json::to_string(&value)?, table))
     });
     run(py, sink, job)
+}
+
+/// Writes a sweep's files as the CLI does: the token counts (with a corpus), sweep.json, the
+/// plots; the token counts' path when written.
+fn write_sweep(
+    result: &onnx_embcomp::Sweep,
+    args: &SweepArgs,
+    value: &serde_json::Value,
+    counts: Option<PathBuf>,
+    json: PathBuf,
+    plots: (PathBuf, PathBuf),
+) -> anyhow::Result<Option<PathBuf>> {
+    let mut written = None;
+    if let (Some(counts), Some(path)) = (&result.counts, counts) {
+        files::write_atomically(&path, onnx_embcomp::corpus::format_token_counts(counts).as_bytes())?;
+        written = Some(path);
+    }
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    files::write_atomically(&json, text.as_bytes())?;
+    cli::write_plots(result, args, plots)?;
+    Ok(written)
 }
 
 /// The overview of `model` (the CLI's `inspect --json`), as JSON; `embedding` forces the table
