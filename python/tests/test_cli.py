@@ -96,3 +96,37 @@ def test_ctrl_c_in_the_console_script_exits_130(tmp_path: Path) -> None:
     assert p.returncode == 130, err
     assert "interrupted" in err
     assert not out.exists()
+
+
+def test_external_data_as_the_cli_writes_it(tmp_path: Path) -> None:
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "api").mkdir()
+    by_cli, by_api = tmp_path / "cli" / "out.onnx", tmp_path / "api" / "out.onnx"
+    r = run_cli(ENCODER, by_cli, "--ratio", "0.5", "--external-data", "always", "-q")
+    assert r.returncode == 0, r.stderr
+    report = onnx_embcomp.compress(ENCODER, by_api, ratio=0.5, external_data="always", progress=False)
+    assert report.external_data == str(by_api) + ".data"
+    for name in ("out.onnx", "out.onnx.data"):
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    assert report.bytes_after == by_api.stat().st_size + (tmp_path / "api" / "out.onnx.data").stat().st_size
+    # A model with external data is read with it from a path.
+    assert onnx_embcomp.inspect(by_api) == onnx_embcomp.inspect(by_cli)
+
+
+def test_an_input_with_external_data_gives_an_output_with_external_data(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    model = tmp_path / "in.onnx"
+    onnx.save_model(
+        onnx.load(str(ENCODER)), str(model), save_as_external_data=True, location="in.onnx.data", size_threshold=1024
+    )
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "api").mkdir()
+    r = run_cli(model, tmp_path / "cli" / "out.onnx", "--ratio", "0.5", "-q")
+    assert r.returncode == 0, r.stderr
+    report = onnx_embcomp.compress(model, tmp_path / "api" / "out.onnx", ratio=0.5, progress=False)
+    assert report.external_data == str(tmp_path / "api" / "out.onnx.data")
+    for name in ("out.onnx", "out.onnx.data"):
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    # Its bytes alone cannot be resolved: the data is in another file.
+    with pytest.raises(onnx_embcomp.ModelError, match="not read from a file"):
+        onnx_embcomp.compress(model.read_bytes(), ratio=0.5, progress=False)
