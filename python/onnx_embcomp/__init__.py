@@ -124,7 +124,9 @@ class _Flags:
         if on:
             self.argv.append(flag)
 
-    def data(self, corpus: Any, tokenizer: Any, token_counts: Any, weighting: Any, weight_floor: Any, holdout: Any) -> None:
+    def data(
+        self, corpus: Any, tokenizer: Any, token_counts: Any, prior_strength: Any, weighting: Any, weight_floor: Any, holdout: Any
+    ) -> None:
         if corpus is not None:
             for path in _paths(corpus, "corpus"):
                 self.value("--corpus", path)
@@ -132,6 +134,7 @@ class _Flags:
             self.value("--tokenizer", _path(tokenizer, "tokenizer"))
         if token_counts is not None:
             self.value("--token-counts", _path(token_counts, "token_counts"))
+        self.float("--prior-strength", prior_strength, "prior_strength")
         self.value("--weighting", weighting)
         self.float("--weight-floor", weight_floor, "weight_floor")
         self.int("--holdout", holdout, "holdout")
@@ -359,6 +362,7 @@ def compress(
     corpus: Union[_Path, Sequence[_Path], None] = None,
     tokenizer: Optional[_Path] = None,
     token_counts: Optional[_Path] = None,
+    prior_strength: Optional[float] = None,
     weighting: Optional[str] = None,
     weight_floor: Optional[float] = None,
     holdout: Optional[int] = None,
@@ -417,9 +421,14 @@ def compress(
         corpus: text files or folders of them (``.gz`` too), a path or a list: rows are weighted
             by token frequency and held-out sentences validate the result. Needs ``tokenizer``.
             Default None.
-        tokenizer: the model's Hugging Face tokenizer.json, for ``corpus``. Default None.
+        tokenizer: the model's Hugging Face tokenizer.json: counts ``corpus``, and its prior
+            (Unigram scores, BPE merge ranks or WordPiece order) is blended into the counts;
+            alone, the prior gives the weights, and validation draws token sequences from it.
+            Default None.
         token_counts: token counts computed elsewhere (one ``id count`` pair per line), instead of
             ``corpus``. Default None.
+        prior_strength: how much the tokenizer's prior weighs against the counted text (0:
+            counts alone). Default None: 0.25.
         weighting: how counts become row weights: ``"none"``, ``"sqrt"`` or ``"linear"``.
             Default None: ``"sqrt"``.
         weight_floor: weight added to every row, as a fraction of the mean weight. Default None:
@@ -480,7 +489,7 @@ def compress(
     f.float("--hot-mass", hot_mass, "hot_mass")
     f.float("--min-cos", min_cos, "min_cos")
     f.int("--probes", probes, "probes")
-    f.data(corpus, tokenizer, token_counts, weighting, weight_floor, holdout)
+    f.data(corpus, tokenizer, token_counts, prior_strength, weighting, weight_floor, holdout)
     f.int("--seed", seed, "seed")
     f.switch("--no-validate", not validate)
     f.int("--seq", seq, "seq")
@@ -506,6 +515,7 @@ def sweep(
     corpus: Union[_Path, Sequence[_Path], None] = None,
     tokenizer: Optional[_Path] = None,
     token_counts: Optional[_Path] = None,
+    prior_strength: Optional[float] = None,
     ks: Union[int, Sequence[int], None] = None,
     ratios: Union[float, Sequence[float], None] = None,
     bits: Union[int, str, Sequence[Union[int, str]], None] = None,
@@ -528,8 +538,11 @@ def sweep(
         corpus: text files or folders of them, a path or a list (needs ``tokenizer``): rows
             weighted by token frequency, fidelity measured on held-out sentences. Default None:
             on random token ids.
-        tokenizer: the model's Hugging Face tokenizer.json, for ``corpus``. Default None.
+        tokenizer: the model's Hugging Face tokenizer.json: counts ``corpus``, its prior blended
+            in; alone, the prior gives the weights and the validation's ids. Default None.
         token_counts: token counts computed elsewhere (``id count`` per line). Default None.
+        prior_strength: how much the tokenizer's prior weighs against the counted text (0:
+            counts alone). Default None: 0.25.
         ks: subspace counts of the grid (1: the SVD). Default None: 1, 4, 8.
         ratios: ratios of the grid (fraction of numbers removed). Default None: 0.5, 0.8.
         bits: coefficient precisions of the grid (8, 4, 2, ``"float"``). Default None: 8, 4, 2.
@@ -552,7 +565,7 @@ def sweep(
     """
     data, _ = _model_arg(model)
     f = _Flags(["onnx-embcomp", "sweep"])
-    f.data(corpus, tokenizer, token_counts, weighting, weight_floor, holdout)
+    f.data(corpus, tokenizer, token_counts, prior_strength, weighting, weight_floor, holdout)
     f.value("--ks", _ids(ks, "ks", (int,)))
     f.value("--ratios", _ids(ratios, "ratios", (int, float)))
     f.value("--bits", _ids(bits, "bits", (int,)))

@@ -373,7 +373,9 @@ fn compress(
             text.push_str(&line);
             text.push('\n');
         }
-        Ok((serde_json::to_string_pretty(&report)?, text, bytes))
+        // The CLI's --json: the report, each probe point with the flags that write it.
+        let json = cli::with_point_args(serde_json::to_value(&report)?, &report.points)?;
+        Ok((serde_json::to_string_pretty(&json)?, text, bytes))
     });
     let (json, text, bytes) = run(py, sink, job)?;
     Ok((json, text, bytes.map(|b| PyBytes::new(py, &b).unbind())))

@@ -185,6 +185,11 @@ def test_data_aware_with_a_corpus_and_a_tokenizer(corpus_dir: Path) -> None:
     c = run_cli(ENCODER, by_cli, "--corpus", docs, "--tokenizer", tokenizer, "--ratio", "0.5", "-q")
     assert c.returncode == 0, c.stderr
     assert out.read_bytes() == by_cli.read_bytes()
+    # The tokenizer alone: its prior gives the weights; the same bytes as the CLI again.
+    alone = onnx_embcomp.compress(ENCODER, tokenizer=tokenizer, ratio=0.5, prior_strength=0.5, progress=False)
+    c = run_cli(ENCODER, by_cli, "--tokenizer", tokenizer, "--ratio", "0.5", "--prior-strength", "0.5", "-q")
+    assert c.returncode == 0, c.stderr
+    assert alone.model == by_cli.read_bytes()
     # A corpus as a list of paths, with a hot tier.
     r = onnx_embcomp.compress(ENCODER, corpus=[docs], tokenizer=str(tokenizer), hot_bits="float", progress=False)
     assert r.to_dict()["tiers"]["hot_rows"] > 0
