@@ -27,7 +27,7 @@ use pyo3::types::PyBytes;
 use onnx_embcomp::cli::args::{Cli, Command, CompressArgs, SweepArgs};
 use onnx_embcomp::cli::{self, progress::with_progress_bar, render};
 use onnx_embcomp::inspect::Summary;
-use onnx_embcomp::onnx::io::{self, Stored};
+use onnx_embcomp::onnx::io::{self, InputFiles};
 use onnx_embcomp::progress::Phase;
 use onnx_embcomp::{Error, Model, Progress, Stage, files};
 
@@ -62,14 +62,14 @@ impl Input {
     }
 
     /// The decoded model and how it was stored (bytes: as one self-contained file).
-    fn read(self) -> onnx_embcomp::Result<(Model, Stored)> {
+    fn read(self) -> onnx_embcomp::Result<(Model, InputFiles)> {
         match self {
             Input::Path(path) => io::read_model_stored(&path),
             Input::Bytes(bytes) => {
                 let len = bytes.len() as u64;
                 // External data cannot be resolved without a folder: refused with its message.
                 let model = Model::decode(Bytes::from(bytes), None, Path::new("<bytes>"))?;
-                Ok((model, Stored { model_bytes: len, file_bytes: len, external_files: Vec::new() }))
+                Ok((model, InputFiles { model_bytes: len, file_bytes: len, external_files: Vec::new() }))
             }
         }
     }
