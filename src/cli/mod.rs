@@ -235,7 +235,7 @@ fn sweep_into(args: &SweepArgs) -> anyhow::Result<()> {
 }
 
 /// Writes the sweep's plot as SVG and PNG into the output folder; the paths written.
-fn write_plots(s: &Sweep, args: &SweepArgs, (svg, png): (PathBuf, PathBuf)) -> anyhow::Result<Vec<PathBuf>> {
+pub fn write_plots(s: &Sweep, args: &SweepArgs, (svg, png): (PathBuf, PathBuf)) -> anyhow::Result<Vec<PathBuf>> {
     use plot::{PlotPoint, PlotSpec, render_png, render_svg};
     let family = |p: &crate::Point| match (p.family, p.k) {
         (crate::Family::Plain, _) => "plain".to_string(),
@@ -274,13 +274,13 @@ fn write_plots(s: &Sweep, args: &SweepArgs, (svg, png): (PathBuf, PathBuf)) -> a
 }
 
 /// The sweep as JSON, each point with the `compress` flags that write it (`args`).
-fn sweep_json(s: &Sweep) -> anyhow::Result<serde_json::Value> {
+pub fn sweep_json(s: &Sweep) -> anyhow::Result<serde_json::Value> {
     with_point_args(serde_json::to_value(s)?, &s.points)
 }
 
 /// `value` (a sweep or a report as JSON) with each of its `points` given the `compress` flags
 /// that write it (`args`).
-fn with_point_args(mut value: serde_json::Value, points: &[crate::Point]) -> anyhow::Result<serde_json::Value> {
+pub fn with_point_args(mut value: serde_json::Value, points: &[crate::Point]) -> anyhow::Result<serde_json::Value> {
     if let Some(json) = value.get_mut("points").and_then(|p| p.as_array_mut()) {
         for (json, point) in json.iter_mut().zip(points) {
             json["args"] = serde_json::to_value(args::setting_args(&point.setting))?;
