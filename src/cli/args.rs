@@ -385,10 +385,7 @@ impl SweepArgs {
         let mut o = Options::default();
         self.run.apply(&mut o);
         o.data = self.data.options();
-        let mut g = SweepGrid::default();
-        g.ks = self.ks.clone();
-        g.ratios = self.ratios.clone();
-        g.bits = self.bits.clone();
+        let g = SweepGrid { ks: self.ks.clone(), ratios: self.ratios.clone(), bits: self.bits.clone(), ..SweepGrid::default() };
         (o, g)
     }
 
