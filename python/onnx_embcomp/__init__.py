@@ -355,6 +355,7 @@ def compress(
     bits: Union[int, str, None] = None,
     block: Optional[int] = None,
     plain: bool = False,
+    codes: Optional[int] = None,
     hot_bits: Union[int, str, None] = None,
     hot_mass: Optional[float] = None,
     min_cos: Optional[float] = None,
@@ -412,8 +413,11 @@ def compress(
         block: values per quantization block along a row. Default None: 32.
         plain: store the table's rows themselves at ``bits``, no clustering (the baseline).
             Default False.
+        codes: store the rows as product codes, one byte per sub-vector of this many values
+            (4 is the command line's ``--codes`` alone), no clustering; with ``hot_bits``, the
+            rows outside the frequent tier. Default None: no codes.
         hot_bits: store the rows of the most frequent tokens plain at this precision (needs
-            ``corpus`` or ``token_counts``). Default None: no hot tier.
+            ``corpus``, ``token_counts`` or ``tokenizer``). Default None: no hot tier.
         hot_mass: share of the counted tokens those rows cover. Default None: 0.999.
         min_cos: raise TargetNotReached (and write nothing) when the mean cosine is below this.
             Default None.
@@ -484,6 +488,7 @@ def compress(
         f.value("--bits", _precision(bits, "bits"))
     f.int("--block", block, "block")
     f.switch("--plain", plain)
+    f.int("--codes", codes, "codes")
     if hot_bits is not None:
         f.value("--hot-bits", _precision(hot_bits, "hot_bits"))
     f.float("--hot-mass", hot_mass, "hot_mass")
