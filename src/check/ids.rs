@@ -18,7 +18,7 @@ use crate::onnx::graph::GraphView;
 use crate::onnx::proto::{ValueInfoProto, tensor_shape_proto::dimension::Value as Dim};
 use crate::onnx::tensor::FloatType;
 use crate::rewrite::Layout;
-use crate::rewrite::find::Candidate;
+use crate::rewrite::find::EmbeddingSite;
 
 /// How to validate on random token ids.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -135,7 +135,7 @@ pub(crate) struct Reference {
 /// load or run it.
 pub(crate) fn run_original(
     original: &Model,
-    candidate: &Candidate,
+    candidate: &EmbeddingSite,
     n: usize,
     options: &ValidateOptions,
     seed: u64,
@@ -192,7 +192,7 @@ pub(crate) fn validate(
     reference: &Reference,
     original: &Model,
     rewritten: &Model,
-    candidate: &Candidate,
+    candidate: &EmbeddingSite,
     layout: &Layout,
 ) -> Result<Validation> {
     let start = Instant::now();

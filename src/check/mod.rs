@@ -21,7 +21,7 @@ pub use crate::metrics::cosine;
 use crate::error::Result;
 use crate::onnx::Model;
 use crate::rewrite::Layout;
-use crate::rewrite::find::Candidate;
+use crate::rewrite::find::EmbeddingSite;
 
 /// The original model's answers, computed once per prepared model.
 pub(crate) struct References {
@@ -41,7 +41,7 @@ impl References {
     /// given.
     pub(crate) fn run(
         model: &Model,
-        candidate: &Candidate,
+        candidate: &EmbeddingSite,
         n: usize,
         validate: Option<&ValidateOptions>,
         seed: u64,
@@ -64,7 +64,7 @@ impl References {
         &self,
         original: &Model,
         rewritten: &Model,
-        candidate: &Candidate,
+        candidate: &EmbeddingSite,
         layout: &Layout,
         on_stage: &mut dyn FnMut(crate::Stage),
     ) -> Result<Checked> {

@@ -12,7 +12,7 @@ use crate::metrics::{cosine, kl_divergence, mean};
 use crate::error::{Error, Result, Role};
 use crate::onnx::Model;
 use crate::onnx::graph::GraphView;
-use crate::rewrite::find::Candidate;
+use crate::rewrite::find::EmbeddingSite;
 
 /// Tokenized held-out sentences and how to feed them.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +126,7 @@ fn bad(reason: String) -> Error {
 }
 
 /// Runs `held_out` through the original model and keeps what the comparisons need.
-pub(crate) fn run_original_text(original: &Model, candidate: &Candidate, held_out: &HeldOut) -> Result<TextReference> {
+pub(crate) fn run_original_text(original: &Model, candidate: &EmbeddingSite, held_out: &HeldOut) -> Result<TextReference> {
     let start = Instant::now();
     let max_len = held_out.max_len.max(1);
     let sentences: Vec<Vec<u32>> =
@@ -157,7 +157,7 @@ pub(crate) fn run_original_text(original: &Model, candidate: &Candidate, held_ou
 }
 
 /// Runs the held-out sentences of `reference` through `rewritten` and compares.
-pub(crate) fn compare_text(reference: &TextReference, original: &Model, rewritten: &Model, candidate: &Candidate) -> Result<TextValidation> {
+pub(crate) fn compare_text(reference: &TextReference, original: &Model, rewritten: &Model, candidate: &EmbeddingSite) -> Result<TextValidation> {
     let start = Instant::now();
     let keep: Vec<bool> = reference.original.iter().map(Option::is_some).collect();
     let mut picked = Some((reference.output, reference.kind));
@@ -214,7 +214,7 @@ impl TextReference {
         &self,
         model: &Model,
         role: Role,
-        candidate: &Candidate,
+        candidate: &EmbeddingSite,
         keep: &[bool],
         picked: &mut Option<(usize, ModelKind)>,
     ) -> Result<Vec<Option<Vec<f32>>>> {

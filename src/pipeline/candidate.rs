@@ -42,7 +42,7 @@ pub(crate) struct StoredLayout<'f> {
 /// storage asks, a frequent tier's rows plain at their own precision, and the errors of what
 /// is stored.
 pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fitted>, tried: Vec<Tried>) -> Result<StoredLayout<'f>> {
-    let (table, dtype) = (prepared.table(), prepared.candidate.dtype);
+    let (table, dtype) = (prepared.table(), prepared.site.dtype);
     let mut branches = Vec::new();
     let tiers = plan.hot.map(|(h, _)| prepared.tiers_for(h.mass)).transpose()?;
     if let (Some(tiers), Some((_, quant))) = (&tiers, &plan.hot) {
@@ -145,13 +145,13 @@ fn rewrite_and_check(
     progress(Progress::Stage(Stage::Rewrite));
     let model = prepared.model;
     let mut rewritten = model.clone();
-    let patch = rewrite::patch::apply(&mut rewritten, &prepared.candidate, &stored.layout, prepared.run.allow_shared)?;
+    let patch = rewrite::patch::apply(&mut rewritten, &prepared.site, &stored.layout, prepared.run.allow_shared)?;
     clock.lap(&mut seconds, Stage::Rewrite);
 
     let mut checked = None;
     if !prepared.references.is_empty() {
         let mut stage = None;
-        let result = prepared.references.check(model, &rewritten, &prepared.candidate, &stored.layout, &mut |s| {
+        let result = prepared.references.check(model, &rewritten, &prepared.site, &stored.layout, &mut |s| {
             if let Some(previous) = stage.replace(s) {
                 clock.lap(&mut seconds, previous);
             }
@@ -176,14 +176,14 @@ fn assemble(
     checked: Option<crate::check::Checked>,
     seconds: Vec<Phase>,
 ) -> Report {
-    let candidate = &prepared.candidate;
-    let (n, d) = (candidate.rows, candidate.cols);
+    let site = &prepared.site;
+    let (n, d) = (site.rows, site.cols);
     let StoredLayout { layout, fitted, tried, relative_error, weighted_relative_error, tiers } = stored;
     let numbers_before = (n * d) as u64;
     let footprint = layout.footprint();
     let numbers_after = footprint.numbers() + if table_kept { numbers_before } else { 0 };
     // The table as stored in the input (codes and scales of a quantized table).
-    let bytes_before = candidate.bytes;
+    let bytes_before = site.bytes;
     let bytes_after = footprint.bytes() + if table_kept { bytes_before } else { 0 };
     let (validation, text_validation) = checked.map_or((None, None), |c| (c.validation, c.text));
     let mut fit = FitFigures {
@@ -202,10 +202,10 @@ fn assemble(
         None => (0, 0),
     };
     Report {
-        table: candidate.table.clone(),
-        lookups: candidate.lookups.iter().map(|l| l.name.clone()).collect(),
+        table: site.table.clone(),
+        lookups: site.lookups.iter().map(|l| l.name.clone()).collect(),
         shape: [n, d],
-        dtype: candidate.dtype,
+        dtype: site.dtype,
         size: plan.size(),
         storage: plan.setting.storage,
         k,

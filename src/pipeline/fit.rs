@@ -28,7 +28,7 @@ pub(crate) fn fit(prepared: &Prepared, plan: &FitPlan, tier: Option<f64>, of: us
     // With a frequent tier, the clustering fits the other rows only.
     let tiers = tier.map(|mass| prepared.tiers_for(mass)).transpose()?;
     let rows = tiers.as_ref().map(|t| t.cold.as_slice());
-    let (n, d) = (rows.map_or(prepared.candidate.rows, <[usize]>::len), prepared.candidate.cols);
+    let (n, d) = (rows.map_or(prepared.site.rows, <[usize]>::len), prepared.site.cols);
     let FitPlan { k, j, budget } = *plan;
     let run = &prepared.run;
     let mut params = FitParams::new(k, j)
@@ -53,6 +53,6 @@ pub(crate) fn fit(prepared: &Prepared, plan: &FitPlan, tier: Option<f64>, of: us
     };
     let clustering = params.fit(fit_rows.view(), &mut rng, &mut |e| progress(Progress::Fit(e)))?;
     let table = prepared.table();
-    let layout = Layout::of_clustering(&clustering, table.view(), rows, prepared.candidate.dtype, run.threads);
+    let layout = Layout::of_clustering(&clustering, table.view(), rows, prepared.site.dtype, run.threads);
     Ok(Fitted { k, j, clustering, layout })
 }

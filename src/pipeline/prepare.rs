@@ -17,7 +17,7 @@ use crate::onnx::graph::GraphView;
 use crate::onnx::tensor::FloatType;
 use crate::progress::{Clock, Phase, Progress, Stage};
 use crate::report::SvdFigures;
-use crate::rewrite::find::{Candidate, find_embedding};
+use crate::rewrite::find::{EmbeddingSite, find_embedding};
 use crate::storage;
 
 /// The rows of a frequent-token tier and the others.
@@ -57,7 +57,8 @@ pub(crate) struct Run {
 /// A model ready for candidates: its table decoded and weighted, the original's answers kept.
 pub(crate) struct Prepared<'m> {
     pub(crate) model: &'m Model,
-    pub(crate) candidate: Candidate,
+    /// Where the table is and how its lookups read it.
+    pub(crate) site: EmbeddingSite,
     /// The table `[n, d]` as f32; `None` once released.
     table: Option<Array2<f32>>,
     /// Row weights `[n]`, checked.
@@ -97,21 +98,21 @@ impl<'m> Prepared<'m> {
         let mut clock = Clock::start();
         let view = GraphView::new(model.graph());
         let discovery = find_embedding(&view, options.embedding.as_deref())?;
-        let candidate = discovery.chosen()?.clone();
-        crate::rewrite::patch::check_shared(&candidate, options.allow_shared)?; // before the costly parts
+        let site = discovery.chosen()?.clone();
+        crate::rewrite::patch::check_shared(&site, options.allow_shared)?; // before the costly parts
         if let Some(v) = &options.validate {
             v.check()?;
-            if candidate.dtype == FloatType::Bf16 {
+            if site.dtype == FloatType::Bf16 {
                 return Err(Error::Tract {
                     which: Role::Original,
-                    message: format!("tract cannot run BFLOAT16 tensors such as the table '{}'", candidate.table),
+                    message: format!("tract cannot run BFLOAT16 tensors such as the table '{}'", site.table),
                     remedy: vec![Param::Validate],
                 });
             }
         }
         let decode = || -> Result<Array2<f32>> {
-            let table = candidate.decode(&view)?;
-            check_finite(&candidate.table, &table)?;
+            let table = site.decode(&view)?;
+            check_finite(&site.table, &table)?;
             Ok(table)
         };
         // Checked now so a bad table fails before the long parts. When the original runs in
@@ -121,7 +122,7 @@ impl<'m> Prepared<'m> {
         if options.validate.is_some() {
             table = None;
         }
-        let (n, d) = (candidate.rows, candidate.cols);
+        let (n, d) = (site.rows, site.cols);
         // Without a tier, the setting's size is known to fit or not before counting.
         if let Some(s) = setting.filter(|s| s.storage.hot.is_none()) {
             Plan::of(s, n, d, n)?;
@@ -162,11 +163,11 @@ impl<'m> Prepared<'m> {
             Some(validate) => {
                 progress(Progress::Stage(Stage::RunOriginal));
                 let prior = tokens.as_ref().and_then(|t| t.prior.as_ref());
-                let r = References::run(model, &candidate, n, Some(validate), options.seed, prior, held_out.as_ref())?;
+                let r = References::run(model, &site, n, Some(validate), options.seed, prior, held_out.as_ref())?;
                 clock.lap(&mut seconds, Stage::RunOriginal);
                 r
             }
-            None => References::run(model, &candidate, n, None, options.seed, None, None)?,
+            None => References::run(model, &site, n, None, options.seed, None, None)?,
         };
 
         progress(Progress::Stage(Stage::Prepare));
@@ -183,7 +184,7 @@ impl<'m> Prepared<'m> {
         let run = Run { seed: options.seed, fit: options.fit, threads: options.threads, allow_shared: options.allow_shared };
         let prepared = Prepared {
             model,
-            candidate,
+            site,
             table: Some(table),
             weights,
             scaled,
@@ -200,7 +201,7 @@ impl<'m> Prepared<'m> {
 
     /// `setting` checked against this table and its frequent tier.
     pub(crate) fn plan(&self, setting: &Setting) -> Result<Plan> {
-        let (n, d) = (self.candidate.rows, self.candidate.cols);
+        let (n, d) = (self.site.rows, self.site.cols);
         let hot = match setting.storage.hot {
             Some(h) => self.tiers_for(h.mass)?.hot.len(),
             None => 0,
@@ -237,7 +238,7 @@ impl<'m> Prepared<'m> {
     /// The error of the best rank-j' approximation storing at most `numbers` numbers (weighted
     /// rows when there are weights: the error is then the weighted one).
     pub(crate) fn svd_baseline(&self, numbers: u64) -> Result<SvdFigures> {
-        let (n, d) = (self.candidate.rows, self.candidate.cols);
+        let (n, d) = (self.site.rows, self.site.cols);
         let rank = storage::svd_rank(numbers, n, d);
         let eig = match self.gram_eigenvalues.get() {
             Some(e) => e,

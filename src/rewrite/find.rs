@@ -41,7 +41,7 @@ pub struct Reader {
 
 /// A table read by row Gathers: a candidate word embedding.
 #[derive(Debug, Clone, Serialize)]
-pub struct Candidate {
+pub struct EmbeddingSite {
     /// Initializer name: the floats, or the codes of a quantized table.
     pub table: String,
     /// Rows (tokens).
@@ -63,7 +63,7 @@ pub struct Candidate {
     pub other_readers: Vec<Reader>,
 }
 
-impl Candidate {
+impl EmbeddingSite {
     /// Whether any node besides the row lookups reads the table.
     pub fn is_shared(&self) -> bool {
         !self.other_readers.is_empty()
@@ -92,7 +92,7 @@ pub struct Rejection {
 #[derive(Debug, Clone, Serialize)]
 pub struct Discovery {
     /// Tables that passed the guards, in graph order.
-    pub candidates: Vec<Candidate>,
+    pub candidates: Vec<EmbeddingSite>,
     /// Index into `candidates` of the chosen table.
     pub chosen: Option<usize>,
     /// Every Gather or table not chosen, with its reason.
@@ -103,7 +103,7 @@ pub struct Discovery {
 
 impl Discovery {
     /// The chosen table, or an error that says why there is none.
-    pub fn chosen(&self) -> Result<&Candidate> {
+    pub fn chosen(&self) -> Result<&EmbeddingSite> {
         if let Some(i) = self.chosen {
             return Ok(&self.candidates[i]);
         }
@@ -124,7 +124,7 @@ impl Discovery {
 /// Searches `view` for the word-embedding table. `embedding` (a node or initializer name)
 /// overrides the choice; it is an error when it names nothing usable.
 pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Discovery> {
-    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut candidates: Vec<EmbeddingSite> = Vec::new();
     let mut rejections = Vec::new();
     let mut override_rejection = None;
     for (id, node) in view.graph.node.iter().enumerate() {
@@ -144,7 +144,7 @@ pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Disco
                 table.stored.describe().unwrap_or_else(|| "floats".into())
             )),
             None => {
-                candidates.push(Candidate { lookups: vec![lookup], ..table });
+                candidates.push(EmbeddingSite { lookups: vec![lookup], ..table });
                 Ok(())
             }
         });
@@ -243,7 +243,7 @@ pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Disco
 
 /// The structural guards: a Gather the rewrite can replace. Returns the table (without its
 /// lookups filled in) and this lookup, or the reason for rejecting it.
-fn check_gather(view: &GraphView, id: NodeId) -> std::result::Result<(Candidate, Lookup), String> {
+fn check_gather(view: &GraphView, id: NodeId) -> std::result::Result<(EmbeddingSite, Lookup), String> {
     let found = source::locate(view, id)?;
     let lookup = Lookup {
         node: id,
@@ -253,7 +253,7 @@ fn check_gather(view: &GraphView, id: NodeId) -> std::result::Result<(Candidate,
         output: found.output,
         after: found.after,
     };
-    let candidate = Candidate {
+    let candidate = EmbeddingSite {
         table: found.table,
         rows: found.rows,
         cols: found.cols,

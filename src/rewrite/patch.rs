@@ -30,7 +30,7 @@ use std::borrow::Cow;
 
 use ndarray::Array2;
 
-use super::find::Candidate;
+use super::find::EmbeddingSite;
 use super::{Branch, Layout, Values, coded, dequant};
 use crate::error::{Error, Result};
 use crate::onnx::Model;
@@ -59,7 +59,7 @@ enum Table {
 
 /// Replaces every row lookup of `candidate`'s table in `model` by the lookup of `layout`.
 /// A table with other readers is kept only when `allow_shared`; otherwise that is an error.
-pub fn apply(model: &mut Model, candidate: &Candidate, layout: &Layout, allow_shared: bool) -> Result<PatchSummary> {
+pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allow_shared: bool) -> Result<PatchSummary> {
     check_shared(candidate, allow_shared)?;
     let multi = !layout.is_single();
     let subspaces = layout.subspaces().count();
@@ -288,7 +288,7 @@ fn cast(g: &mut Subgraph, prefix: &str, input: &str, from: FloatType, to: FloatT
 }
 
 /// Refuses a table that other nodes read, unless `allow_shared`.
-pub fn check_shared(candidate: &Candidate, allow_shared: bool) -> Result<()> {
+pub fn check_shared(candidate: &EmbeddingSite, allow_shared: bool) -> Result<()> {
     if candidate.is_shared() && !allow_shared {
         let readers: Vec<String> =
             candidate.other_readers.iter().map(|r| format!("{} node '{}'", r.op_type, r.node)).collect();

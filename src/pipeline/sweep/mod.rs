@@ -88,7 +88,7 @@ fn run<'m>(
     let clock = Clock::start();
     let (prepared, _) = Prepared::new(model, options, None, progress)?;
     let prepare_seconds = clock.elapsed();
-    let (n, d) = (prepared.candidate.rows, prepared.candidate.cols);
+    let (n, d) = (prepared.site.rows, prepared.site.cols);
     let all = settings(grid, &grid.storage, prepared.tokens.is_some(), n, d);
     // Each point's plan: those whose other rows do not fit the size under their tier are
     // dropped as the others that do not fit are.
@@ -107,7 +107,7 @@ fn run<'m>(
             Some((h, _)) => prepared.tiers_for(h.mass)?.hot.len(),
             None => 0,
         };
-        bounds.push(plan.bytes_bounds(n, d, hot, prepared.candidate.dtype));
+        bounds.push(plan.bytes_bounds(n, d, hot, prepared.site.dtype));
     }
     let order: Vec<usize> = match target {
         None => by_fit(&all),
