@@ -125,7 +125,7 @@ impl<'m> Prepared<'m> {
         let (n, d) = (site.rows, site.cols);
         // Without a tier, the setting's size is known to fit or not before counting.
         if let Some(s) = setting.filter(|s| s.storage.hot.is_none()) {
-            Plan::of(s, n, d, n)?;
+            Plan::of(s, d, n)?;
         }
 
         let mut corpus = None;
@@ -151,7 +151,7 @@ impl<'m> Prepared<'m> {
             (Some(_), None) => return Err(no_counts()),
         };
         check_weights(weights.as_deref(), n)?;
-        let plan = setting.map(|s| Plan::of(s, n, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))).transpose()?;
+        let plan = setting.map(|s| Plan::of(s, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))).transpose()?;
         // Held-out text is compared in tract: not without validation (and then none is counted
         // as held out in the report).
         let held_out = held_out.filter(|_| options.validate.is_some());
@@ -206,7 +206,7 @@ impl<'m> Prepared<'m> {
             Some(h) => self.tiers_for(h.mass)?.hot.len(),
             None => 0,
         };
-        Plan::of(setting, n, d, n - hot)
+        Plan::of(setting, d, n - hot)
     }
 
     /// The table `[n, d]`.

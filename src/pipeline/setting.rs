@@ -92,7 +92,7 @@ impl Setting {
         if let Method::Codes { sub: 0 } = self.method {
             return Err(invalid(Param::SubVector, "0; a sub-vector holds at least one value".into()));
         }
-        if let Method::Subspaces { k, size, adaptive } = self.method {
+        if let Method::Subspaces { k, size, .. } = self.method {
             match k {
                 Subspaces::Fixed(0) => return Err(invalid(Param::K, "must be at least 1".into())),
                 Subspaces::Auto if matches!(size, Size::Dim(_)) => {
@@ -107,7 +107,6 @@ impl Setting {
                 }
                 _ => {}
             }
-            let _ = adaptive;
         }
         Ok(())
     }
@@ -209,9 +208,9 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Checks `setting` against a `[n, d]` table whose frequent tier (when the setting has one)
-    /// leaves `rest` rows to the method: its k values and their j.
-    pub(crate) fn of(setting: &Setting, n: usize, d: usize, rest: usize) -> Result<Plan> {
+    /// Checks `setting` against a table of `d` columns whose frequent tier (when the setting has
+    /// one) leaves `rest` rows to the method: its k values and their j.
+    pub(crate) fn of(setting: &Setting, d: usize, rest: usize) -> Result<Plan> {
         setting.check()?;
         let storage = &setting.storage;
         let mut codes = None;
@@ -245,7 +244,6 @@ impl Plan {
             }
         };
         let rows = if setting.method == Method::Plain { Rows::Plain } else { Rows::Coefficients };
-        let _ = n;
         Ok(Plan {
             setting: *setting,
             fits,

@@ -113,7 +113,7 @@ pub(crate) fn settings(grid: &SweepGrid, base: &Storage, counts: bool, n: usize,
     let mut out = Vec::new();
     for &k in &grid.ks {
         for &ratio in &grid.ratios {
-            if Plan::of(&Setting::new(subspaces(k, ratio), storage(Precision::Float, None)), n, d, n).is_err() {
+            if Plan::of(&Setting::new(subspaces(k, ratio), storage(Precision::Float, None)), d, n).is_err() {
                 continue;
             }
             let family = if k == 1 { Family::Svd } else { Family::Clustering };
