@@ -123,10 +123,9 @@ impl<'m> Prepared<'m> {
             table = None;
         }
         let (n, d) = (site.rows, site.cols);
-        // Without a tier, the setting's size is known to fit or not before counting.
-        if let Some(s) = setting.filter(|s| s.storage.hot.is_none()) {
-            Plan::of(s, d, n)?;
-        }
+        // Without a tier, the setting's plan is known before counting: a size that does not fit
+        // fails now. With one, it waits for the tier's rows.
+        let early = setting.filter(|s| s.storage.hot.is_none()).map(|s| Plan::of(s, d, n)).transpose()?;
 
         let mut corpus = None;
         let mut tokens = None;
@@ -151,7 +150,10 @@ impl<'m> Prepared<'m> {
             (Some(_), None) => return Err(no_counts()),
         };
         check_weights(weights.as_deref(), n)?;
-        let plan = setting.map(|s| Plan::of(s, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))).transpose()?;
+        let plan = match early {
+            Some(plan) => Some(plan),
+            None => setting.map(|s| Plan::of(s, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))).transpose()?,
+        };
         // Held-out text is compared in tract: not without validation (and then none is counted
         // as held out in the report).
         let held_out = held_out.filter(|_| options.validate.is_some());

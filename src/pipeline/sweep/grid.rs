@@ -73,6 +73,12 @@ impl GridPoint {
         }
     }
 
+    /// The fit this point needs, which the points of one key share: (k, ratio, the frequent
+    /// tier's share when the fit is of the other rows); none without a fit.
+    pub(crate) fn fit_key(&self) -> Option<(usize, u64, Option<u64>)> {
+        self.k_ratio().map(|(k, r)| (k, r.to_bits(), self.setting.storage.hot.map(|h| h.mass.to_bits())))
+    }
+
     pub(crate) fn label(&self) -> String {
         let storage = &self.setting.storage;
         let b = |p: Precision| match p {

@@ -158,14 +158,13 @@ fn run<'m>(
 /// The points' indices grouped by the fit they need (groups in order of first appearance, grid
 /// order within).
 fn by_fit(points: &[GridPoint]) -> Vec<usize> {
-    let key = |p: &GridPoint| p.k_ratio().map(|(k, r)| (k, r.to_bits(), p.setting.storage.hot.map(|h| h.mass.to_bits())));
     let mut keys = Vec::new();
     for p in points {
-        if !keys.contains(&key(p)) {
-            keys.push(key(p));
+        if !keys.contains(&p.fit_key()) {
+            keys.push(p.fit_key());
         }
     }
-    keys.iter().flat_map(|k| (0..points.len()).filter(move |&i| key(&points[i]) == *k)).collect()
+    keys.iter().flat_map(|k| (0..points.len()).filter(move |&i| points[i].fit_key() == *k)).collect()
 }
 
 /// The point of a checked candidate.

@@ -14,9 +14,8 @@ use crate::pipeline::setting::Plan;
 use crate::progress::Clock;
 use crate::report::Report;
 
-/// The fit a point needs: (k, ratio, the frequent tier's mass when the fit is of the other
-/// rows), none for plain storage.
-type FitKey = Option<(usize, f64, Option<u64>)>;
+/// The fit a point needs ([`GridPoint::fit_key`]).
+type FitKey = Option<(usize, u64, Option<u64>)>;
 
 /// The points sharing one fit, and that fit while it is needed.
 struct Group {
@@ -86,7 +85,7 @@ pub(crate) fn evaluate_points(
     let mut group_of = vec![0; points.len()];
     for &i in order {
         let p = &points[i];
-        let key = p.k_ratio().map(|(k, r)| (k, r, p.setting.storage.hot.map(|h| h.mass.to_bits())));
+        let key = p.fit_key();
         let g = match groups.iter().position(|g| g.key == key) {
             Some(g) => g,
             None => {
