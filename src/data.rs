@@ -52,6 +52,11 @@ pub struct DataOptions {
     /// counted text (default [`prior::DEFAULT_STRENGTH`]; 0: counts alone). Without counts the
     /// prior alone is used whatever the strength.
     pub prior_strength: f64,
+    /// Share of the held-out sentences' tokens replaced by draws from the tokenizer's prior
+    /// (default [`prior::DEFAULT_SHARE`]; 0: the held-out text as written), so that the check
+    /// sees what text of another source brings: words the corpus holds rarely or never. Needs
+    /// the tokenizer (no prior, no draws).
+    pub prior_share: f64,
     /// Documents held out of the count (default [`Holdout::default`]: one in ten, at most 200
     /// sentences from them; which ones, the run's seed decides).
     pub holdout: Holdout,
@@ -84,6 +89,7 @@ impl DataOptions {
             weighting: Weighting::Sqrt,
             weight_floor: 0.1,
             prior_strength: prior::DEFAULT_STRENGTH,
+            prior_share: prior::DEFAULT_SHARE,
             holdout: Holdout::default(),
             batch: HeldOut::BATCH,
             max_len: HeldOut::MAX_LEN,
@@ -102,6 +108,12 @@ impl DataOptions {
             return Err(Error::InvalidParameter {
                 param: Param::PriorStrength,
                 reason: format!("{} is not a non-negative number", self.prior_strength),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.prior_share) {
+            return Err(Error::InvalidParameter {
+                param: Param::PriorShare,
+                reason: format!("{} is not a share of the held-out tokens in [0, 1]", self.prior_share),
             });
         }
         if !(0.0..=1.0).contains(&self.holdout.fraction) {
@@ -138,8 +150,11 @@ impl DataOptions {
             }
         };
         let strength = if counts.is_some() { self.prior_strength } else { 1.0 };
+        // The prior is blended in at a positive strength; held-out text draws from it whatever
+        // the strength.
+        let mixes = self.prior_share > 0.0 && held_out.is_some();
         let prior = match &tokenizer {
-            Some(t) if strength > 0.0 => Some(Prior::from_tokenizer(t, n)?),
+            Some(t) if strength > 0.0 || mixes => Some(Prior::from_tokenizer(t, n)?),
             _ => None,
         };
         // Held-out tokens the count never saw: what live text brings that the corpus lacks.
@@ -151,6 +166,14 @@ impl DataOptions {
             }
             _ => (0, 0),
         };
+        // Then the tokens of another source: the figures above are of the text as written.
+        let mut held_out = held_out;
+        let mut replaced = 0;
+        if let (Some(h), Some(p)) = (&mut held_out, &prior) {
+            replaced = prior::mix_into(p, &mut h.sentences, self.prior_share, seed ^ MIX_SEED);
+            h.prior_share = self.prior_share;
+        }
+        let prior = prior.filter(|_| strength > 0.0);
         let figures = CorpusFigures {
             files,
             skipped_files: skipped,
@@ -161,6 +184,7 @@ impl DataOptions {
             held_out: held_out.as_ref().map_or(0, |h| h.sentences.len()),
             held_out_tokens,
             held_out_unseen_tokens: unseen,
+            held_out_prior_tokens: replaced,
             prior: prior.as_ref().map(|p| p.source),
             prior_strength: prior.as_ref().map(|_| strength),
             weighting: self.weighting,
@@ -171,6 +195,9 @@ impl DataOptions {
         Ok(TokenData { stats, weights, held_out, figures })
     }
 }
+
+/// Seeds the draws of [`DataOptions::prior_share`] apart from the run's other draws.
+const MIX_SEED: u64 = 0x6d69_785f_7072_696f;
 
 /// Token statistics of a table's rows: counts (from a corpus or a count file) and the
 /// tokenizer's prior, blended at a strength.
@@ -250,9 +277,43 @@ pub struct CorpusFigures {
     /// Their tokens, and those of rows the count never saw.
     pub held_out_tokens: u64,
     pub held_out_unseen_tokens: u64,
+    /// Held-out tokens replaced by draws from the prior ([`DataOptions::prior_share`]).
+    pub held_out_prior_tokens: u64,
     /// The tokenizer's prior blended in, and at what strength.
     pub prior: Option<PriorSource>,
     pub prior_strength: Option<f64>,
     pub weighting: Weighting,
     pub weight_floor: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One case per setting `DataOptions::check` rejects, each naming its parameter.
+    #[test]
+    fn each_invalid_data_setting_names_its_parameter() {
+        let base = || DataOptions::prior(PathBuf::from("tokenizer.json"));
+        assert!(base().check().is_ok());
+        let cases: Vec<(Param, Box<dyn Fn(&mut DataOptions)>)> = vec![
+            (Param::WeightFloor, Box::new(|d| d.weight_floor = -0.1)),
+            (Param::WeightFloor, Box::new(|d| d.weight_floor = f64::NAN)),
+            (Param::PriorStrength, Box::new(|d| d.prior_strength = -1.0)),
+            (Param::PriorStrength, Box::new(|d| d.prior_strength = f64::INFINITY)),
+            (Param::PriorShare, Box::new(|d| d.prior_share = 1.5)),
+            (Param::PriorShare, Box::new(|d| d.prior_share = -0.01)),
+            (Param::PriorShare, Box::new(|d| d.prior_share = f64::NAN)),
+            (Param::Holdout, Box::new(|d| d.holdout.fraction = 2.0)),
+        ];
+        for (param, set) in cases {
+            let mut d = base();
+            set(&mut d);
+            match d.check() {
+                Err(Error::InvalidParameter { param: p, .. }) => assert_eq!(p, param, "{d:?}"),
+                other => panic!("{param}: {other:?}"),
+            }
+            // Checked before anything is read: the tokenizer file does not exist.
+            assert!(matches!(d.count(10, 0, &mut |_, _, _| {}), Err(Error::InvalidParameter { .. })));
+        }
+    }
 }

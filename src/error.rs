@@ -59,6 +59,8 @@ pub enum Param {
     ExternalData,
     /// How much the tokenizer's prior weighs against token counts.
     PriorStrength,
+    /// The share of held-out tokens drawn from the tokenizer's prior.
+    PriorShare,
     /// The share of a corpus's documents held out.
     Holdout,
     /// Values per sub-vector of product codes.
@@ -97,6 +99,7 @@ impl Param {
             Param::Validate => "validate",
             Param::ExternalData => "external_data",
             Param::PriorStrength => "prior_strength",
+            Param::PriorShare => "prior_share",
             Param::Holdout => "holdout",
             Param::SubVector => "sub",
             Param::Codewords => "codewords",

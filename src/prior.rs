@@ -157,6 +157,12 @@ pub const NOMINAL_TOKENS: f64 = 1e6;
 /// (what a weight floor does) on both kinds of text for all three families.
 pub const DEFAULT_STRENGTH: f64 = 0.25;
 
+/// The share of held-out tokens drawn from the prior by default ([`mix_into`]; see
+/// `DataOptions::prior_share`), calibrated in BENCHMARKS.md ("Fidelity beyond the corpus"):
+/// the held-out text of a corpus is of the corpus's own source, and text of another source
+/// brings words the corpus holds rarely or never.
+pub const DEFAULT_SHARE: f64 = 0.1;
+
 /// Pseudo-counts `[n]` (the prior's rows): `counts + strength * total * prior`, where `total`
 /// is the sum of `counts`. Strength `s` means the prior weighs as much as `s` times the
 /// corpus: a token common in the language but absent from the corpus is no longer treated as
@@ -243,45 +249,82 @@ pub fn tier_rows(counts: Option<&[u64]>, prior: &Prior, strength: f64, mass: f64
     }
 }
 
+/// Draws ordinary rows (never a special one, unless every row is special) from a prior.
+struct Sampler {
+    cumulative: Vec<f64>,
+    sum: f64,
+    last: usize,
+}
+
+impl Sampler {
+    fn new(prior: &Prior) -> Sampler {
+        let p = &prior.probabilities;
+        let mut body: Vec<f64> = p.clone();
+        for &s in &prior.special {
+            if let Some(v) = body.get_mut(s as usize) {
+                *v = 0.0;
+            }
+        }
+        if !body.iter().any(|&v| v > 0.0) {
+            body.clone_from(p);
+        }
+        let last = body.iter().rposition(|&v| v > 0.0).unwrap_or(0);
+        // Cumulative probabilities: a uniform draw finds its row by bisection.
+        let mut cumulative = Vec::with_capacity(body.len());
+        let mut sum = 0.0;
+        for v in body {
+            sum += v;
+            cumulative.push(sum);
+        }
+        Sampler { cumulative, sum, last }
+    }
+
+    fn draw(&self, rng: &mut ChaCha8Rng) -> u32 {
+        let u = rng.random::<f64>() * self.sum;
+        // The first row whose cumulative probability exceeds u: never a zero row.
+        self.cumulative.partition_point(|&c| c <= u).min(self.last) as u32
+    }
+}
+
 /// `count` token sequences of `len` tokens drawn from `prior`, deterministic for a `seed`:
 /// `begin`, then tokens drawn independently from the prior without its special rows, then
 /// `end` (cut to `len` tokens when the wrap is longer). Use [`Prior::begin`] and
 /// [`Prior::end`] to wrap them as the tokenizer would. When every row is special, the body is
 /// drawn from all rows; a prior of no rows gives only the wrap.
 pub fn sample_sequences(prior: &Prior, seed: u64, count: usize, len: usize, begin: &[u32], end: &[u32]) -> Vec<Vec<u32>> {
-    let p = &prior.probabilities;
-    let mut body: Vec<f64> = p.clone();
-    for &s in &prior.special {
-        if let Some(v) = body.get_mut(s as usize) {
-            *v = 0.0;
-        }
-    }
-    if !body.iter().any(|&v| v > 0.0) {
-        body.clone_from(p);
-    }
-    let last = body.iter().rposition(|&v| v > 0.0).unwrap_or(0);
-    // Cumulative probabilities: a uniform draw finds its row by bisection.
-    let mut cumulative = Vec::with_capacity(body.len());
-    let mut sum = 0.0;
-    for v in body {
-        sum += v;
-        cumulative.push(sum);
-    }
+    let sampler = Sampler::new(prior);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let body_len = if p.is_empty() { 0 } else { len.saturating_sub(begin.len() + end.len()) };
+    let body_len = if prior.probabilities.is_empty() { 0 } else { len.saturating_sub(begin.len() + end.len()) };
     (0..count)
         .map(|_| {
             let mut s: Vec<u32> = begin.to_vec();
             for _ in 0..body_len {
-                let u = rng.random::<f64>() * sum;
-                // The first row whose cumulative probability exceeds u: never a zero row.
-                s.push(cumulative.partition_point(|&c| c <= u).min(last) as u32);
+                s.push(sampler.draw(&mut rng));
             }
             s.extend_from_slice(end);
             s.truncate(len);
             s
         })
         .collect()
+}
+
+/// Text as it comes from elsewhere than the corpus: replaces each ordinary token of
+/// `sentences` (special rows and rows past the prior's are kept) by one drawn from `prior`
+/// with probability `share`, deterministic for a `seed`. Returns how many were replaced.
+pub fn mix_into(prior: &Prior, sentences: &mut [Vec<u32>], share: f64, seed: u64) -> u64 {
+    if share <= 0.0 || prior.probabilities.is_empty() {
+        return 0;
+    }
+    let sampler = Sampler::new(prior);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut replaced = 0;
+    for t in sentences.iter_mut().flatten() {
+        if (*t as usize) < prior.probabilities.len() && prior.special.binary_search(t).is_err() && rng.random::<f64>() < share {
+            *t = sampler.draw(&mut rng);
+            replaced += 1;
+        }
+    }
+    replaced
 }
 
 /// Spearman's rank correlation of `a` and `b` (same length; ties get their mean rank): 1 when
@@ -818,6 +861,37 @@ mod tests {
         // All rows special: drawn from all of them.
         let all = Prior { special: (0..16).collect(), ..p.clone() };
         assert!(sample_sequences(&all, 1, 4, 5, &[], &[]).iter().flatten().all(|&t| t < 16));
+    }
+
+    #[test]
+    fn mixing_replaces_the_share_of_ordinary_tokens_by_draws() {
+        let p = Prior::from_json(&wordpiece(), Path::new("fixture.json"), 16, Some(Zipf { c: 1.0, a: 1.5 })).unwrap();
+        let zebra = id("zebra") as u32;
+        // 400 sentences of `[CLS] zebra x 10 [SEP]`: the wrap is special, zebra is rare.
+        let text: Vec<Vec<u32>> = (0..400).map(|_| [vec![3], vec![zebra; 10], vec![4]].concat()).collect();
+        let mix = |share: f64, seed: u64| {
+            let mut t = text.clone();
+            let n = mix_into(&p, &mut t, share, seed);
+            (t, n)
+        };
+        let (a, replaced) = mix(0.25, 1);
+        assert_eq!((a.clone(), replaced), mix(0.25, 1), "seeded");
+        assert_ne!(a, mix(0.25, 2).0);
+        // Specials stay; every other token is zebra or a draw, never a special row.
+        for s in &a {
+            assert_eq!((s[0], s[11]), (3, 4));
+            assert!(s[1..11].iter().all(|t| !p.special.contains(t) && (*t as usize) < 16), "{s:?}");
+        }
+        // 4000 ordinary tokens at 0.25: 1000 expected, 27 a standard deviation.
+        assert!((850..=1150).contains(&replaced), "{replaced}");
+        let changed = a.iter().flatten().filter(|&&t| !p.special.contains(&t) && t != zebra).count() as u64;
+        assert!(changed <= replaced && changed * 10 >= replaced * 8, "{changed} of {replaced} (a draw can be zebra)");
+        assert_eq!(mix(0.0, 1), (text.clone(), 0));
+        assert_eq!(mix(1.0, 1).1, 4000);
+        // Ids past the prior's rows are kept.
+        let mut far = vec![vec![99u32; 5]];
+        assert_eq!(mix_into(&p, &mut far, 1.0, 1), 0);
+        assert_eq!(far, vec![vec![99; 5]]);
     }
 
     /// The real tokenizers `fetch.sh` builds (`ONNX_EMBCOMP_MODELS`, default

@@ -125,7 +125,15 @@ class _Flags:
             self.argv.append(flag)
 
     def data(
-        self, corpus: Any, tokenizer: Any, token_counts: Any, prior_strength: Any, weighting: Any, weight_floor: Any, holdout: Any
+        self,
+        corpus: Any,
+        tokenizer: Any,
+        token_counts: Any,
+        prior_strength: Any,
+        prior_share: Any,
+        weighting: Any,
+        weight_floor: Any,
+        holdout: Any,
     ) -> None:
         if corpus is not None:
             for path in _paths(corpus, "corpus"):
@@ -135,6 +143,7 @@ class _Flags:
         if token_counts is not None:
             self.value("--token-counts", _path(token_counts, "token_counts"))
         self.float("--prior-strength", prior_strength, "prior_strength")
+        self.float("--prior-share", prior_share, "prior_share")
         self.value("--weighting", weighting)
         self.float("--weight-floor", weight_floor, "weight_floor")
         self.int("--holdout", holdout, "holdout")
@@ -364,6 +373,7 @@ def compress(
     tokenizer: Optional[_Path] = None,
     token_counts: Optional[_Path] = None,
     prior_strength: Optional[float] = None,
+    prior_share: Optional[float] = None,
     weighting: Optional[str] = None,
     weight_floor: Optional[float] = None,
     holdout: Optional[int] = None,
@@ -433,6 +443,9 @@ def compress(
             ``corpus``. Default None.
         prior_strength: how much the tokenizer's prior weighs against the counted text (0:
             counts alone). Default None: 0.25.
+        prior_share: share of the held-out sentences' tokens replaced by draws from the
+            tokenizer's prior before the check (0: the held-out text as written), so that
+            ``target_cos`` holds on text of another source than the corpus. Default None: 0.1.
         weighting: how counts become row weights: ``"none"``, ``"sqrt"`` or ``"linear"``.
             Default None: ``"sqrt"``.
         weight_floor: weight added to every row, as a fraction of the mean weight. Default None:
@@ -494,7 +507,7 @@ def compress(
     f.float("--hot-mass", hot_mass, "hot_mass")
     f.float("--min-cos", min_cos, "min_cos")
     f.int("--probes", probes, "probes")
-    f.data(corpus, tokenizer, token_counts, prior_strength, weighting, weight_floor, holdout)
+    f.data(corpus, tokenizer, token_counts, prior_strength, prior_share, weighting, weight_floor, holdout)
     f.int("--seed", seed, "seed")
     f.switch("--no-validate", not validate)
     f.int("--seq", seq, "seq")
@@ -521,6 +534,7 @@ def sweep(
     tokenizer: Optional[_Path] = None,
     token_counts: Optional[_Path] = None,
     prior_strength: Optional[float] = None,
+    prior_share: Optional[float] = None,
     ks: Union[int, Sequence[int], None] = None,
     ratios: Union[float, Sequence[float], None] = None,
     bits: Union[int, str, Sequence[Union[int, str]], None] = None,
@@ -548,6 +562,8 @@ def sweep(
         token_counts: token counts computed elsewhere (``id count`` per line). Default None.
         prior_strength: how much the tokenizer's prior weighs against the counted text (0:
             counts alone). Default None: 0.25.
+        prior_share: share of the held-out tokens drawn from the tokenizer's prior before the
+            check (0: as written). Default None: 0.1.
         ks: subspace counts of the grid (1: the SVD). Default None: 1, 4, 8.
         ratios: ratios of the grid (fraction of numbers removed). Default None: 0.5, 0.8.
         bits: coefficient precisions of the grid (8, 4, 2, ``"float"``). Default None: 8, 4, 2.
@@ -570,7 +586,7 @@ def sweep(
     """
     data, _ = _model_arg(model)
     f = _Flags(["onnx-embcomp", "sweep"])
-    f.data(corpus, tokenizer, token_counts, prior_strength, weighting, weight_floor, holdout)
+    f.data(corpus, tokenizer, token_counts, prior_strength, prior_share, weighting, weight_floor, holdout)
     f.value("--ks", _ids(ks, "ks", (int,)))
     f.value("--ratios", _ids(ratios, "ratios", (int, float)))
     f.value("--bits", _ids(bits, "bits", (int,)))

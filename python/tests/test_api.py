@@ -180,6 +180,14 @@ def test_data_aware_with_a_corpus_and_a_tokenizer(corpus_dir: Path) -> None:
     assert r.corpus is not None and r.corpus["files"] == 1 and r.corpus["tokens"] > 0
     assert r.text_validation is not None and r.text_validation["sentences"] > 0
     assert r.mean_cosine == r.text_validation["mean_cosine"]
+    # By default a tenth of the held-out tokens come from the prior; the share changes the
+    # check only, never the bytes.
+    assert r.text_validation["prior_share"] == 0.1 and r.corpus["held_out_prior_tokens"] > 0
+    as_written = onnx_embcomp.compress(ENCODER, corpus=docs, tokenizer=tokenizer, ratio=0.5, prior_share=0, progress=False)
+    assert as_written.text_validation["prior_share"] == 0 and as_written.corpus["held_out_prior_tokens"] == 0
+    assert as_written.model == out.read_bytes()
+    with pytest.raises(ParameterError, match="prior-share"):
+        onnx_embcomp.compress(ENCODER, corpus=docs, tokenizer=tokenizer, prior_share=1.5, progress=False)
     # The same bytes as the CLI with the same corpus.
     by_cli = corpus_dir / "cli.onnx"
     c = run_cli(ENCODER, by_cli, "--corpus", docs, "--tokenizer", tokenizer, "--ratio", "0.5", "-q")

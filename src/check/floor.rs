@@ -16,7 +16,7 @@ pub(crate) struct Measured {
 /// The cosine floors and searches judge by (see [`Measured`]); `None` without any check.
 pub(crate) fn measured_cosine(validation: Option<&Validation>, text: Option<&TextValidation>) -> Option<Measured> {
     match (text, validation) {
-        (Some(t), _) => Some(Measured { cosine: t.mean_cosine, on: format!("{} held-out sentences", t.sentences) }),
+        (Some(t), _) => Some(Measured { cosine: t.mean_cosine, on: t.describe() }),
         (None, Some(v)) => {
             let worst = v.outputs.iter().filter_map(|o| o.mean_cosine).fold(f64::INFINITY, f64::min);
             Some(Measured { cosine: worst, on: "random token ids (give a corpus for real text)".to_string() })

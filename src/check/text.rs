@@ -26,6 +26,9 @@ pub struct HeldOut {
     pub batch: usize,
     /// Tokens per sentence at most (longer ones are cut).
     pub max_len: usize,
+    /// Share of the sentences' ordinary tokens replaced by draws from the tokenizer's prior
+    /// ([`crate::prior::mix_into`]): 0 for text as written.
+    pub prior_share: f64,
 }
 
 impl HeldOut {
@@ -37,7 +40,7 @@ impl HeldOut {
     /// `sentences` padded with `pad_id`, run [`HeldOut::BATCH`] at a time and cut at
     /// [`HeldOut::MAX_LEN`] tokens.
     pub fn new(sentences: Vec<Vec<u32>>, pad_id: u32) -> HeldOut {
-        HeldOut { sentences, pad_id, batch: Self::BATCH, max_len: Self::MAX_LEN }
+        HeldOut { sentences, pad_id, batch: Self::BATCH, max_len: Self::MAX_LEN, prior_share: 0.0 }
     }
 }
 
@@ -50,6 +53,8 @@ pub struct TextValidation {
     pub output: String,
     /// Sentences compared.
     pub sentences: usize,
+    /// Share of their ordinary tokens drawn from the tokenizer's prior ([`HeldOut::prior_share`]).
+    pub prior_share: f64,
     /// Mean and minimum cosine between original and rewritten: of sentence embeddings for an
     /// encoder, of per-token logit vectors for a decoder.
     pub mean_cosine: f64,
@@ -61,6 +66,16 @@ pub struct TextValidation {
     /// Decoders: mean KL(original || rewritten) of the next-token distributions, in nats.
     pub mean_kl: Option<f64>,
     pub seconds: f64,
+}
+
+impl TextValidation {
+    /// What the comparison ran on, in words.
+    pub fn describe(&self) -> String {
+        match self.prior_share {
+            s if s > 0.0 => format!("{} held-out sentences, {:.0}% of their tokens drawn from the tokenizer's prior", self.sentences, 100.0 * s),
+            _ => format!("{} held-out sentences", self.sentences),
+        }
+    }
 }
 
 /// What kind of model the held-out comparison found, from its outputs.
@@ -94,6 +109,7 @@ pub(crate) struct TextReference {
     pad_id: u32,
     batch: usize,
     max_len: usize,
+    prior_share: f64,
     /// The output compared, by index, and what kind of model it shows.
     output: usize,
     kind: ModelKind,
@@ -143,6 +159,7 @@ pub(crate) fn run_original_text(original: &Model, candidate: &EmbeddingSite, hel
         pad_id: held_out.pad_id,
         batch: held_out.batch.max(1),
         max_len,
+        prior_share: held_out.prior_share,
         output: 0,
         kind: ModelKind::Encoder,
         original: Vec::new(),
@@ -196,6 +213,7 @@ pub(crate) fn compare_text(reference: &TextReference, original: &Model, rewritte
         kind: reference.kind,
         output: original.graph().output.get(reference.output).map_or_else(String::new, |o| o.name().to_string()),
         sentences: pairs.len(),
+        prior_share: reference.prior_share,
         mean_cosine: mean(&cosines),
         min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
         nn_agreement,

@@ -279,6 +279,11 @@ pub struct DataArgs {
     /// corpus are not treated as never used.
     #[arg(long, value_name = "S", default_value_t = crate::prior::DEFAULT_STRENGTH)]
     pub prior_strength: f64,
+    /// Share of the held-out sentences' tokens replaced by draws from the tokenizer's prior
+    /// before the check (0: the held-out text as written), so that --target-cos holds on text of
+    /// another source than the corpus, which brings words the corpus holds rarely or never.
+    #[arg(long, value_name = "SHARE", default_value_t = crate::prior::DEFAULT_SHARE)]
+    pub prior_share: f64,
     /// Token counts computed elsewhere: one `id count` pair per line.
     #[arg(long, value_name = "PATH")]
     pub token_counts: Option<PathBuf>,
@@ -306,6 +311,7 @@ impl DataArgs {
         data.weighting = self.weighting.into();
         data.weight_floor = self.weight_floor;
         data.prior_strength = self.prior_strength;
+        data.prior_share = self.prior_share;
         data.holdout = Holdout { max: self.holdout, ..Holdout::default() };
         Some(Data::Count(data))
     }
@@ -327,6 +333,10 @@ impl DataArgs {
         }
         if self.prior_strength != crate::prior::DEFAULT_STRENGTH {
             a.extend(["--prior-strength".to_string(), self.prior_strength.to_string()]);
+        }
+        // (without held-out text, as with printed token counts, the share changes nothing)
+        if self.prior_share != crate::prior::DEFAULT_SHARE && counts.is_none() {
+            a.extend(["--prior-share".to_string(), self.prior_share.to_string()]);
         }
         if self.weighting != WeightingArg::Sqrt {
             a.extend(["--weighting".to_string(), format!("{:?}", self.weighting).to_lowercase()]);
@@ -506,6 +516,7 @@ pub fn flag(param: Param) -> &'static str {
         Param::Validate => "--no-validate",
         Param::ExternalData => "--external-data",
         Param::PriorStrength => "--prior-strength",
+        Param::PriorShare => "--prior-share",
         Param::Holdout => "--holdout",
         Param::SubVector => "--codes",
         // Settings without a flag keep their library name.

@@ -140,6 +140,13 @@ pub fn report(r: &Report) -> String {
                 c.held_out_unseen_tokens,
                 100.0 * c.held_out_unseen_tokens as f64 / c.held_out_tokens.max(1) as f64
             );
+            if c.held_out_prior_tokens > 0 {
+                let _ = writeln!(
+                    s,
+                    "            then {} of them drawn from the tokenizer's prior instead (--prior-share), as text of another source brings words the corpus lacks",
+                    c.held_out_prior_tokens
+                );
+            }
         }
         if let (true, Some(v)) = (c.files > 0 && (c.seen_rows as f64) < 0.5 * n as f64, &r.validation) {
             let ids = match v.ids {
@@ -161,8 +168,8 @@ pub fn report(r: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "held-out    {} sentences ({}, output {}): mean cosine {:.4}, min {:.4}{extra}",
-            t.sentences, t.kind, t.output, t.mean_cosine, t.min_cosine
+            "held-out    {} ({}, output {}): mean cosine {:.4}, min {:.4}{extra}",
+            t.describe(), t.kind, t.output, t.mean_cosine, t.min_cosine
         );
     }
     if let Some(c) = r.chosen {

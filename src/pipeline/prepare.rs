@@ -159,6 +159,9 @@ impl<'m> Prepared<'m> {
         let held_out = held_out.filter(|_| options.validate.is_some());
         if let Some(figures) = &mut corpus {
             figures.held_out = held_out.as_ref().map_or(0, |h| h.sentences.len());
+            if held_out.is_none() {
+                figures.held_out_prior_tokens = 0;
+            }
         }
 
         let references = match &options.validate {

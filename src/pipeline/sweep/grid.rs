@@ -5,7 +5,7 @@ use crate::quant::Bits;
 use crate::report::Family;
 use crate::storage::{HotTier, Precision, Size, Storage};
 
-/// The grid of a sweep. [`SweepGrid::default`] has 30 points with token statistics (the tiers
+/// The grid of a sweep. [`SweepGrid::default`] has 33 points with token statistics (the tiers
 /// need them), 23 without.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -28,9 +28,11 @@ pub struct SweepGrid {
     /// there are token counts (default (4, 0.8, 4, 4, 0.999), (4, 0.8, 2, 4, 0.999), (4, 0.8, 2,
     /// 4, 0.99), (4, 0.5, 4, 8, 0.999)).
     pub tiered: Vec<(usize, f64, Bits, Bits, f64)>,
-    /// Product codes of the rows: (values per sub-vector, the frequent tier's width, when there
-    /// are token statistics) (default (4, none), (4, 4 bits)).
-    pub codes: Vec<(usize, Option<Bits>)>,
+    /// Product codes of the rows: values per sub-vector, and the frequent tier's width and
+    /// share of the counted tokens, when there are token statistics (default 4 values alone;
+    /// 8 values under a 4-bit tier covering 0.98, 0.99 and 0.999; 4 values under a 4-bit tier
+    /// covering 0.999).
+    pub codes: Vec<(usize, Option<(Bits, f64)>)>,
     /// What every point's storage starts from: the block, and the share of the counted tokens
     /// the plain tiers cover (default [`Storage::default`], 0.999).
     pub storage: Storage,
@@ -51,7 +53,13 @@ impl Default for SweepGrid {
                 (4, 0.8, Bits::B2, Bits::B4, 0.99),
                 (4, 0.5, Bits::B4, Bits::B8, 0.999),
             ],
-            codes: vec![(4, None), (4, Some(Bits::B4))],
+            codes: vec![
+                (4, None),
+                (8, Some((Bits::B4, 0.98))),
+                (8, Some((Bits::B4, 0.99))),
+                (8, Some((Bits::B4, 0.999))),
+                (4, Some((Bits::B4, 0.999))),
+            ],
             storage: Storage::default(),
         }
     }
@@ -85,6 +93,8 @@ impl GridPoint {
             Precision::Float => "float".to_string(),
             Precision::Bits(b) => format!("{}b", b.count()),
         };
+        // A tier's share when it is not the default one.
+        let at = |mass: f64| if mass == 0.999 { String::new() } else { format!("@{mass}") };
         match (self.family, self.k_ratio()) {
             (Family::Plain, _) => format!("plain {}", b(storage.bits)),
             (Family::Codes, _) => {
@@ -92,14 +102,11 @@ impl GridPoint {
                     Method::Codes { sub } => sub,
                     _ => 0,
                 };
-                let hot = storage.hot.map_or(String::new(), |h| format!("+{}", b(h.bits)));
+                let hot = storage.hot.map_or(String::new(), |h| format!("+{}{}", b(h.bits), at(h.mass)));
                 format!("codes {sub}{hot}")
             }
             (Family::Tiers, kr) => {
-                let hot = storage.hot.map_or(String::new(), |h| {
-                    let mass = if h.mass == 0.999 { String::new() } else { format!("@{}", h.mass) };
-                    format!("{}{mass}", b(h.bits))
-                });
+                let hot = storage.hot.map_or(String::new(), |h| format!("{}{}", b(h.bits), at(h.mass)));
                 match kr {
                     Some((k, r)) => format!("k{k} r{r} {}+{hot}", b(storage.bits)),
                     None => format!("tiers {}+{hot}", b(storage.bits)),
@@ -141,7 +148,7 @@ pub(crate) fn settings(grid: &SweepGrid, base: &Storage, counts: bool, n: usize,
         if hot.is_some() && !counts {
             continue;
         }
-        let hot = hot.map(|b| HotTier { bits: Precision::Bits(b), mass });
+        let hot = hot.map(|(b, mass)| HotTier { bits: Precision::Bits(b), mass });
         out.push(GridPoint { family: Family::Codes, setting: Setting::new(Method::Codes { sub }, storage(Precision::Bits(Bits::B8), hot)) });
     }
     if counts {
@@ -164,7 +171,7 @@ mod tests {
     #[test]
     fn the_grid_has_each_family_and_drops_sizes_that_do_not_fit() {
         let all = settings(&SweepGrid::default(), &Storage::default(), true, 30522, 384);
-        assert_eq!(all.len(), 30);
+        assert_eq!(all.len(), 33);
         for f in [Family::Plain, Family::Tiers, Family::Svd, Family::Clustering, Family::Codes] {
             assert!(all.iter().any(|s| s.family == f), "{f:?}");
         }
