@@ -445,3 +445,31 @@ fn every_setting_rule_fails_before_the_fit() {
         assert!(!stages.contains(&Stage::RunOriginal) && !stages.contains(&Stage::Fit), "{setting:?}: {stages:?}");
     }
 }
+
+/// The search for a cosine checks the family smallest first and stops early; it must choose
+/// what the full sweep's points say: the smallest point reaching the target. Targets at each
+/// front point's own cosine (the hardest case: the point that meets it exactly, whose size
+/// may be known exactly before its check, as plain storage, codes and the SVD's is).
+#[test]
+fn the_smallest_first_search_chooses_what_the_full_sweep_says() {
+    let dir = crate::cli::corpus_dir();
+    let model = read_model(&fixture("encoder.onnx")).unwrap();
+    let options = data_aware(dir.path());
+    // Few subspace points, so that points of exact size (plain 2 bits, tiers, codes) make the
+    // front.
+    let mut grid = onnx_embcomp::SweepGrid::default();
+    (grid.ks, grid.ratios, grid.bits, grid.paper) = (vec![1], vec![0.8], vec![onnx_embcomp::Precision::Bits(onnx_embcomp::quant::Bits::B2)], false);
+    grid.tiered.clear();
+    let full = onnx_embcomp::sweep(&model, &options, &grid, &mut |_| {}).unwrap();
+    let front = full.front();
+    let exact = |p: &onnx_embcomp::Point| p.k.is_none() && !(p.family == onnx_embcomp::Family::Plain && p.label != "plain 2b");
+    assert!(front.iter().any(|p| exact(p) && p.mean_cosine < 0.9999), "a point of exact size on the front: {front:#?}");
+    for p in front.iter().filter(|p| p.mean_cosine < 0.9999) {
+        let target = p.mean_cosine;
+        let expected = full.points.iter().filter(|q| q.mean_cosine >= target).min_by_key(|q| q.bytes).unwrap();
+        let (_, report, searched) = onnx_embcomp::compress_to_front(&model, &options, &grid, onnx_embcomp::Goal::Cosine(target), &mut |_| {}).unwrap();
+        let chosen = &searched.points[report.chosen.unwrap()];
+        assert_eq!((chosen.bytes, chosen.mean_cosine.to_bits()), (expected.bytes, expected.mean_cosine.to_bits()), "target {target}: {} vs {}", chosen.label, expected.label);
+        assert!(searched.points.len() + searched.skipped == full.points.len());
+    }
+}

@@ -140,7 +140,10 @@ fn run<'m>(
     // keeps those that could be smaller than its choice (and the references), the same set
     // whatever the threads did, so its report is too.
     let met = met.into_inner();
-    let keep = |i: usize| reference(i) || bounds[i].0 < met;
+    // (and the point that met it, whose bound may be exact: the first in grid order of those
+    // of its size that met it and were checked)
+    let chosen = target.and_then(|x| (0..all.len()).find(|&i| points[i].as_ref().is_some_and(|p| p.bytes == met && p.mean_cosine >= x)));
+    let keep = |i: usize| reference(i) || bounds[i].0 < met || Some(i) == chosen;
     let (mut kept, mut kept_plans) = (Vec::new(), Vec::new());
     for (i, (p, plan)) in points.into_iter().zip(plans).enumerate() {
         if let Some(p) = p.filter(|_| keep(i)) {
