@@ -75,6 +75,9 @@ pub fn report(r: &Report) -> String {
         let pct = 100.0 * (a as f64 / b.max(1) as f64 - 1.0);
         let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>9.1}%", "file bytes", b, a, pct);
     }
+    if !r.heads_served.is_empty() {
+        let _ = writeln!(s, "lm head     tied: {} read(s) the stored 8-bit rows (integer products), the table is gone", r.heads_served.join(", "));
+    }
     if r.table_kept {
         let _ = writeln!(s, "note: the table is kept for its other readers (--allow-shared), so the model grows");
     }
@@ -273,7 +276,7 @@ pub fn sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
     let on = s.points.first().map_or("", |p| p.on.as_str());
     let _ = writeln!(out, "sweep of {} points on {on}; shares of the fp32 table ({} bytes); * on the front", s.points.len(), s.fp32_bytes);
     if s.table_kept {
-        let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared): every point stores it too, so no point makes the file smaller");
+        let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared) by every point that cannot serve its tied head (all but plain 8-bit rows): those points make the file larger");
     }
     let decoder = s.kind == Some(crate::check::ModelKind::Decoder);
     let extra = if decoder { "top-1   mean KL" } else { "nn agr." };

@@ -43,8 +43,8 @@ pub struct Sweep {
     pub prepare_seconds: f64,
     /// Seconds of the points' evaluation (fits and checks), after the preparation.
     pub points_seconds: f64,
-    /// The table stays in every point's model for its other readers (`allow_shared`), so every
-    /// point stores more than the table alone.
+    /// The table stays for its other readers (`allow_shared`) in the model of some point: every
+    /// point whose storage cannot serve a tied LM head stores more than the table alone.
     pub table_kept: bool,
     /// Points of the grid not evaluated: a search for a cosine stops once no point left can be
     /// smaller than one that met it.
