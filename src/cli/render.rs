@@ -159,7 +159,13 @@ pub fn report(r: &Report) -> String {
     if let Some(t) = &r.text_validation {
         let extra = match (t.nn_agreement, t.top1_agreement, t.mean_kl) {
             (Some(nn), _, _) => format!(", nearest-neighbour agreement {nn:.3}"),
-            (_, Some(top1), Some(kl)) => format!(", top-1 next-token agreement {top1:.3}, mean KL {kl:.4}"),
+            (_, Some(top1), Some(kl)) => {
+                let ppl = match (t.perplexity_original, t.perplexity) {
+                    (Some(a), Some(b)) => format!(", perplexity {a:.2} -> {b:.2} ({:+.2}%)", 100.0 * (b / a - 1.0)),
+                    _ => String::new(),
+                };
+                format!(", top-1 next-token agreement {top1:.3}, mean KL {kl:.4} nats/token{ppl}")
+            }
             _ => String::new(),
         };
         let _ = writeln!(

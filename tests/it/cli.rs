@@ -818,6 +818,10 @@ fn decoder_held_out_text_gives_top1_agreement_and_kl() {
     let kl = text["mean_kl"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&top1) && top1 > 0.5, "{text}");
     assert!(kl.is_finite() && kl >= 0.0, "{text}");
+    let (ppl, ppl_original) = (text["perplexity"].as_f64().unwrap(), text["perplexity_original"].as_f64().unwrap());
+    // an untrained fixture: any perplexity above 1, but the two close when the KL is tiny
+    assert!([ppl, ppl_original].iter().all(|p| p.is_finite() && *p > 1.0), "{text}");
+    assert!(kl > 1e-3 || (ppl / ppl_original - 1.0).abs() < 0.01, "{text}");
 
     let mut args: Vec<std::ffi::OsString> = vec!["sweep".into(), fixture("decoder.onnx").into(), "--out".into(), d.join("sweep").into(), "-q".into()];
     args.extend(data);
