@@ -255,8 +255,10 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
 /// (q2, s2, z2) = DynamicQuantizeLinear(r)                 the rest, s2 <= s1 / 255
 /// w = Transpose(packed) [d, n] int8
 /// acc_i = MatMulInteger(q_i, w, z_i) [.., n] int32
-/// output = (Cast f32 (acc1) * s1 + Cast f32 (acc2) * s2) * Reshape(Cast f32 (scales), [-1])
+/// output = Cast f32 (acc1) * (s1 * c) + Cast f32 (acc2) * (s2 * c),   c = Reshape(Cast f32 (scales), [-1]) [n]
 /// ```
+/// (each term the pattern onnxruntime fuses into one MatMulIntegerToFloat; the second with its
+/// DynamicQuantizeLinear into DynamicQuantizeMatMul).
 /// The hidden state thus enters at about 16 bits: |h - h1 - h2| <= s2 / 2, and each logit
 /// differs from the product with the dequantized table by at most `(s2 / 2) · ||row||_1` plus
 /// f32 rounding. One DynamicQuantizeLinear alone (8 bits for the whole tensor) lost top-1
@@ -281,19 +283,21 @@ fn head(g: &mut Subgraph, prefix: &str, hidden: &str, packed: &str, scales: &str
     let r = g.op(prefix, "Sub", &[&h, &h1], "residual", vec![]);
     let [q2, s2, z2] = dynamic(g, &r, "residual");
     let w = g.op(prefix, "Transpose", &[packed], "table_t", vec![ints_attr("perm", &[1, 0])]);
-    let part = |g: &mut Subgraph, q: &str, s: &str, z: &str, what: &str| {
-        let acc = g.op(prefix, "MatMulInteger", &[q, &w, z], &format!("{what}_acc"), vec![]);
-        let acc = g.op(prefix, "Cast", &[&acc], &format!("{what}_acc_f32"), vec![int_attr("to", DataType::Float as i64)]);
-        g.op(prefix, "Mul", &[&acc, s], &format!("{what}_product"), vec![])
-    };
-    let p1 = part(g, &q1, &s1, &z1, "hidden");
-    let p2 = part(g, &q2, &s2, &z2, "residual");
-    let sum = g.op(prefix, "Add", &[&p1, &p2], "product", vec![]);
     let row_scales = g.op(prefix, "Cast", &[scales], "row_scales_f32", vec![int_attr("to", DataType::Float as i64)]);
     let flat = g.names.fresh(&format!("{constants}flat"));
     g.initializers.push(int64_tensor(&flat, &[1], &[-1]));
     let row_scales = g.op(prefix, "Reshape", &[&row_scales, &flat], "row_scales", vec![]);
-    let logits = g.op(prefix, "Mul", &[&sum, &row_scales], "logits", vec![]);
+    // Mul(Cast(MatMulInteger(q, w, z)), Mul(s, row_scales)): the pattern onnxruntime fuses into
+    // MatMulIntegerToFloat (no int32 product nor its f32 copy at run time), one edge each.
+    let part = |g: &mut Subgraph, q: &str, s: &str, z: &str, what: &str| {
+        let acc = g.op(prefix, "MatMulInteger", &[q, &w, z], &format!("{what}_acc"), vec![]);
+        let acc = g.op(prefix, "Cast", &[&acc], &format!("{what}_acc_f32"), vec![int_attr("to", DataType::Float as i64)]);
+        let scale = g.op(prefix, "Mul", &[s, &row_scales], &format!("{what}_scales"), vec![]);
+        g.op(prefix, "Mul", &[&acc, &scale], &format!("{what}_product"), vec![])
+    };
+    let p1 = part(g, &q1, &s1, &z1, "hidden");
+    let p2 = part(g, &q2, &s2, &z2, "residual");
+    let logits = g.op(prefix, "Add", &[&p1, &p2], "logits", vec![]);
     let logits = cast(g, prefix, &logits, FloatType::F32, dtype);
     let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&logits)).expect("the head's last node");
     last.output[0] = output.to_string();
