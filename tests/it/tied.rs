@@ -204,6 +204,8 @@ fn cli_compresses_a_tied_table_with_plain_8_bits_and_refuses_4_bits() {
     run(&args(&[])).error(&["without --plain", DECODER_TABLE, HEAD]);
     run(&args(&["--plain", "--bits", "8", "--block", "16"])).error(&["--block", DECODER_TABLE]);
     run(&args(&["--codes"])).error(&["--codes", DECODER_TABLE]);
+    // a search over -k's ratio: refused before any probe
+    run(&args(&["-k", "2", "--target-cos", "0.9"])).error(&["without --plain", DECODER_TABLE, HEAD]);
     // a frequent-token tier (refused once the counts are read, before the original runs)
     let counts = dir.path().join("counts.txt");
     std::fs::write(&counts, (0..50).map(|i| format!("{i} {}\n", 100 - i)).collect::<String>()).unwrap();
