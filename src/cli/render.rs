@@ -241,7 +241,12 @@ pub fn summary(summary: &Summary, verbose: bool) -> String {
         let readers = if c.other_readers.is_empty() {
             "none".to_string()
         } else {
-            c.other_readers.iter().map(|r| format!("{} '{}'", r.op_type, r.node)).collect::<Vec<_>>().join(", ")
+            let mut r = c.other_readers.iter().map(|r| format!("{} '{}'", r.op_type, r.node)).collect::<Vec<_>>().join(", ");
+            if c.only_heads_share() {
+                let heads: Vec<&str> = c.heads.iter().map(|h| h.name.as_str()).collect();
+                r += &format!(" (tied LM head {}: --plain --bits 8 serves it)", heads.join(", "));
+            }
+            r
         };
         let stored = c.stored.describe().map_or_else(String::new, |d| format!(" stored as {d};"));
         let _ = writeln!(
