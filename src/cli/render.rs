@@ -286,6 +286,13 @@ pub fn sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
     let mut out = String::new();
     let on = s.points.first().map_or("", |p| p.on.as_str());
     let _ = writeln!(out, "sweep of {} points on {on}; shares of the fp32 table ({} bytes); * on the front", s.points.len(), s.fp32_bytes);
+    if s.unserved > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} point(s) of the grid cannot serve the tied LM head (only plain 8-bit rows do): not evaluated; --allow-shared evaluates them with the table kept",
+            s.unserved
+        );
+    }
     if s.table_kept {
         let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared) by every point that cannot serve its tied head (all but plain 8-bit rows): those points make the file larger");
     }

@@ -1289,8 +1289,10 @@ fn sweep_of_a_tied_table_evaluates_what_serves_the_head_or_says_the_table_is_kep
     let decoder = fixture("decoder.onnx");
     let r = run(&["sweep".as_ref(), decoder.as_os_str(), "--out".as_ref(), out.as_os_str(), "-q".as_ref()]);
     r.ok();
+    assert!(r.stdout.contains("cannot serve the tied LM head"), "{}", r.stdout);
     let sweep = read_json(&out.join("sweep.json"));
     assert_eq!(sweep["table_kept"], false);
+    assert!(sweep["unserved"].as_u64().unwrap() > 0, "{sweep}");
     let points = sweep["points"].as_array().unwrap();
     assert!(!points.is_empty());
     for p in points {
@@ -1309,6 +1311,7 @@ fn sweep_of_a_tied_table_evaluates_what_serves_the_head_or_says_the_table_is_kep
     assert!(points.iter().filter(served).all(|p| p["share"].as_f64().unwrap() < 0.3), "{points:?}");
     assert!(points.iter().filter(|p| !served(p)).all(|p| p["share"].as_f64().unwrap() > 1.0), "a point with the table kept stores less than the table");
     assert!(points.iter().any(|p| !served(&p)));
+    assert_eq!(sweep["unserved"], 0);
 }
 
 /// Every file a sweep writes is checked before the sweep starts: a bad one fails at once, with
