@@ -3,8 +3,10 @@
 //!
 //! A setting is checked twice, each rule in one place: [`Setting::check`] holds the rules that
 //! need no model (run before anything is read), `Plan::of` those that need the table's shape
-//! and the frequent tier (run after counting, before the original model runs and before any
-//! fit). A [`Plan`] knows its k values, j per k, quantization and tier; stages take plans.
+//! and the frequent tier, and `Plan::serving` those that need the table's other readers (a tied
+//! LM head; both run after counting, before the original model runs and before any fit). A
+//! [`Plan`] knows its k values, j per k, quantization, tier and what becomes of a shared table;
+//! stages take plans.
 
 use crate::check::{HeldOut, ValidateOptions};
 use crate::cluster::{Budget, FitParams};

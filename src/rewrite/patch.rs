@@ -208,6 +208,11 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
         let Some(Table::Quantized { stored, cols, params }) = tables.first().filter(|_| layout.is_single()) else {
             return Err(Error::Unsupported("a tied LM head is served by one branch of quantized rows only".into()));
         };
+        if opset < 11 {
+            return Err(Error::Unsupported(format!(
+                "the model imports ONNX opset {opset}; serving its tied LM head needs opset 11 or newer (DynamicQuantizeLinear)"
+            )));
+        }
         if params.bits != crate::quant::Bits::B8 || params.scheme != crate::quant::Scheme::Symmetric || params.block < *cols {
             return Err(Error::Unsupported(format!("a tied LM head needs symmetric 8-bit rows with one scale per row, not {params:?}")));
         }
