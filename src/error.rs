@@ -172,6 +172,11 @@ pub enum Error {
     #[error("{}", self.describe(Param::name))]
     SharedTable { table: String, readers: String },
 
+    /// The table is also a tied LM head that the setting's storage cannot serve; `param` names
+    /// the flag at fault, `setting` what it asks for.
+    #[error("{}", self.describe(Param::name))]
+    TiedHead { table: String, head: String, setting: String, param: Param },
+
     /// A setting has a value the method cannot use.
     #[error("{}", self.describe(Param::name))]
     InvalidParameter { param: Param, reason: String },
@@ -229,6 +234,18 @@ impl Error {
             Error::SharedTable { table, readers } => format!(
                 "embedding table '{table}' is also read by {readers}; rewriting would keep the full table \
                  and grow the file (tied decoders also lose much accuracy). Pass {} to rewrite the lookup anyway",
+                name(Param::AllowShared)
+            ),
+            Error::TiedHead { table, head, setting, param } => format!(
+                "embedding table '{table}' is also the LM head (MatMul '{head}'), which {setting} ({}) cannot serve: \
+                 only plain 8-bit rows with one scale per row serve both readers ({} {} 8). Pass {} to keep the \
+                 table for the head instead (the file grows)",
+                match param {
+                    Param::Plain => format!("without {}", name(Param::Plain)),
+                    p => name(*p).to_string(),
+                },
+                name(Param::Plain),
+                name(Param::Bits),
                 name(Param::AllowShared)
             ),
             Error::Tract { which, message, remedy } => {

@@ -50,6 +50,8 @@ pub struct Report {
     pub saved_percent: f64,
     /// Whether the original table stays in the model for other readers (`--allow-shared`).
     pub table_kept: bool,
+    /// The tied LM heads (MatMul nodes) that read the stored rows instead of the table.
+    pub heads_served: Vec<String>,
     /// The fit.
     pub fit: FitFigures,
     /// With `-k auto`: every k fitted, and its figures.

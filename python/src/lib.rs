@@ -277,7 +277,10 @@ fn error_class(e: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return match e {
                 Error::QualityFloor { .. } => "TargetNotReached",
-                Error::InvalidParameter { .. } | Error::OutputIsInput { .. } | Error::EmbeddingOverride { .. } => {
+                Error::InvalidParameter { .. }
+                | Error::OutputIsInput { .. }
+                | Error::EmbeddingOverride { .. }
+                | Error::TiedHead { .. } => {
                     "ParameterError"
                 }
                 Error::Read { .. } | Error::Write { .. } | Error::Corpus { .. } | Error::Plot(_) => "FileError",

@@ -100,7 +100,9 @@ def test_errors_are_the_right_classes_with_the_cli_message(tmp_path: Path) -> No
         (dict(model=ENCODER, k="many"), ParameterError, ["-k", "many"]),
         (dict(model=ENCODER, max_bytes="200%"), ParameterError, ["--max-bytes", "200%"]),
         (dict(model=ENCODER, embedding="nope"), ParameterError, ["--embedding", "nope"]),
-        (dict(model=DECODER), ModelError, ["--ratio", "0.5"]),
+        # a tied table: clustering and 4 bits cannot serve its LM head (plain 8 bits can)
+        (dict(model=DECODER), ParameterError, ["--ratio", "0.5"]),
+        (dict(model=DECODER, plain=True, bits=4), ParameterError, ["--plain", "--bits", "4"]),
         (dict(model=ENCODER, target_cos=1.0), TargetNotReached, ["--target-cos", "1.0"]),
         (dict(model=ENCODER, k=1, j=1, min_cos=0.999), TargetNotReached, ["-k", "1", "-j", "1", "--min-cos", "0.999"]),
     ]
@@ -124,6 +126,13 @@ def test_errors_are_the_right_classes_with_the_cli_message(tmp_path: Path) -> No
                 raise AssertionError(f"no error message from the CLI: {r.stderr}")
     assert list(tmp_path.iterdir()) == []
     assert issubclass(FileError, OSError) and issubclass(ParameterError, ValueError)
+
+
+def test_a_tied_table_is_served_by_plain_8_bit_rows() -> None:
+    r = onnx_embcomp.compress(DECODER, plain=True, bits=8, progress=False)
+    n, d = 800, 48
+    assert r.embedding_bytes_after == n * d + 2 * n
+    assert r.to_dict()["heads_served"] == ["/lm_head/MatMul"] and not r.to_dict()["table_kept"]
 
 
 def test_output_is_input_is_refused(tmp_path: Path) -> None:

@@ -65,6 +65,11 @@ pub struct TextValidation {
     pub top1_agreement: Option<f64>,
     /// Decoders: mean KL(original || rewritten) of the next-token distributions, in nats.
     pub mean_kl: Option<f64>,
+    /// Decoders: perplexity of the rewritten model on the held-out sentences (each token but
+    /// the first predicted from those before it: exp of the mean negative log-likelihood).
+    pub perplexity: Option<f64>,
+    /// Decoders: the original's perplexity on the same tokens.
+    pub perplexity_original: Option<f64>,
     pub seconds: f64,
 }
 
@@ -179,22 +184,28 @@ pub(crate) fn compare_text(reference: &TextReference, original: &Model, rewritte
     let keep: Vec<bool> = reference.original.iter().map(Option::is_some).collect();
     let mut picked = Some((reference.output, reference.kind));
     let after = reference.outputs(rewritten, Role::Rewritten, candidate, &keep, &mut picked)?;
-    let pairs: Vec<(&[f32], &[f32])> = reference
+    let (pairs, tokens): (Vec<(&[f32], &[f32])>, Vec<&[u32]>) = reference
         .original
         .iter()
         .zip(&after)
-        .filter_map(|(a, b)| Some((a.as_deref()?, b.as_deref()?)))
-        .collect();
+        .zip(&reference.sentences)
+        .filter_map(|((a, b), s)| Some(((a.as_deref()?, b.as_deref()?), s.as_slice())))
+        .unzip();
     let width_of_logits = candidate.rows;
     let (mut cosines, mut top1, mut kl) = (Vec::new(), Vec::new(), Vec::new());
     let mut nn_agreement = None;
+    let (mut nll_original, mut nll) = (Vec::new(), Vec::new());
     match reference.kind {
         ModelKind::Decoder => {
-            for (a, b) in &pairs {
-                for (p, q) in a.chunks(width_of_logits).zip(b.chunks(width_of_logits)) {
+            for ((a, b), s) in pairs.iter().zip(&tokens) {
+                for (t, (p, q)) in a.chunks(width_of_logits).zip(b.chunks(width_of_logits)).enumerate() {
                     cosines.push(cosine(p, q));
                     top1.push(f64::from(argmax(p) == argmax(q)));
                     kl.push(kl_divergence(p, q));
+                    if let Some(&next) = s.get(t + 1) {
+                        nll_original.push(-log_softmax_at(p, next as usize));
+                        nll.push(-log_softmax_at(q, next as usize));
+                    }
                 }
             }
         }
@@ -219,6 +230,8 @@ pub(crate) fn compare_text(reference: &TextReference, original: &Model, rewritte
         nn_agreement,
         top1_agreement: decoder.then(|| mean(&top1)),
         mean_kl: decoder.then(|| mean(&kl)),
+        perplexity: (decoder && !nll.is_empty()).then(|| mean(&nll).exp()),
+        perplexity_original: (decoder && !nll.is_empty()).then(|| mean(&nll_original).exp()),
         seconds: reference.seconds + start.elapsed().as_secs_f64(),
     })
 }
@@ -309,6 +322,14 @@ impl TextReference {
     }
 }
 
+/// `log softmax(logits)[i]` (f64; `-inf` past the logits).
+fn log_softmax_at(logits: &[f32], i: usize) -> f64 {
+    let Some(&x) = logits.get(i) else { return f64::NEG_INFINITY };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&v| (v as f64 - max).exp()).sum();
+    x as f64 - max - sum.ln()
+}
+
 /// Index of the first largest value.
 fn argmax(v: &[f32]) -> usize {
     (1..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
@@ -327,6 +348,13 @@ mod tests {
         let kl = kl_divergence(&[0.0, 0.0], &[0.0, 2f32.ln()]);
         // p = (1/2, 1/2), q = (1/3, 2/3): KL = 1/2 ln(3/2) + 1/2 ln(3/4)
         assert!((kl - (0.5 * 1.5f64.ln() + 0.5 * 0.75f64.ln())).abs() < 1e-6, "{kl}");
+    }
+
+    #[test]
+    fn log_softmax_of_equal_logits_is_minus_log_n() {
+        assert!((log_softmax_at(&[3.0; 4], 2) + 4f64.ln()).abs() < 1e-12);
+        assert!((log_softmax_at(&[0.0, 2f32.ln()], 1) - (2.0f64 / 3.0).ln()).abs() < 1e-6);
+        assert_eq!(log_softmax_at(&[0.0], 5), f64::NEG_INFINITY);
     }
 
     #[test]

@@ -414,8 +414,9 @@ pub struct RunArgs {
     /// Force the table: a Gather node name or an initializer name.
     #[arg(long, value_name = "NAME")]
     pub embedding: Option<String>,
-    /// Rewrite the lookup even if other nodes (a tied LM head) read the table; it is kept, so
-    /// the file grows.
+    /// Rewrite the lookup even if other nodes read the table, which is then kept (the file
+    /// grows). A tied LM head needs it only for storage other than `--plain --bits 8`, which
+    /// serves the head from the stored rows.
     #[arg(long)]
     pub allow_shared: bool,
     /// Seed of all random choices; the same seed gives the same output bytes.

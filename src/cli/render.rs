@@ -75,6 +75,9 @@ pub fn report(r: &Report) -> String {
         let pct = 100.0 * (a as f64 / b.max(1) as f64 - 1.0);
         let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>9.1}%", "file bytes", b, a, pct);
     }
+    if !r.heads_served.is_empty() {
+        let _ = writeln!(s, "lm head     tied: {} read(s) the stored 8-bit rows (integer products), the table is gone", r.heads_served.join(", "));
+    }
     if r.table_kept {
         let _ = writeln!(s, "note: the table is kept for its other readers (--allow-shared), so the model grows");
     }
@@ -163,7 +166,13 @@ pub fn report(r: &Report) -> String {
     if let Some(t) = &r.text_validation {
         let extra = match (t.nn_agreement, t.top1_agreement, t.mean_kl) {
             (Some(nn), _, _) => format!(", nearest-neighbour agreement {nn:.3}"),
-            (_, Some(top1), Some(kl)) => format!(", top-1 next-token agreement {top1:.3}, mean KL {kl:.4}"),
+            (_, Some(top1), Some(kl)) => {
+                let ppl = match (t.perplexity_original, t.perplexity) {
+                    (Some(a), Some(b)) => format!(", perplexity {a:.2} -> {b:.2} ({:+.2}%)", 100.0 * (b / a - 1.0)),
+                    _ => String::new(),
+                };
+                format!(", top-1 next-token agreement {top1:.3}, mean KL {kl:.4} nats/token{ppl}")
+            }
             _ => String::new(),
         };
         let _ = writeln!(
@@ -239,7 +248,12 @@ pub fn summary(summary: &Summary, verbose: bool) -> String {
         let readers = if c.other_readers.is_empty() {
             "none".to_string()
         } else {
-            c.other_readers.iter().map(|r| format!("{} '{}'", r.op_type, r.node)).collect::<Vec<_>>().join(", ")
+            let mut r = c.other_readers.iter().map(|r| format!("{} '{}'", r.op_type, r.node)).collect::<Vec<_>>().join(", ");
+            if c.only_heads_share() {
+                let heads: Vec<&str> = c.heads.iter().map(|h| h.name.as_str()).collect();
+                r += &format!(" (tied LM head {}: --plain --bits 8 serves it)", heads.join(", "));
+            }
+            r
         };
         let stored = c.stored.describe().map_or_else(String::new, |d| format!(" stored as {d};"));
         let _ = writeln!(
@@ -279,8 +293,15 @@ pub fn sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
     let mut out = String::new();
     let on = s.points.first().map_or("", |p| p.on.as_str());
     let _ = writeln!(out, "sweep of {} points on {on}; shares of the fp32 table ({} bytes); * on the front", s.points.len(), s.fp32_bytes);
+    if s.unserved > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} point(s) of the grid cannot serve the tied LM head (only plain 8-bit rows do): not evaluated; --allow-shared evaluates them with the table kept",
+            s.unserved
+        );
+    }
     if s.table_kept {
-        let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared): every point stores it too, so no point makes the file smaller");
+        let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared) by every point that cannot serve its tied head (all but plain 8-bit rows): those points make the file larger");
     }
     let decoder = s.kind == Some(crate::check::ModelKind::Decoder);
     let extra = if decoder { "top-1   mean KL" } else { "nn agr." };

@@ -145,7 +145,13 @@ fn rewrite_and_check(
     progress(Progress::Stage(Stage::Rewrite));
     let model = prepared.model;
     let mut rewritten = model.clone();
-    let patch = rewrite::patch::apply(&mut rewritten, &prepared.site, &stored.layout, prepared.run.allow_shared)?;
+    let patch = rewrite::patch::apply(
+        &mut rewritten,
+        &prepared.site,
+        &stored.layout,
+        prepared.run.allow_shared,
+        plan.shared == super::setting::Shared::Served,
+    )?;
     clock.lap(&mut seconds, Stage::Rewrite);
 
     let mut checked = None;
@@ -162,7 +168,8 @@ fn rewrite_and_check(
         }
         checked = Some(result);
     }
-    let report = assemble(prepared, plan, stored, svd, patch.table_kept, checked, seconds);
+    let mut report = assemble(prepared, plan, stored, svd, patch.table_kept, checked, seconds);
+    report.heads_served = patch.heads_served;
     Ok(Built { model: rewritten, report })
 }
 
@@ -219,6 +226,7 @@ fn assemble(
         stored: footprint,
         saved_percent: crate::storage::saved_percent(numbers_before, numbers_after),
         table_kept,
+        heads_served: Vec::new(),
         fit,
         tiers,
         tried,

@@ -99,7 +99,10 @@ impl<'m> Prepared<'m> {
         let view = GraphView::new(model.graph());
         let discovery = find_embedding(&view, options.embedding.as_deref())?;
         let site = discovery.chosen()?.clone();
-        crate::rewrite::patch::check_shared(&site, options.allow_shared)?; // before the costly parts
+        // Before the costly parts: readers other than tied heads (which each plan judges).
+        if !site.only_heads_share() {
+            crate::rewrite::patch::check_shared(&site, options.allow_shared)?;
+        }
         if let Some(v) = &options.validate {
             v.check()?;
             if site.dtype == FloatType::Bf16 {
@@ -125,7 +128,8 @@ impl<'m> Prepared<'m> {
         let (n, d) = (site.rows, site.cols);
         // Without a tier, the setting's plan is known before counting: a size that does not fit
         // fails now. With one, it waits for the tier's rows.
-        let early = setting.filter(|s| s.storage.hot.is_none()).map(|s| Plan::of(s, d, n)).transpose()?;
+        let early =
+            setting.filter(|s| s.storage.hot.is_none()).map(|s| Plan::of(s, d, n)?.serving(&site, options.allow_shared)).transpose()?;
 
         let mut corpus = None;
         let mut tokens = None;
@@ -152,7 +156,9 @@ impl<'m> Prepared<'m> {
         check_weights(weights.as_deref(), n)?;
         let plan = match early {
             Some(plan) => Some(plan),
-            None => setting.map(|s| Plan::of(s, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))).transpose()?,
+            None => setting
+                .map(|s| Plan::of(s, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))?.serving(&site, options.allow_shared))
+                .transpose()?,
         };
         // Held-out text is compared in tract: not without validation (and then none is counted
         // as held out in the report).
@@ -211,7 +217,7 @@ impl<'m> Prepared<'m> {
             Some(h) => self.tiers_for(h.mass)?.hot.len(),
             None => 0,
         };
-        Plan::of(setting, d, n - hot)
+        Plan::of(setting, d, n - hot)?.serving(&self.site, self.run.allow_shared)
     }
 
     /// The table `[n, d]`.

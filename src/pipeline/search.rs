@@ -42,6 +42,10 @@ pub fn compress_to_target(
     if let Some(h) = setting.storage.hot {
         prepared.tiers_for(h.mass)?; // a tier needs counts: said before any fit
     }
+    // Clustered rows cannot serve a tied head: said before any fit, not as probes that all fail.
+    if let Err(e @ Error::TiedHead { .. }) = prepared.plan(&at(0.5)) {
+        return Err(e);
+    }
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
     let mut best: Option<(Model, Report)> = None;
     let mut tried: Vec<report::Probe> = Vec::new();

@@ -3,8 +3,10 @@
 //!
 //! A setting is checked twice, each rule in one place: [`Setting::check`] holds the rules that
 //! need no model (run before anything is read), `Plan::of` those that need the table's shape
-//! and the frequent tier (run after counting, before the original model runs and before any
-//! fit). A [`Plan`] knows its k values, j per k, quantization and tier; stages take plans.
+//! and the frequent tier, and `Plan::serving` those that need the table's other readers (a tied
+//! LM head; both run after counting, before the original model runs and before any fit). A
+//! [`Plan`] knows its k values, j per k, quantization, tier and what becomes of a shared table;
+//! stages take plans.
 
 use crate::check::{HeldOut, ValidateOptions};
 use crate::cluster::{Budget, FitParams};
@@ -12,8 +14,9 @@ use crate::data::DataOptions;
 use crate::error::{Error, Param, Result};
 use crate::onnx::tensor::FloatType;
 use crate::codes::CodeParams;
-use crate::quant::QuantParams;
-use crate::storage::{self, HotTier, Rows, Size, Storage};
+use crate::quant::{Bits, QuantParams, Scheme};
+use crate::rewrite::find::EmbeddingSite;
+use crate::storage::{self, HotTier, Precision, Rows, Size, Storage};
 
 /// How many subspaces to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -205,6 +208,20 @@ pub(crate) struct Plan {
     pub(crate) codes: Option<CodeParams>,
     /// The frequent tier and its rows' quantization.
     pub(crate) hot: Option<(HotTier, Option<QuantParams>)>,
+    /// What becomes of a table that other nodes read too ([`Plan::serving`]).
+    pub(crate) shared: Shared,
+}
+
+/// What becomes of a table that other nodes read too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shared {
+    /// Nothing else reads it.
+    No,
+    /// Its tied LM heads read the stored rows (plain 8-bit, one scale per row, `rewrite::patch`):
+    /// the table goes.
+    Served,
+    /// The table stays for its other readers (`allow_shared`): the file grows.
+    Kept,
 }
 
 impl Plan {
@@ -250,7 +267,54 @@ impl Plan {
             quant: if codes.is_some() { None } else { storage.quant(storage.bits, rows) },
             codes,
             hot: storage.hot.map(|h| (h, storage.quant(h.bits, Rows::Plain))),
+            shared: Shared::No,
         })
+    }
+
+    /// The plan for `site`'s table, which other nodes may read too. A table whose only other
+    /// readers are tied LM heads ([`EmbeddingSite::heads`]) is served by plain 8-bit rows with
+    /// one scale per row: the block becomes the row (the default block, or any block of at
+    /// least d values, asks for it), and the heads read the stored rows through integer ops. Any
+    /// other setting on such a table, or any table with other readers, keeps the table when
+    /// `allow_shared`, else is an error naming the flag at fault (or the readers).
+    pub(crate) fn serving(mut self, site: &EmbeddingSite, allow_shared: bool) -> Result<Plan> {
+        if !site.is_shared() {
+            return Ok(self);
+        }
+        if !site.only_heads_share() {
+            crate::rewrite::patch::check_shared(site, allow_shared)?;
+            self.shared = Shared::Kept;
+            return Ok(self);
+        }
+        let d = site.cols;
+        let storage = &self.setting.storage;
+        let refused = |setting: &str, param: Param| Error::TiedHead {
+            table: site.table.clone(),
+            head: site.heads[0].name.clone(),
+            setting: setting.into(),
+            param,
+        };
+        let fault = match (self.setting.method, storage.bits, storage.hot) {
+            (Method::Subspaces { .. }, ..) => Some(refused("clustered rows (coefficients in subspaces)", Param::Plain)),
+            (Method::Codes { .. }, ..) => Some(refused("rows stored as product codes", Param::SubVector)),
+            (_, _, Some(_)) => Some(refused("a frequent-token tier", Param::HotBits)),
+            (_, Precision::Bits(b), _) if b != Bits::B8 => Some(refused(&format!("{}-bit rows", b.count()), Param::Bits)),
+            (_, Precision::Float, _) => Some(refused("float rows", Param::Bits)),
+            _ if storage.block != crate::quant::DEFAULT_BLOCK && storage.block < d => {
+                Some(refused(&format!("blocks of {} values (several scales per row)", storage.block), Param::Block))
+            }
+            _ => None,
+        };
+        match fault {
+            None => {
+                self.quant = Some(QuantParams { bits: Bits::B8, block: d, scheme: Scheme::Symmetric });
+                self.setting.storage.block = d;
+                self.shared = Shared::Served;
+            }
+            Some(_) if allow_shared => self.shared = Shared::Kept,
+            Some(e) => return Err(e),
+        }
+        Ok(self)
     }
 
     /// The least and the most bytes its layout stores for a `[n, d]` table of `dtype` whose

@@ -159,7 +159,7 @@ mod tests {
         model.proto.opset_import[0].version = Some(opset);
         model.proto.ir_version = Some(if opset < 15 { 7 } else { 8 });
         let candidate = find_embedding(&GraphView::new(model.graph()), None).unwrap().chosen().unwrap().clone();
-        patch::apply(&mut model, &candidate, layout, false).unwrap();
+        patch::apply(&mut model, &candidate, layout, false, false).unwrap();
         model
     }
 

@@ -39,6 +39,22 @@ pub struct Reader {
     pub op_type: String,
 }
 
+/// A tied LM head: `MatMul(hidden, Transpose(table, perm [1, 0]))`, the table read as it is
+/// stored (floats). The rewrite can serve it from the stored rows (`rewrite::patch`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Head {
+    /// The Transpose of the table (one of the table's other readers).
+    pub transpose: NodeId,
+    /// The MatMul reading the transposed table as its second input.
+    pub matmul: NodeId,
+    /// Display name of the MatMul.
+    pub name: String,
+    /// The hidden state `[.., d]` entering the head (the MatMul's first input).
+    pub hidden: String,
+    /// The logits `[.., n]` (the MatMul's output, reused by the rewrite).
+    pub output: String,
+}
+
 /// A table read by row Gathers: a candidate word embedding.
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbeddingSite {
@@ -61,12 +77,20 @@ pub struct EmbeddingSite {
     pub lookups: Vec<Lookup>,
     /// Other nodes reading it.
     pub other_readers: Vec<Reader>,
+    /// The tied LM heads among the other readers' consumers (see [`Head`]).
+    pub heads: Vec<Head>,
 }
 
 impl EmbeddingSite {
     /// Whether any node besides the row lookups reads the table.
     pub fn is_shared(&self) -> bool {
         !self.other_readers.is_empty()
+    }
+
+    /// Whether every other reader is the Transpose of a tied LM head ([`Head`]): stored rows
+    /// that can serve the head then serve every reader.
+    pub fn only_heads_share(&self) -> bool {
+        self.is_shared() && self.other_readers.len() == self.heads.iter().map(|h| h.transpose).collect::<HashSet<_>>().len()
     }
 
     /// The graph input carrying token ids (from the first lookup that has one).
@@ -172,6 +196,7 @@ pub fn find_embedding(view: &GraphView, embedding: Option<&str>) -> Result<Disco
             .filter(|(id, _)| !ours.contains(id) && seen.insert(*id))
             .map(|(id, n)| Reader { node: view.node_label(id), op_type: n.op_type().to_string() })
             .collect();
+        c.heads = if c.decoders.is_empty() && matches!(c.stored, StoredTable::Float { .. }) { heads(view, &c.table, &ours) } else { Vec::new() };
     }
 
     let chosen = match embedding {
@@ -263,8 +288,40 @@ fn check_gather(view: &GraphView, id: NodeId) -> std::result::Result<(EmbeddingS
         decoders: found.decoders,
         lookups: Vec::new(),
         other_readers: Vec::new(),
+        heads: Vec::new(),
     };
     Ok((candidate, lookup))
+}
+
+/// The tied heads reading `table` (nodes `ours` aside): for each Transpose of it with perm
+/// `[1, 0]` (or none: rank 2 reversed) whose output is no graph output and is read only as the
+/// second input of MatMuls, those MatMuls. A Transpose read otherwise gives none (its reader
+/// then is not served).
+fn heads(view: &GraphView, table: &str, ours: &HashSet<NodeId>) -> Vec<Head> {
+    let mut found = Vec::new();
+    for (t, node) in view.consumers(table) {
+        if ours.contains(&t) || !is_onnx_op(node, "Transpose") || node.input.first().map(String::as_str) != Some(table) {
+            continue;
+        }
+        let perm = node.attribute.iter().find(|a| a.name() == "perm").map(|a| a.ints.clone());
+        if !matches!(perm.as_deref(), None | Some([1, 0])) || node.output.len() != 1 {
+            continue;
+        }
+        let transposed = node.output[0].as_str();
+        let readers: Vec<_> = view.consumers(transposed).collect();
+        let all_heads = !view.is_output(transposed)
+            && !readers.is_empty()
+            && readers.iter().all(|(_, m)| {
+                is_onnx_op(m, "MatMul") && m.input.len() == 2 && m.input[1] == transposed && m.input[0] != transposed && m.output.len() == 1
+            });
+        if all_heads {
+            let mut seen = HashSet::new();
+            for (m, mm) in readers.into_iter().filter(|(m, _)| seen.insert(*m)) {
+                found.push(Head { transpose: t, matmul: m, name: view.node_label(m), hidden: mm.input[0].clone(), output: mm.output[0].clone() });
+            }
+        }
+    }
+    found
 }
 
 /// Follows `name` back through id-preserving ops to a graph input, if it comes from one.

@@ -12,6 +12,7 @@ mod properties;
 mod quantized;
 mod real_models;
 mod runtimes;
+mod tied;
 mod words;
 
 use std::ffi::OsStr;

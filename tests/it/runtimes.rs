@@ -82,6 +82,8 @@ pub const CASES: &[Case] = &[
     case("encoder_k4_r0.8", Fixture("encoder.onnx"), &["-k", "4", "--ratio", "0.8"]),
     case("encoder_adaptive_j", Fixture("encoder.onnx"), &["--adaptive-j"]),
     case("decoder_tied", Fixture("decoder.onnx"), &["--allow-shared"]),
+    // the tied head served by the stored 8-bit rows (DynamicQuantizeLinear + MatMulInteger)
+    case("decoder_tied_plain8", Fixture("decoder.onnx"), &["--plain", "--bits", "8"]),
     case("encoder_f16", Built(encoder_f16), &[]),
     case("encoder_bf16", Built(encoder_bf16), &["--no-validate"]),
     case("opset13_ir7", Built(opset13), &[]),

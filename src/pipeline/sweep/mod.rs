@@ -43,12 +43,15 @@ pub struct Sweep {
     pub prepare_seconds: f64,
     /// Seconds of the points' evaluation (fits and checks), after the preparation.
     pub points_seconds: f64,
-    /// The table stays in every point's model for its other readers (`allow_shared`), so every
-    /// point stores more than the table alone.
+    /// The table stays for its other readers (`allow_shared`) in the model of some point: every
+    /// point whose storage cannot serve a tied LM head stores more than the table alone.
     pub table_kept: bool,
     /// Points of the grid not evaluated: a search for a cosine stops once no point left can be
     /// smaller than one that met it.
     pub skipped: usize,
+    /// Points of the grid whose storage cannot serve the table's tied LM head, not evaluated
+    /// (without `allow_shared`; see `Plan::serving`).
+    pub unserved: usize,
     /// The token counts the weights came from, `[n]`, when data-aware.
     #[serde(skip)]
     pub counts: Option<Vec<u64>>,
@@ -92,7 +95,24 @@ fn run<'m>(
     let all = settings(grid, &grid.storage, prepared.tokens.is_some(), n, d);
     // Each point's plan: those whose other rows do not fit the size under their tier are
     // dropped as the others that do not fit are.
-    let (all, plans): (Vec<GridPoint>, Vec<Plan>) = all.into_iter().filter_map(|p| prepared.plan(&p.setting).ok().map(|plan| (p, plan))).unzip();
+    // Points that cannot serve a tied LM head are left out too, counted (and said when no point
+    // is left).
+    let (mut unserved, mut tied_refusal) = (0, None);
+    let (all, plans): (Vec<GridPoint>, Vec<Plan>) = all
+        .into_iter()
+        .filter_map(|p| match prepared.plan(&p.setting) {
+            Ok(plan) => Some((p, plan)),
+            Err(e @ Error::TiedHead { .. }) => {
+                unserved += 1;
+                tied_refusal.get_or_insert(e);
+                None
+            }
+            Err(_) => None,
+        })
+        .unzip();
+    if let (true, Some(e)) = (all.is_empty(), tied_refusal) {
+        return Err(e);
+    }
     if all.is_empty() {
         return Err(Error::InvalidParameter { param: Param::Ratio, reason: "no point of the grid fits this table".into() });
     }
@@ -155,7 +175,7 @@ fn run<'m>(
     mark_front(&mut kept);
     let counts = prepared.tokens.as_ref().and_then(|t| t.counts.clone());
     let points_seconds = clock.elapsed();
-    Ok((prepared, Sweep { points: kept, fp32_bytes, kind, prepare_seconds, points_seconds, table_kept, skipped, counts }, kept_plans))
+    Ok((prepared, Sweep { points: kept, fp32_bytes, kind, prepare_seconds, points_seconds, table_kept, skipped, unserved, counts }, kept_plans))
 }
 
 /// The points' indices grouped by the fit they need (groups in order of first appearance, grid

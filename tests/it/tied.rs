@@ -1,0 +1,218 @@
+//! Tied tables: the word table is also the LM head (`MatMul(hidden, Transpose(table))`, the
+//! decoder fixture). Plain 8-bit rows with one scale per row serve both readers by default; any
+//! other storage is refused naming its flag, or keeps the table with `--allow-shared`.
+
+use onnx_embcomp::onnx::io::read_model;
+use onnx_embcomp::onnx::proto::{TensorProto, tensor_proto::DataType};
+use onnx_embcomp::quant::Bits;
+use onnx_embcomp::{Error, Method, Model, Options, Param, Precision, Setting, Storage, compress};
+
+use crate::fixtures::{self, DECODER_SHAPE, DECODER_TABLE, DECODER_TIED_TRANSPOSE};
+use crate::{fixture, initializer, read_json, run, tempdir};
+
+const HEAD: &str = "/lm_head/MatMul";
+/// The hidden state entering the decoder fixture's head.
+const HIDDEN: &str = "/model/hidden";
+
+fn plain(bits: Precision) -> Setting {
+    let mut storage = Storage::default();
+    storage.bits = bits;
+    Setting::plain(storage)
+}
+
+fn plain8() -> Setting {
+    plain(Precision::Bits(Bits::B8))
+}
+
+fn raw_bytes(t: &TensorProto) -> &[u8] {
+    t.raw_data.as_deref().expect("raw data")
+}
+
+/// The stored rows of a compressed decoder: int8 codes `[n, d]` and f16 scales `[n, 1]`.
+fn stored_rows(model: &Model) -> (Vec<i8>, Vec<f32>) {
+    let (n, d, _, _) = DECODER_SHAPE;
+    let packed = initializer(model, "embcomp/packed").expect("the packed rows");
+    let scales = initializer(model, "embcomp/scales").expect("their scales");
+    assert_eq!((packed.dims.as_slice(), packed.data_type), (&[n as i64, d as i64][..], Some(DataType::Int8 as i32)));
+    assert_eq!((scales.dims.as_slice(), scales.data_type), (&[n as i64, 1][..], Some(DataType::Float16 as i32)));
+    let codes = raw_bytes(packed).iter().map(|&b| b as i8).collect();
+    let scales = raw_bytes(scales).chunks(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+    (codes, scales)
+}
+
+#[test]
+fn a_tied_table_is_compressed_at_8_bits_by_default_and_its_head_reads_the_stored_rows() {
+    let decoder = read_model(&fixture("decoder.onnx")).unwrap();
+    let (out, report) = compress(&decoder, &Options::default(), &plain8(), &mut |_| {}).unwrap();
+    let (n, d, _, _) = DECODER_SHAPE;
+    assert!(!report.table_kept);
+    assert_eq!(report.heads_served, [HEAD]);
+    // one scale per row: the block is the row
+    assert_eq!(report.storage.block, d);
+    // exact bytes: n x d int8 codes and n f16 scales, nothing else
+    assert_eq!(report.embedding_bytes_before, (n * d * 4) as u64);
+    assert_eq!(report.embedding_bytes_after, (n * d + 2 * n) as u64);
+    let stored: usize = out.graph().initializer.iter().filter(|t| t.name().starts_with("embcomp/")).map(|t| raw_bytes(t).len()).sum();
+    assert_eq!(stored as u64, report.embedding_bytes_after);
+    // the table, its Transpose and the float MatMul are gone; the head's output name is reused
+    assert!(initializer(&out, DECODER_TABLE).is_none());
+    let g = out.graph();
+    assert!(g.node.iter().all(|n| n.name() != DECODER_TIED_TRANSPOSE && n.name() != HEAD), "the float head is left");
+    assert!(g.node.iter().all(|n| n.op_type() != "MatMul" || n.output[0] != "logits"), "a float product is left");
+    let ops = |op: &str| g.node.iter().filter(|n| n.op_type() == op).count();
+    assert_eq!((ops("MatMulInteger"), ops("DynamicQuantizeLinear")), (2, 2));
+    assert_eq!(g.node.iter().filter(|n| n.output.iter().any(|o| o == "logits")).count(), 1);
+    let v = report.validation.expect("validated in tract");
+    assert!(v.embedding_rel_error.unwrap() <= 1e-5, "{v:?}");
+    assert!(v.outputs[0].mean_cosine.unwrap() > 0.999, "{v:?}");
+}
+
+/// The head's logits in tract equal the hidden state times the dequantized stored rows within
+/// the bound the two integer products guarantee: the hidden state is quantized to 8 bits (step
+/// s1 = range / 255, the range including 0), its residual again (step s2 <= s1 / 255, error at
+/// most s2 / 2), so each logit is off by at most (s1 / 255) * ||row||_1 (twice the bound, for the
+/// f32 roundings of the scales) plus 1e-5 of sum |h| |w|.
+#[test]
+fn the_head_equals_the_dequantized_table_product_in_tract() {
+    use tract_onnx::prelude::*;
+    let decoder = read_model(&fixture("decoder.onnx")).unwrap();
+    let (mut out, _) = compress(&decoder, &Options::default(), &plain8(), &mut |_| {}).unwrap();
+    let (n, d, _, _) = DECODER_SHAPE;
+    let (codes, scales) = stored_rows(&out);
+    let table: Vec<f32> = (0..n * d).map(|i| codes[i] as f32 * scales[i / d]).collect();
+    // the hidden state as a second output
+    let mut hidden = out.graph().output[0].clone();
+    hidden.name = Some(HIDDEN.into());
+    hidden.r#type = None;
+    out.proto.graph.as_mut().unwrap().output.push(hidden);
+    let bytes = out.encode();
+    let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice()).expect("tract loads it");
+    let (b, s) = (2, 9);
+    for i in 0..2 {
+        m.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), tvec![b, s])).unwrap();
+    }
+    let plan = m.into_optimized().unwrap().into_runnable().unwrap();
+    let ids: Vec<i64> = (0..b * s).map(|i| ((i * 7919 + 13) % n) as i64).collect();
+    let mask = vec![1i64; b * s];
+    let res = plan
+        .run(tvec![Tensor::from_shape(&[b, s], &ids).unwrap().into_tvalue(), Tensor::from_shape(&[b, s], &mask).unwrap().into_tvalue()])
+        .unwrap();
+    let logits: Vec<f32> = res[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+    let h: Vec<f32> = res[1].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+    assert_eq!((logits.len(), h.len()), (b * s * n, b * s * d));
+    let (lo, hi) = h.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let s1 = ((hi - lo) / 255.0) as f64;
+    let mut worst = 0f64;
+    for t in 0..b * s {
+        let row_h = &h[t * d..(t + 1) * d];
+        for j in 0..n {
+            let w = &table[j * d..(j + 1) * d];
+            let want: f64 = row_h.iter().zip(w).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let l1: f64 = w.iter().map(|&y| (y as f64).abs()).sum();
+            let mag: f64 = row_h.iter().zip(w).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
+            let bound = s1 / 255.0 * l1 + 1e-5 * mag;
+            let err = (logits[t * n + j] as f64 - want).abs();
+            assert!(err <= bound, "token {t}, logit {j}: {} vs {want}, off by {err:.3e} > {bound:.3e}", logits[t * n + j]);
+            worst = worst.max(err / bound);
+        }
+    }
+    eprintln!("largest error / bound: {worst:.3}");
+}
+
+#[test]
+fn settings_that_cannot_serve_the_head_are_refused_naming_their_flag() {
+    let decoder = read_model(&fixture("decoder.onnx")).unwrap();
+    let mut block = plain8();
+    block.storage.block = 16;
+    let cases = [
+        (plain(Precision::Bits(Bits::B4)), Param::Bits),
+        (plain(Precision::Bits(Bits::B2)), Param::Bits),
+        (Setting::new(Method::default(), Storage::default()), Param::Plain),
+        (Setting::new(Method::Codes { sub: 4 }, Storage::default()), Param::SubVector),
+        (block, Param::Block),
+    ];
+    for (setting, want) in cases {
+        let e = compress(&decoder, &Options::default(), &setting, &mut |_| {}).unwrap_err();
+        match &e {
+            Error::TiedHead { table, head, param, .. } => {
+                assert_eq!((table.as_str(), head.as_str(), *param), (DECODER_TABLE, HEAD, want), "{e}");
+            }
+            other => panic!("{setting:?}: {other}"),
+        }
+        assert!(e.to_string().contains("allow_shared"), "{e}");
+    }
+    // a block of the whole row (or more) is one scale per row: served
+    let mut whole = plain8();
+    whole.storage.block = 64;
+    let (_, report) = compress(&decoder, &Options::default(), &whole, &mut |_| {}).unwrap();
+    assert_eq!((report.heads_served.len(), report.storage.block), (1, DECODER_SHAPE.1));
+}
+
+#[test]
+fn allow_shared_keeps_the_table_for_settings_that_cannot_serve_the_head() {
+    let decoder = read_model(&fixture("decoder.onnx")).unwrap();
+    let mut options = Options::default();
+    options.allow_shared = true;
+    let (out, report) = compress(&decoder, &options, &plain(Precision::Bits(Bits::B4)), &mut |_| {}).unwrap();
+    assert!(report.table_kept && report.heads_served.is_empty());
+    assert!(initializer(&out, DECODER_TABLE).is_some());
+    // 8 bits are served even so
+    let (out, report) = compress(&decoder, &options, &plain8(), &mut |_| {}).unwrap();
+    assert!(!report.table_kept && report.heads_served == [HEAD] && initializer(&out, DECODER_TABLE).is_none());
+}
+
+/// A Transpose of the table read by something else than a MatMul is no head: the old refusal.
+#[test]
+fn a_transpose_read_otherwise_is_not_a_head() {
+    let mut decoder = read_model(&fixture("decoder.onnx")).unwrap();
+    let g = decoder.proto.graph.as_mut().unwrap();
+    g.node.push(fixtures::node("other", "Identity", &["/lm_head/Transpose_tied_output_0"], &["other_out"], vec![]));
+    let mut extra = g.output[0].clone();
+    extra.name = Some("other_out".into());
+    extra.r#type = None;
+    g.output.push(extra);
+    let e = compress(&decoder, &Options::default(), &plain8(), &mut |_| {}).unwrap_err();
+    assert!(matches!(e, Error::SharedTable { .. }), "{e}");
+}
+
+#[test]
+fn cli_compresses_a_tied_table_with_plain_8_bits_and_refuses_4_bits() {
+    let dir = tempdir();
+    let (out, json) = (dir.path().join("out.onnx"), dir.path().join("r.json"));
+    let input = fixture("decoder.onnx");
+    let args = |extra: &[&str]| {
+        let mut a = vec![input.display().to_string(), out.display().to_string(), "--json".into(), json.display().to_string()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let r = run(&args(&["--plain", "--bits", "8"]));
+    r.ok();
+    assert!(r.stderr.contains("lm head") && r.stderr.contains(HEAD), "{}", r.stderr);
+    let report = read_json(&json);
+    let (n, d, _, _) = DECODER_SHAPE;
+    assert_eq!(report["embedding_bytes_after"], (n * d + 2 * n) as u64);
+    assert_eq!(report["heads_served"][0], HEAD);
+    assert_eq!(report["table_kept"], false);
+    let file = std::fs::metadata(&out).unwrap().len();
+    let before = std::fs::metadata(&input).unwrap().len();
+    // the file shrinks by 70% of the table's bytes at least (the table 4nd, the rows nd + 2n)
+    assert!(before - file >= (n * d * 4 * 7 / 10) as u64, "{before} -> {file}");
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    let msg = run(&args(&["--plain", "--bits", "4"])).error(&["--bits", DECODER_TABLE, HEAD, "--allow-shared", "--plain --bits 8"]);
+    assert!(msg.contains("4-bit rows"), "{msg}");
+    run(&args(&[])).error(&["without --plain", DECODER_TABLE, HEAD]);
+    run(&args(&["--plain", "--bits", "8", "--block", "16"])).error(&["--block", DECODER_TABLE]);
+    run(&args(&["--codes"])).error(&["--codes", DECODER_TABLE]);
+    // a search over -k's ratio: refused before any probe
+    run(&args(&["-k", "2", "--target-cos", "0.9"])).error(&["without --plain", DECODER_TABLE, HEAD]);
+    // a frequent-token tier (refused once the counts are read, before the original runs)
+    let counts = dir.path().join("counts.txt");
+    std::fs::write(&counts, (0..50).map(|i| format!("{i} {}\n", 100 - i)).collect::<String>()).unwrap();
+    let counts = counts.display().to_string();
+    run(&args(&["--plain", "--bits", "2", "--hot-bits", "8", "--token-counts", &counts])).error(&["--hot-bits", DECODER_TABLE]);
+    assert!(!out.exists() && !json.exists());
+    // --allow-shared: the old path, the table kept
+    run(&args(&["--plain", "--bits", "4", "--allow-shared"])).ok();
+    assert_eq!(read_json(&json)["table_kept"], true);
+}
