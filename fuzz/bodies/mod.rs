@@ -42,8 +42,8 @@ pub fn decode_find(data: &[u8]) {
 ///
 /// - byte 0: bits 0-2 the method (plain, k subspaces of dimension j, k subspaces at a ratio,
 ///   k auto at a ratio, product codes; 5-7 plain again), bit 3 adaptive dimensions, bit 4
-///   `allow_shared` (a tied table), bit 5 validation in tract (small models only), bits 6-7 the
-///   token statistics ([`Weights`]);
+///   `allow_shared` (a tied table), bit 5 validation in tract (small models only; see
+///   [`decode_find_rewrite`]), bits 6-7 the token statistics ([`Weights`]);
 /// - byte 1: bits 0-1 the precision (8, 4, 2 bits, float), bits 2-3 the frequent tier's, bit 4
 ///   a frequent tier, bits 5-7 the block (32, 16, 8, 4, 1, 7, 64, 0);
 /// - byte 2: bits 0-3 k (1 + value) or the sub-vector's length, bits 4-7 j (1 + value) or the
@@ -150,11 +150,19 @@ pub const SELECTORS: [[u8; SELECTOR_BYTES]; 14] = [
 
 /// `decode_find_rewrite` on any bytes: the first [`SELECTOR_BYTES`] choose the setting, the
 /// rest is the model. Returns whether a model was rewritten.
+///
+/// Validation runs only when the environment sets `ONNX_EMBCOMP_FUZZ_VALIDATE=1`: in the fuzz
+/// build tract (at opt-level 0, instrumented) takes ~0.9 s per tiny model against ~30 ms for
+/// the rest, and its large coverage would make the corpus grow towards tract rather than our
+/// code. The tests (`tests/it/fuzz_seeds.rs`) validate through [`rewrite_with`].
 pub fn decode_find_rewrite(data: &[u8]) -> bool {
+    static VALIDATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let Some((selector, model)) = data.split_first_chunk::<SELECTOR_BYTES>() else {
         return false;
     };
-    rewrite_with(&Choice::of(*selector), model)
+    let mut choice = Choice::of(*selector);
+    choice.validate &= *VALIDATE.get_or_init(|| std::env::var("ONNX_EMBCOMP_FUZZ_VALIDATE").is_ok_and(|v| v == "1"));
+    rewrite_with(&choice, model)
 }
 
 /// Any bytes -> `Model::decode` -> `compress` with `choice` and small fit settings (and
