@@ -522,14 +522,43 @@ pub fn path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
 
-/// The small seeds of the fuzz targets, in `fuzz/seeds/`: tiny embedding-only models.
-pub fn fuzz_seeds() -> Vec<(&'static str, Model)> {
-    let table = clustered_table(0x7365_6564, 40, 8, 2, 2); // "seed"
-    vec![
-        ("tiny-f32-opset17.onnx", embedding_only(&table, FloatType::F32, 17, 8)),
-        ("tiny-f16-opset13.onnx", embedding_only(&table, FloatType::F16, 13, 7)),
-        ("tiny-bf16-opset21.onnx", embedding_only(&table, FloatType::Bf16, 21, 10)),
-    ]
+/// The word table of the tiny embedding-only models (`embedding_only`).
+pub const TINY_TABLE: &str = "word_embeddings.weight";
+/// Their word Gather and its output (for an f32 table).
+pub const TINY_GATHER: &str = "/word_embeddings/Gather";
+pub const TINY_WORD: &str = "/word_embeddings/output";
+
+/// The fuzz seeds' `[40, cols]` table: two clusters of dimension 2.
+pub fn tiny_table(cols: usize) -> ClusteredTable {
+    clustered_table(0x7365_6564, 40, cols, 2, 2) // "seed"
+}
+
+/// The small seeds of the fuzz targets, in `fuzz/seeds/`: tiny embedding-only models in f32,
+/// f16 and bf16, one with a tied head, one of 264 rows (for product codes), and one of each
+/// quantized layout (`quantized::fuzz_seeds`).
+pub fn fuzz_seeds() -> Vec<(String, Model)> {
+    let table = tiny_table(8);
+    let mut seeds = vec![
+        ("tiny-f32-opset17.onnx".to_string(), embedding_only(&table, FloatType::F32, 17, 8)),
+        ("tiny-f16-opset13.onnx".to_string(), embedding_only(&table, FloatType::F16, 13, 7)),
+        ("tiny-bf16-opset21.onnx".to_string(), embedding_only(&table, FloatType::Bf16, 21, 10)),
+        ("tiny-tied-opset17.onnx".to_string(), tied(embedding_only(&table, FloatType::F32, 17, 8), table.rows)),
+        // product codes fit 256 codewords: they need as many rows
+        ("small-f16-264rows.onnx".to_string(), embedding_only(&clustered_table(0x7365_6564, 264, 8, 2, 2), FloatType::F16, 17, 8)),
+    ];
+    seeds.extend(crate::quantized::fuzz_seeds());
+    seeds
+}
+
+/// `model` (an f32 `embedding_only`) with a tied head: `logits = hidden . table^T`, the table
+/// read by a Transpose besides the Gather, as in `decoder()`.
+fn tied(mut model: Model, rows: usize) -> Model {
+    let g = model.graph_mut();
+    g.node.push(node("/lm_head/Transpose_tied", "Transpose", &[TINY_TABLE], &["/lm_head/table_t"], vec![ints_attr("perm", &[1, 0])]));
+    g.node.push(node("/lm_head/MatMul", "MatMul", &["hidden", "/lm_head/table_t"], &["logits"], vec![]));
+    let logits = &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(rows as i64)];
+    g.output = vec![value_info("logits", DataType::Float, logits)];
+    model
 }
 
 #[test]

@@ -43,11 +43,15 @@ fn table() -> (usize, usize, Vec<f32>) {
 /// The encoder (with the word lookup also a graph output) whose word table initializer is
 /// replaced by `inits`, and whose word Gather is replaced by `nodes` (which must write `WORD`).
 fn encoder_with_lookup(inits: Vec<TensorProto>, nodes: Vec<NodeProto>, microsoft: bool) -> Model {
-    let mut m = encoder_variant(&Variant { extra_outputs: true, ..Variant::default() });
+    Host::ENCODER.with_lookup(inits, nodes, microsoft)
+}
+
+/// `m` with the initializer `table` replaced by `inits` and the node `gather` by `nodes`.
+fn with_lookup(mut m: Model, table: &str, gather: &str, inits: Vec<TensorProto>, nodes: Vec<NodeProto>, microsoft: bool) -> Model {
     let g = m.graph_mut();
-    g.initializer.retain(|t| t.name() != ENCODER_TABLE);
+    g.initializer.retain(|t| t.name() != table);
     g.initializer.extend(inits);
-    let at = g.node.iter().position(|n| n.name() == ENCODER_GATHER).expect("the word Gather");
+    let at = g.node.iter().position(|n| n.name() == gather).expect("the word Gather");
     g.node.splice(at..=at, nodes);
     if microsoft {
         m.proto.opset_import.push(OperatorSetIdProto { domain: Some("com.microsoft".into()), version: Some(1) });
@@ -130,31 +134,78 @@ fn ms_node(name: &str, op: &str, inputs: &[&str], output: &str, attrs: Vec<onnx_
     NodeProto { domain: Some("com.microsoft".into()), ..node(name, op, inputs, &[output], attrs) }
 }
 
-/// Every layout onnx-embcomp decodes.
+/// Every layout onnx-embcomp decodes, around the encoder fixture's table.
 fn layouts() -> Vec<Built> {
-    let (n, d, data) = table();
+    layouts_in(&Host::ENCODER)
+}
+
+/// Where a layout is built: a model, its word table, and the word Gather to replace.
+struct Host {
+    /// The float table: `(rows, cols, values)`.
+    table: fn() -> (usize, usize, Vec<f32>),
+    /// The model with the table initializer `table_name` replaced by the given initializers
+    /// and the Gather `gather` by the given nodes (which must write `word`).
+    model: fn() -> Model,
+    table_name: &'static str,
+    gather: &'static str,
+    word: &'static str,
+}
+
+impl Host {
+    const ENCODER: Host = Host {
+        table,
+        model: || encoder_variant(&Variant { extra_outputs: true, ..Variant::default() }),
+        table_name: ENCODER_TABLE,
+        gather: ENCODER_GATHER,
+        word: WORD,
+    };
+
+    fn with_lookup(&self, inits: Vec<TensorProto>, nodes: Vec<NodeProto>, microsoft: bool) -> Model {
+        with_lookup((self.model)(), self.table_name, self.gather, inits, nodes, microsoft)
+    }
+}
+
+/// The fuzz targets' seeds of each layout (`fuzz/seeds/tiny-q-*.onnx`): the tiny
+/// embedding-only model's `[40, 32]` f32 table stored in each quantized layout.
+pub fn fuzz_seeds() -> Vec<(String, Model)> {
+    const TINY: Host = Host {
+        table: || {
+            let t = crate::fixtures::tiny_table(32);
+            (t.rows, t.cols, t.data)
+        },
+        model: || crate::fixtures::embedding_only(&crate::fixtures::tiny_table(32), FloatType::F32, 21, 10),
+        table_name: crate::fixtures::TINY_TABLE,
+        gather: crate::fixtures::TINY_GATHER,
+        word: crate::fixtures::TINY_WORD,
+    };
+    layouts_in(&TINY).into_iter().map(|b| (format!("tiny-q-{}.onnx", b.name), b.model)).collect()
+}
+
+/// Every layout onnx-embcomp decodes, in `host`.
+fn layouts_in(host: &Host) -> Vec<Built> {
+    let (n, d, data) = (host.table)();
     let mut out = Vec::new();
 
     // quantize_dynamic's Gather: uint8 codes -> Gather -> DequantizeLinear (one scale)
     let (codes, scale, zero) = per_tensor_uint8(&data);
     out.push(Built {
         name: "dequantize_after",
-        model: encoder_with_lookup(
+        model: host.with_lookup(
             vec![
                 byte_tensor(CODES, &[n, d], &codes, false),
                 float_tensor(SCALE, &[], &[scale], FloatType::F32),
                 byte_tensor(ZERO, &[], &[zero], false),
             ],
             vec![
-                node(ENCODER_GATHER, "Gather", &[CODES, "input_ids"], &["word.gathered"], vec![]),
-                node("word.dequantize", "DequantizeLinear", &["word.gathered", SCALE, ZERO], &[WORD], vec![]),
+                node(host.gather, "Gather", &[CODES, "input_ids"], &["word.gathered"], vec![]),
+                node("word.dequantize", "DequantizeLinear", &["word.gathered", SCALE, ZERO], &[host.word], vec![]),
             ],
             false,
         ),
         table: codes.iter().map(|&q| (q as i32 - zero as i32) as f32 * scale).collect(),
         tract: true,
         describes: "UINT8 codes, DequantizeLinear after the Gather (per-tensor scale 'word.scale', zero point 'word.zero_point')",
-        output: WORD,
+        output: host.word,
         dtype: FloatType::F32,
     });
 
@@ -167,18 +218,18 @@ fn layouts() -> Vec<Built> {
         let axis = if per_row { 0 } else { 1 };
         out.push(Built {
             name,
-            model: encoder_with_lookup(
+            model: host.with_lookup(
                 vec![byte_tensor(CODES, &[n, d], &codes, true), float_tensor(SCALE, &[scales.len()], &scales, FloatType::F32)],
                 vec![
                     node("word.dequantize", "DequantizeLinear", &[CODES, SCALE], &["word.table"], vec![int_attr("axis", axis)]),
-                    node(ENCODER_GATHER, "Gather", &["word.table", "input_ids"], &[WORD], vec![]),
+                    node(host.gather, "Gather", &["word.table", "input_ids"], &[host.word], vec![]),
                 ],
                 false,
             ),
             table: codes.iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[if per_row { i / d } else { i % d }]).collect(),
             tract: true,
             describes,
-            output: WORD,
+            output: host.word,
             dtype: FloatType::F32,
         });
     }
@@ -187,19 +238,19 @@ fn layouts() -> Vec<Built> {
     let (codes, scales) = int8_per_axis(&data, n, d, true);
     out.push(Built {
         name: "mul_cast",
-        model: encoder_with_lookup(
+        model: host.with_lookup(
             vec![byte_tensor(CODES, &[n, d], &codes, true), float_tensor(SCALE, &[n, 1], &scales, FloatType::F32)],
             vec![
                 node("word.cast", "Cast", &[CODES], &["word.float_codes"], vec![int_attr("to", DataType::Float as i64)]),
                 node("word.mul", "Mul", &["word.float_codes", SCALE], &["word.table"], vec![]),
-                node(ENCODER_GATHER, "Gather", &["word.table", "input_ids"], &[WORD], vec![]),
+                node(host.gather, "Gather", &["word.table", "input_ids"], &[host.word], vec![]),
             ],
             false,
         ),
         table: codes.iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[i / d]).collect(),
         tract: true,
         describes: "INT8 codes, Mul(Cast(codes), scale 'word.scale') before the Gather",
-        output: WORD,
+        output: host.word,
         dtype: FloatType::F32,
     });
 
@@ -211,15 +262,15 @@ fn layouts() -> Vec<Built> {
     let value = |q: u8, z: u8, s: f32| half::f16::from_f32((q as i32 - z as i32) as f32 * s).to_f32();
     out.push(Built {
         name: "gather_block_quantized_uint8",
-        model: encoder_with_lookup(
+        model: host.with_lookup(
             vec![
                 byte_tensor(CODES, &[n, d / 2], &pack4(&codes), false),
                 f16_tensor(SCALE, &[n, nb], &f16s),
                 byte_tensor(ZERO, &[n, nb.div_ceil(2)], &zeros.chunks(nb).flat_map(pack4).collect::<Vec<_>>(), false),
             ],
             vec![
-                ms_node(ENCODER_GATHER, "GatherBlockQuantized", &[CODES, "input_ids", SCALE, ZERO], "word.f16", gbq_attrs()),
-                node("word.to_float", "Cast", &["word.f16"], &[WORD], vec![int_attr("to", DataType::Float as i64)]),
+                ms_node(host.gather, "GatherBlockQuantized", &[CODES, "input_ids", SCALE, ZERO], "word.f16", gbq_attrs()),
+                node("word.to_float", "Cast", &["word.f16"], &[host.word], vec![int_attr("to", DataType::Float as i64)]),
             ],
             true,
         ),
@@ -233,15 +284,15 @@ fn layouts() -> Vec<Built> {
     // GatherBlockQuantized, uint4 codes with zero points (onnxruntime only)
     out.push(Built {
         name: "gather_block_quantized_uint4",
-        model: encoder_with_lookup(
+        model: host.with_lookup(
             vec![
                 raw(CODES, &[n, d], DataType::Uint4, pack4(&codes)),
                 f16_tensor(SCALE, &[n, nb], &f16s),
                 raw(ZERO, &[n, nb], DataType::Uint4, pack4(&zeros)),
             ],
             vec![
-                ms_node(ENCODER_GATHER, "GatherBlockQuantized", &[CODES, "input_ids", SCALE, ZERO], "word.f16", gbq_attrs()),
-                node("word.to_float", "Cast", &["word.f16"], &[WORD], vec![int_attr("to", DataType::Float as i64)]),
+                ms_node(host.gather, "GatherBlockQuantized", &[CODES, "input_ids", SCALE, ZERO], "word.f16", gbq_attrs()),
+                node("word.to_float", "Cast", &["word.f16"], &[host.word], vec![int_attr("to", DataType::Float as i64)]),
             ],
             true,
         ),
@@ -259,18 +310,18 @@ fn layouts() -> Vec<Built> {
         let attrs = vec![int_attr("block_size", BLOCK as i64), int_attr("quantize_axis", axis as i64)];
         out.push(Built {
             name: if axis == 1 { "gather_block_quantized_int4_rows" } else { "gather_block_quantized_int4_columns" },
-            model: encoder_with_lookup(
+            model: host.with_lookup(
                 vec![
                     raw(CODES, &[n, d], DataType::Int4, pack4(&codes.iter().map(|&c| c as u8).collect::<Vec<_>>())),
                     float_tensor(SCALE, &dims, &scales, FloatType::F32),
                 ],
-                vec![ms_node(ENCODER_GATHER, "GatherBlockQuantized", &[CODES, "input_ids", SCALE], WORD, attrs)],
+                vec![ms_node(host.gather, "GatherBlockQuantized", &[CODES, "input_ids", SCALE], host.word, attrs)],
                 true,
             ),
             table: codes.iter().enumerate().map(|(i, &q)| q as f32 * scales[at(i)]).collect(),
             tract: false,
             describes: if axis == 1 { "INT4 codes, com.microsoft.GatherBlockQuantized (4 bits, block 32 along axis 1" } else { "along axis 0" },
-            output: WORD,
+            output: host.word,
             dtype: FloatType::F32,
         });
     }
