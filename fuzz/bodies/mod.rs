@@ -142,7 +142,7 @@ pub const SELECTORS: [[u8; SELECTOR_BYTES]; 14] = [
     [0x80, 0x12, 0x00, 0x00], // plain 2 bits, frequent tier at 8 bits, mass 0.999, counts
     [0x81, 0x35, 0x11, 0x01], // k = 2, j = 2, 4 bits, tier at 4 bits, block 16, mass 0.9, counts
     [0x44, 0x00, 0x04, 0x00], // product codes, sub-vectors of 4, Zipf weights
-    [0x50, 0x00, 0x00, 0x00], // plain 8 bits, tied table kept (allow_shared), Zipf weights
+    [0x50, 0x00, 0x00, 0x00], // plain 8 bits, allow_shared (a tied table's head served), Zipf weights
     [0x21, 0x00, 0x11, 0x00], // k = 2, j = 2, 8 bits, validated
     [0x20, 0x01, 0x00, 0x00], // plain 4 bits, validated
     [0xa4, 0x10, 0x02, 0x04], // codes of 2, tier at 8 bits, mass 0.1, counts, validated
