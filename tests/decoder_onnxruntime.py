@@ -9,25 +9,16 @@ The model takes input_ids and attention_mask [1, s] and gives logits [1, s, voca
 position of every sentence counts (its next token for perplexity, its whole distribution for
 KL and top-1); perplexity is exp of the mean negative log-likelihood over all predicted tokens.
 """
-import sys, re, random, importlib
+import sys
 import numpy as np, onnx, onnxruntime as ort
 from tokenizers import Tokenizer
+from docstrings import sentences
 
 orig, comp, tokp = sys.argv[1], sys.argv[2], sys.argv[3]
 n_sents = int(sys.argv[4]) if len(sys.argv) > 4 else 64
 onnx.checker.check_model(comp, full_check=True)
 print("checker ok")
-mods = ["json", "argparse", "logging", "collections", "itertools", "functools", "pathlib", "subprocess", "threading",
-        "unittest", "email", "http.client", "csv", "sqlite3", "tarfile", "zipfile", "datetime", "decimal", "fractions",
-        "statistics"]
-sents = []
-for m in mods:
-    mod = importlib.import_module(m)
-    txt = " ".join(filter(None, [mod.__doc__] + [getattr(getattr(mod, a), "__doc__", None) or "" for a in dir(mod) if not a.startswith("_")]))
-    for s in re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", txt)):
-        if 40 <= len(s) <= 200 and re.match(r"^[A-Z][a-z]", s) and not re.search(r"[>{}\[\]=]", s):
-            sents.append(s)
-random.seed(0); sents = sorted(set(sents)); random.shuffle(sents); sents = sents[:n_sents]
+sents = sentences(n_sents)
 tok = Tokenizer.from_file(tokp); tok.no_padding(); tok.no_truncation()
 seqs = [np.array([tok.encode(t).ids[:128]], np.int64) for t in sents]
 

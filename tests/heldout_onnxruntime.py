@@ -4,23 +4,15 @@ Python standard-library docstring sentences (text no corpus here contains), plus
 Usage (with the venv built by ../shared/models/fetch.sh):
   ~/.cache/onnx-embcomp-models/venv/bin/python tests/heldout_onnxruntime.py ORIGINAL.onnx COMPRESSED.onnx tokenizer.json [N]
 """
-import sys, re, glob, random
+import sys
 import numpy as np, onnx, onnxruntime as ort
 from tokenizers import Tokenizer
+from docstrings import sentences
 orig, comp, tokp = sys.argv[1], sys.argv[2], sys.argv[3]
 onnx.checker.check_model(comp, full_check=True)
 print("checker ok")
 # held-out English sentences: docstrings of the Python stdlib
-import pydoc, importlib
-mods = ["json","argparse","logging","collections","itertools","functools","pathlib","subprocess","threading","unittest","email","http.client","csv","sqlite3","tarfile","zipfile","datetime","decimal","fractions","statistics"]
-sents = []
-for m in mods:
-    mod = importlib.import_module(m)
-    txt = " ".join(filter(None, [mod.__doc__] + [getattr(getattr(mod, a), "__doc__", None) or "" for a in dir(mod) if not a.startswith("_")]))
-    for s in re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", txt)):
-        if 40 <= len(s) <= 200 and re.match(r"^[A-Z][a-z]", s) and not re.search(r"[>{}\[\]=]", s):
-            sents.append(s)
-random.seed(0); sents = sorted(set(sents)); random.shuffle(sents); sents = sents[:int(sys.argv[4]) if len(sys.argv) > 4 else 300]
+sents = sentences(int(sys.argv[4]) if len(sys.argv) > 4 else 300)
 tok = Tokenizer.from_file(tokp); tok.no_padding(); tok.no_truncation()
 def embed(path):
     s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
