@@ -9,13 +9,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tract_onnx::prelude::*;
 
-use super::tract::{Runner, as_f32, input_values, make_tensor};
+use super::tract::{Runner, as_f32, fed_shape, input_values, make_tensor};
 use crate::metrics::cosine;
 use crate::error::{Error, Param, Result, Role};
 use crate::onnx::Model;
 use crate::prior::{self, Prior};
 use crate::onnx::graph::GraphView;
-use crate::onnx::proto::{ValueInfoProto, tensor_shape_proto::dimension::Value as Dim};
 use crate::onnx::tensor::FloatType;
 use crate::rewrite::Layout;
 use crate::rewrite::find::EmbeddingSite;
@@ -148,7 +147,7 @@ pub(crate) fn run_original(
     // Random token ids for each graph input that some lookup reads.
     let mut ids: Vec<(String, Vec<usize>)> = Vec::new();
     for input in view.runtime_inputs() {
-        let shape = concrete_shape(input, options);
+        let shape = fed_shape(input, options.batch, options.seq);
         let name = input.name().to_string();
         let count = match shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
             Some(count) if count <= MAX_FED_ELEMENTS => count,
@@ -250,31 +249,6 @@ pub(crate) fn validate(
         outputs,
         seconds: seconds + start.elapsed().as_secs_f64(),
     })
-}
-
-/// The input's shape with symbolic dimensions pinned: the first to the batch size, the others
-/// to the sequence length. Inputs without a declared shape are `[batch, seq]`.
-fn concrete_shape(input: &ValueInfoProto, options: &ValidateOptions) -> Vec<usize> {
-    let dims = input
-        .r#type
-        .as_ref()
-        .and_then(|t| match &t.value {
-            Some(crate::onnx::proto::type_proto::Value::TensorType(tt)) => tt.shape.as_ref(),
-            _ => None,
-        })
-        .map(|s| s.dim.clone());
-    match dims {
-        None => vec![options.batch, options.seq],
-        Some(dims) => dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match d.value {
-                Some(Dim::DimValue(v)) if v > 0 => v as usize,
-                _ if i == 0 => options.batch,
-                _ => options.seq,
-            })
-            .collect(),
-    }
 }
 
 /// Max abs difference and, for floats, the mean cosine along the last axis.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tract_onnx::prelude::*;
 
-use super::tract::{Runner, as_f32, input_values, make_tensor};
+use super::tract::{Runner, as_f32, fed_shape, input_values, is_past, make_tensor};
 use crate::metrics::{cosine, kl_divergence, mean};
 use crate::error::{Error, Result, Role};
 use crate::onnx::Model;
@@ -277,8 +277,10 @@ impl TextReference {
                 inputs
                     .iter()
                     .map(|i| {
-                        let values = input_values(i.name(), Some(ids_input), &[batch, len], &ids, &mask);
-                        Ok((i.name().to_string(), make_tensor(i, &[batch, len], &values)?))
+                        // A decoder's cache is fed empty (a first step); every other input is [batch, len].
+                        let shape = if is_past(i.name()) { fed_shape(i, batch, len) } else { vec![batch, len] };
+                        let values = input_values(i.name(), Some(ids_input), &shape, &ids, &mask);
+                        Ok((i.name().to_string(), make_tensor(i, &shape, &values)?))
                     })
                     .collect()
             };

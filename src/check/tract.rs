@@ -5,7 +5,7 @@ use tract_onnx::prelude::*;
 
 use crate::error::{Error, Param, Result, Role};
 use crate::onnx::Model;
-use crate::onnx::proto::{ValueInfoProto, tensor_proto::DataType};
+use crate::onnx::proto::{ValueInfoProto, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim};
 
 thread_local! {
     /// Loads of an original model on this thread, for tests that count them.
@@ -48,6 +48,39 @@ fn elem_type(input: &ValueInfoProto) -> i32 {
     }
 }
 
+/// Whether graph input `name` is a decoder's key/value cache from earlier steps
+/// (`past_key_values.0.key`, `past.0`, ...): validation feeds it empty, as for a first step.
+pub(crate) fn is_past(name: &str) -> bool {
+    name.to_lowercase().contains("past")
+}
+
+/// The shape fed to `input`, its symbolic dimensions pinned: the first to `batch`; a cache's
+/// ([`is_past`]) others to 0 (an empty past: the mask and positions then cover `seq` tokens);
+/// the others to `seq`. Inputs without a declared shape are `[batch, seq]`.
+pub(crate) fn fed_shape(input: &ValueInfoProto, batch: usize, seq: usize) -> Vec<usize> {
+    let dims = input
+        .r#type
+        .as_ref()
+        .and_then(|t| match &t.value {
+            Some(crate::onnx::proto::type_proto::Value::TensorType(tt)) => tt.shape.as_ref(),
+            _ => None,
+        })
+        .map(|s| s.dim.clone());
+    let rest = if is_past(input.name()) { 0 } else { seq };
+    match dims {
+        None => vec![batch, seq],
+        Some(dims) => dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d.value {
+                Some(Dim::DimValue(v)) if v > 0 => v as usize,
+                _ if i == 0 => batch,
+                _ => rest,
+            })
+            .collect(),
+    }
+}
+
 pub(crate) fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64]) -> Result<Tensor> {
     let fail = |e: TractError| Error::Tract { which: Role::Original, message: format!("input '{}': {e}", input.name()), remedy: vec![] };
     let code = elem_type(input);
@@ -56,6 +89,7 @@ pub(crate) fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64
         Ok(DataType::Int32) => Tensor::from_shape(shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
         Ok(DataType::Bool) => Tensor::from_shape(shape, &values.iter().map(|&v| v != 0).collect::<Vec<_>>()),
         Ok(DataType::Float) => Tensor::from_shape(shape, &values.iter().map(|&v| v as f32).collect::<Vec<_>>()),
+        Ok(DataType::Float16) => Tensor::from_shape(shape, &values.iter().map(|&v| f16::from_f32(v as f32)).collect::<Vec<_>>()),
         _ => {
             return Err(Error::Tract {
                 which: Role::Original,

@@ -347,6 +347,44 @@ pub fn decoder() -> Model {
     model(graph)
 }
 
+/// The decoder exported for generation, as optimum exports them: inputs `position_ids` and
+/// a key cache `past_key_values.0.key` `[batch, 2, past_sequence_length, d / 2]`, the mask
+/// over `past_sequence_length + sequence`, output `present.0.key` (the past with this step's
+/// keys appended, from the hidden state), and logits shifted by the positions.
+pub fn decoder_with_cache() -> Model {
+    let (n, d, _, _) = DECODER_SHAPE;
+    let mut m = decoder();
+    let g = m.graph_mut();
+    for o in g.node.iter_mut().flat_map(|n| n.output.iter_mut()).filter(|o| *o == "logits") {
+        *o = "/lm_head/logits".into();
+    }
+    g.initializer.push(int64_tensor("/cache/shape", &[4], &[0, 0, 2, (d / 2) as i64]));
+    g.initializer.push(float_tensor("/positions/step", &[], &[0.01], FloatType::F32));
+    let nodes = [
+        node("/cache/Reshape", "Reshape", &["/model/hidden", "/cache/shape"], &["/cache/heads"], vec![]),
+        node("/cache/Transpose", "Transpose", &["/cache/heads"], &["/cache/key"], vec![ints_attr("perm", &[0, 2, 1, 3])]),
+        node("/cache/Concat", "Concat", &["past_key_values.0.key", "/cache/key"], &["present.0.key"], vec![int_attr("axis", 2)]),
+        node("/positions/Cast", "Cast", &["position_ids"], &["/positions/float"], vec![int_attr("to", DataType::Float as i64)]),
+        node("/positions/Unsqueeze", "Unsqueeze", &["/positions/float", "/axes_last"], &["/positions/column"], vec![]),
+        node("/positions/Mul", "Mul", &["/positions/column", "/positions/step"], &["/positions/shift"], vec![]),
+        node("/lm_head/Add", "Add", &["/lm_head/logits", "/positions/shift"], &["logits"], vec![]),
+    ];
+    g.node.extend(nodes);
+    let past = [Dim::Sym("batch"), Dim::Fixed(2), Dim::Sym("past_sequence_length"), Dim::Fixed((d / 2) as i64)];
+    let present = [Dim::Sym("batch"), Dim::Fixed(2), Dim::Sym("past_sequence_length + sequence"), Dim::Fixed((d / 2) as i64)];
+    g.input = vec![
+        value_info("input_ids", DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")]),
+        value_info("attention_mask", DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("past_sequence_length + sequence")]),
+        value_info("position_ids", DataType::Int64, &[Dim::Sym("batch"), Dim::Sym("sequence")]),
+        value_info("past_key_values.0.key", DataType::Float, &past),
+    ];
+    g.output = vec![
+        value_info("logits", DataType::Float, &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(n as i64)]),
+        value_info("present.0.key", DataType::Float, &present),
+    ];
+    m
+}
+
 /// A model of opset 17, IR 8, produced by "onnx-embcomp-fixtures".
 pub fn model(graph: GraphProto) -> Model {
     Model {

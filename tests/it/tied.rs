@@ -216,3 +216,49 @@ fn cli_compresses_a_tied_table_with_plain_8_bits_and_refuses_4_bits() {
     run(&args(&["--plain", "--bits", "4", "--allow-shared"])).ok();
     assert_eq!(read_json(&json)["table_kept"], true);
 }
+
+/// A decoder exported for generation (position ids, a key cache in, `present` out) validates:
+/// the cache is fed empty (a first step: `[batch, 2, 0, d / 2]`), the mask and positions cover
+/// the sequence, and the logits and the present cache are compared, on random ids and on
+/// held-out text (top-1, KL, perplexity).
+#[test]
+fn a_decoder_with_a_key_value_cache_validates_with_an_empty_past() {
+    let (_, d, _, _) = DECODER_SHAPE;
+    let dir = crate::cli::corpus_dir();
+    let model = crate::write_model(dir.path(), "cached.onnx", &fixtures::decoder_with_cache());
+    let (out, json) = (dir.path().join("out.onnx"), dir.path().join("report.json"));
+    let r = run(&[
+        model.into_os_string(),
+        out.into_os_string(),
+        "--plain".into(),
+        "--bits".into(),
+        "8".into(),
+        "--corpus".into(),
+        dir.path().join("docs").into_os_string(),
+        "--tokenizer".into(),
+        dir.path().join("tokenizer.json").into_os_string(),
+        "--json".into(),
+        json.clone().into_os_string(),
+        "-q".into(),
+    ]);
+    r.ok();
+    let report = read_json(&json);
+    let v = &report["validation"];
+    let fed = v["inputs"].as_array().unwrap();
+    let shape_of = |name: &str| fed.iter().find(|i| i["name"] == name).map(|i| i["shape"].clone()).unwrap_or_else(|| panic!("{name} not fed: {v}"));
+    let batch = shape_of("input_ids")[0].as_u64().unwrap();
+    let seq = shape_of("input_ids")[1].as_u64().unwrap();
+    assert_eq!(shape_of("past_key_values.0.key"), serde_json::json!([batch, 2, 0, d / 2]), "{v}");
+    assert_eq!(shape_of("attention_mask"), serde_json::json!([batch, seq]), "{v}");
+    assert_eq!(shape_of("position_ids"), serde_json::json!([batch, seq]), "{v}");
+    let outputs = v["outputs"].as_array().unwrap();
+    let names: Vec<&str> = outputs.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["logits", "present.0.key"], "{v}");
+    assert_eq!(outputs[1]["shape"], serde_json::json!([batch, 2, seq, d / 2]), "{v}");
+    assert!(outputs.iter().all(|o| o["mean_cosine"].as_f64().unwrap() > 0.999), "{v}");
+    let text = &report["text_validation"];
+    assert_eq!((text["kind"].as_str(), text["output"].as_str()), (Some("decoder"), Some("logits")), "{text}");
+    assert!(text["top1_agreement"].as_f64().unwrap() > 0.9, "{text}");
+    assert!(text["perplexity"].as_f64().unwrap().is_finite(), "{text}");
+    assert_eq!(report["heads_served"], serde_json::json!([HEAD]), "{report}");
+}
