@@ -173,6 +173,12 @@ impl DataOptions {
             replaced = prior::mix_into(p, &mut h.sentences, self.prior_share, seed ^ MIX_SEED);
             h.prior_share = self.prior_share;
         }
+        // How much of what the tokenizer expects the corpus saw ([`CorpusFigures::prior_mass_seen`]).
+        // A uniform prior knows nothing of other text: its mass is only the share of rows.
+        let prior_mass_seen = match (&prior, &counts) {
+            (Some(p), Some(c)) if p.source != PriorSource::Uniform => Some(prior::mass_seen(p, c)),
+            _ => None,
+        };
         let prior = prior.filter(|_| strength > 0.0);
         let figures = CorpusFigures {
             files,
@@ -185,6 +191,7 @@ impl DataOptions {
             held_out_tokens,
             held_out_unseen_tokens: unseen,
             held_out_prior_tokens: replaced,
+            prior_mass_seen,
             prior: prior.as_ref().map(|p| p.source),
             prior_strength: prior.as_ref().map(|_| strength),
             weighting: self.weighting,
@@ -279,6 +286,11 @@ pub struct CorpusFigures {
     pub held_out_unseen_tokens: u64,
     /// Held-out tokens replaced by draws from the prior ([`DataOptions::prior_share`]).
     pub held_out_prior_tokens: u64,
+    /// The share of the tokenizer's prior mass on the rows the count saw (with counts and a
+    /// tokenizer whose prior is not uniform): how much of the text the tokenizer was made for the corpus looks like. Under
+    /// [`prior::NARROW_COVERAGE`], figures on held-out text also need sequences drawn from the
+    /// prior to agree ([`crate::check::IdSource::Prior`]).
+    pub prior_mass_seen: Option<f64>,
     /// The tokenizer's prior blended in, and at what strength.
     pub prior: Option<PriorSource>,
     pub prior_strength: Option<f64>,

@@ -83,6 +83,17 @@ pub struct Report {
     pub seconds: Vec<Phase>,
 }
 
+impl Report {
+    /// What the run is judged by (`--min-cos`, `--target-cos`, the sweep's points).
+    pub(crate) fn evidence(&self) -> crate::check::floor::Evidence<'_> {
+        crate::check::floor::Evidence {
+            validation: self.validation.as_ref(),
+            text: self.text_validation.as_ref(),
+            prior_mass_seen: self.corpus.as_ref().and_then(|c| c.prior_mass_seen),
+        }
+    }
+}
+
 /// Figures of the projective-clustering fit.
 #[derive(Debug, Clone, Serialize)]
 pub struct FitFigures {

@@ -151,6 +151,14 @@ pub fn report(r: &Report) -> String {
                 );
             }
         }
+        if r.evidence().narrow() {
+            let _ = writeln!(
+                s,
+                "note        the counted rows hold {:.0}% of the tokenizer's prior mass (under {:.0}%): fidelity is judged by the lower of the held-out text and token sequences drawn from the prior, which stand for the text (e.g. languages) the corpus lacks",
+                100.0 * c.prior_mass_seen.unwrap_or(0.0),
+                100.0 * crate::prior::NARROW_COVERAGE
+            );
+        }
         if let (true, Some(v)) = (c.files > 0 && (c.seen_rows as f64) < 0.5 * n as f64, &r.validation) {
             let ids = match v.ids {
                 crate::check::IdSource::Prior => "token sequences drawn from the tokenizer's prior",

@@ -18,7 +18,6 @@ pub use setting::{AUTO_K, Data, FitTuning, Method, Options, Setting, Subspaces};
 pub use search::compress_to_target;
 pub use sweep::{Goal, Sweep, SweepGrid, compress_to_front, sweep};
 
-use crate::check::floor;
 use crate::error::Result;
 use crate::onnx::Model;
 use crate::progress::Progress;
@@ -36,7 +35,7 @@ pub fn compress(model: &Model, options: &Options, setting: &Setting, progress: &
     let plan = plan.expect("a setting was given");
     let built = build(&mut prepared, &plan, Release::Table, progress)?;
     if let Some(x) = options.min_cos {
-        floor::check_floor(x, built.report.validation.as_ref(), built.report.text_validation.as_ref())?;
+        built.report.evidence().check_floor(x)?;
     }
     let mut report = built.report;
     report.seconds = [prepared.seconds.clone(), report.seconds].concat();

@@ -34,7 +34,7 @@ pub fn compress_to_target(
         return Err(Error::InvalidParameter { param: Param::Plain, reason: "a search over the ratio needs subspaces, not plain storage".into() });
     };
     if options.validate.is_none() {
-        floor::require(Param::TargetCos, None, None)?;
+        floor::Evidence::default().require(Param::TargetCos)?;
     }
     let at = |ratio: f64| Setting { method: Method::Subspaces { k, size: Size::Ratio(ratio), adaptive }, ..*setting };
     at(0.5).check()?;
@@ -62,7 +62,7 @@ pub fn compress_to_target(
         for p in &built.report.seconds {
             add_time(&mut seconds, p.phase, p.seconds);
         }
-        let measured = floor::require(Param::TargetCos, built.report.validation.as_ref(), built.report.text_validation.as_ref())?;
+        let measured = built.report.evidence().require(Param::TargetCos)?;
         let met = measured.cosine >= target;
         tried.push(report::Probe { ratio, saved_percent: built.report.saved_percent, mean_cosine: measured.cosine, met });
         if met {

@@ -1553,3 +1553,65 @@ fn a_closed_stdout_ends_quietly() {
         assert!(!stderr.contains("panicked") && stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+/// A corpus that saw under half of the tokenizer's prior mass (8 of its 27 words) is judged by
+/// the lower of its held-out text and the prior's sequences: a `--min-cos` between the two
+/// fails naming the prior's sequences when they are the lower, and the report says why. The
+/// same floor with the whole vocabulary in the corpus is judged by the held-out text alone.
+#[test]
+fn a_corpus_seeing_little_of_the_prior_is_judged_also_on_its_sequences() {
+    let dir = tempdir();
+    let d = dir.path();
+    // A Unigram tokenizer: an informative prior (a uniform one says nothing of other text).
+    std::fs::write(d.join("tokenizer.json"), fixtures::unigram_tokenizer(WORDS)).unwrap();
+    for (name, words) in [("narrow", &WORDS[..8]), ("broad", WORDS)] {
+        std::fs::create_dir(d.join(name)).unwrap();
+        for f in 0..10 {
+            std::fs::write(d.join(format!("{name}/{f}.txt")), fixtures::word_corpus(words, 40, f)).unwrap();
+        }
+    }
+    let args = |corpus: &str, extra: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec![
+            fixture("encoder.onnx").into(),
+            d.join("out.onnx").into(),
+            "--plain".into(),
+            "--bits".into(),
+            "2".into(),
+            "--corpus".into(),
+            d.join(corpus).into(),
+            "--tokenizer".into(),
+            d.join("tokenizer.json").into(),
+        ];
+        a.extend(extra.iter().map(|s| s.into()));
+        a
+    };
+    let figures = |corpus: &str| {
+        let json = d.join(format!("{corpus}.json"));
+        let r = run(&args(corpus, &["--json", json.to_str().unwrap()]));
+        r.ok();
+        let report = read_json(&json);
+        let text = report["text_validation"]["mean_cosine"].as_f64().unwrap();
+        let ids = report["validation"]["outputs"].as_array().unwrap().iter().filter_map(|o| o["mean_cosine"].as_f64()).fold(f64::INFINITY, f64::min);
+        assert_eq!(report["validation"]["ids"], "prior", "{report}");
+        (report["corpus"]["prior_mass_seen"].as_f64().unwrap(), text, ids, r.stderr)
+    };
+    let (seen, text, ids, stderr) = figures("narrow");
+    assert!(seen < 0.5, "8 of 27 words: {seen}");
+    assert!(stderr.contains("prior mass") && stderr.contains("lower of the held-out text"), "{stderr}");
+    assert!((text - ids).abs() > 1e-4, "the two figures must differ for this test: {text} {ids}");
+    let between = format!("{}", (text + ids) / 2.0);
+    std::fs::remove_file(d.join("out.onnx")).unwrap();
+    let r = run(&args("narrow", &["--min-cos", &between, "-q"]));
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    let lower_on = if ids < text { "tokenizer's prior" } else { "held-out" };
+    assert!(r.stderr.contains(lower_on), "{}", r.stderr);
+    assert!(!d.join("out.onnx").exists(), "nothing is written below the floor");
+
+    let (seen, text, ids, stderr) = figures("broad");
+    assert!(seen >= 0.5, "the whole vocabulary: {seen}");
+    assert!(!stderr.contains("prior mass"), "{stderr}");
+    // Judged by the held-out text alone: a floor just under it passes, the ids lower as they are.
+    assert!(ids < text - 1e-4, "the control needs the prior's sequences lower: text {text}, ids {ids}");
+    let r = run(&args("broad", &["--min-cos", &format!("{}", text - 1e-6), "-q"]));
+    assert_eq!(r.code, Some(0), "text {text}, ids {ids}: {r:#?}");
+}

@@ -693,6 +693,23 @@ pub fn word_level_tokenizer(words: &[&str]) -> String {
     .to_string()
 }
 
+/// A Hugging Face Unigram (SentencePiece-like) tokenizer.json over `words` (ids 4.. in
+/// order, each of log-probability `-ln(words.len())`; 0-3 as in [`word_level_tokenizer`]; then
+/// one piece of log-probability -40), whose prior is informative: the words share its mass.
+pub fn unigram_tokenizer(words: &[&str]) -> String {
+    let mut json: serde_json::Value = serde_json::from_str(&word_level_tokenizer(words)).unwrap();
+    let score = -(words.len() as f64).ln();
+    let mut vocab = vec![serde_json::json!(["[PAD]", 0.0]), serde_json::json!(["[CLS]", 0.0]), serde_json::json!(["[SEP]", 0.0]), serde_json::json!(["[UNK]", 0.0])];
+    vocab.extend(words.iter().map(|w| serde_json::json!([w, score])));
+    // A piece no text here holds, so rare that the table's rows without a token (which get
+    // the least probability of any) hold next to nothing.
+    vocab.push(serde_json::json!(["\u{2581}zzzz", -40.0]));
+    json["model"] = serde_json::json!({"type": "Unigram", "unk_id": 3, "vocab": vocab, "byte_fallback": false});
+    let special = |id: u32, t: &str| serde_json::json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
+    json["added_tokens"] = serde_json::json!([special(0, "[PAD]"), special(1, "[CLS]"), special(2, "[SEP]"), special(3, "[UNK]")]);
+    json.to_string()
+}
+
 /// `lines` seeded lines of 8 words drawn from `words`.
 pub fn word_corpus(words: &[&str], lines: usize, seed: u64) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

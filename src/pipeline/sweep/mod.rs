@@ -86,7 +86,7 @@ fn run<'m>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Prepared<'m>, Sweep, Vec<Plan>)> {
     if options.validate.is_none() {
-        floor::require(Param::TargetCos, None, None)?;
+        floor::Evidence::default().require(Param::TargetCos)?;
     }
     let clock = Clock::start();
     let (prepared, _) = Prepared::new(model, options, None, progress)?;
@@ -192,10 +192,11 @@ fn by_fit(points: &[GridPoint]) -> Vec<usize> {
 
 /// The point of a checked candidate.
 fn point(s: &GridPoint, report: &Report, fp32_bytes: u64, seconds: f64) -> Result<Point> {
-    let measured = floor::require(Param::TargetCos, report.validation.as_ref(), report.text_validation.as_ref())?;
+    let measured = report.evidence().require(Param::TargetCos)?;
     let text = report.text_validation.as_ref();
     let min_cosine = match text {
-        Some(t) => t.min_cosine,
+        // Judged by the prior's sequences (a narrow corpus): their figure bounds the minimum.
+        Some(t) => t.min_cosine.min(measured.cosine),
         None => measured.cosine,
     };
     Ok(Point {
