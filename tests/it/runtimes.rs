@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 
 use onnx_embcomp::Model;
 use onnx_embcomp::onnx::io::{read_model, write_model_externalising_over};
-use onnx_embcomp::onnx::proto::{tensor_proto::DataType, type_proto};
+use onnx_embcomp::onnx::proto::{tensor_proto::DataType, tensor_shape_proto, type_proto};
 use onnx_embcomp::onnx::tensor::FloatType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -84,6 +84,8 @@ pub const CASES: &[Case] = &[
     case("decoder_tied", Fixture("decoder.onnx"), &["--allow-shared"]),
     // the tied head served by the stored 8-bit rows (DynamicQuantizeLinear + MatMulInteger)
     case("decoder_tied_plain8", Fixture("decoder.onnx"), &["--plain", "--bits", "8"]),
+    // a decoder exported for generation: position ids, a key cache fed empty, present out
+    case("decoder_cache_plain8", Built(fixtures::decoder_with_cache), &["--plain", "--bits", "8"]),
     case("encoder_f16", Built(encoder_f16), &[]),
     case("encoder_bf16", Built(encoder_bf16), &["--no-validate"]),
     case("opset13_ir7", Built(opset13), &[]),
@@ -293,14 +295,16 @@ fn read_outputs(path: &Path) -> (String, Outputs) {
 /// One input tensor fed to every runtime.
 struct Feed {
     name: String,
-    int32: bool,
-    shape: [usize; 2],
+    /// "int64", "int32" or "float32" (a decoder's cache).
+    dtype: &'static str,
+    shape: Vec<usize>,
     values: Vec<i64>,
 }
 
 /// Seeded inputs for `model` of shape `shape`: token ids below `rows` for id inputs, ones for
 /// masks (the last two positions of the second row padded when the batch has two), zeros for
-/// token types, `0..` for positions.
+/// token types, `0..` for positions; a decoder's float cache (`past_key_values.*`) empty, its
+/// symbolic dimensions after the batch 0, as for a first step.
 fn feeds(model: &Model, rows: usize, shape: [usize; 2], seed: u64) -> Vec<Feed> {
     let g = model.graph();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -309,13 +313,27 @@ fn feeds(model: &Model, rows: usize, shape: [usize; 2], seed: u64) -> Vec<Feed> 
         .iter()
         .filter(|i| !g.initializer.iter().any(|t| t.name() == i.name()))
         .map(|i| {
-            let elem = match i.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-                Some(type_proto::Value::TensorType(t)) => t.elem_type(),
+            let tensor = match i.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(type_proto::Value::TensorType(t)) => t,
                 other => panic!("input {}: {other:?}", i.name()),
             };
+            let elem = tensor.elem_type();
+            let name = i.name().to_lowercase();
+            if elem == DataType::Float as i32 && name.contains("past") {
+                let dims = tensor.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
+                let shape = dims
+                    .iter()
+                    .enumerate()
+                    .map(|(k, d)| match d.value {
+                        Some(tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => v as usize,
+                        _ if k == 0 => b,
+                        _ => 0,
+                    })
+                    .collect();
+                return Feed { name: i.name().to_string(), dtype: "float32", shape, values: Vec::new() };
+            }
             let int32 = elem == DataType::Int32 as i32;
             assert!(int32 || elem == DataType::Int64 as i32, "input {} is neither int64 nor int32", i.name());
-            let name = i.name().to_lowercase();
             let values = (0..b * s)
                 .map(|k| {
                     let (row, col) = (k / s, k % s);
@@ -330,7 +348,7 @@ fn feeds(model: &Model, rows: usize, shape: [usize; 2], seed: u64) -> Vec<Feed> 
                     }
                 })
                 .collect();
-            Feed { name: i.name().to_string(), int32, shape, values }
+            Feed { name: i.name().to_string(), dtype: if int32 { "int32" } else { "int64" }, shape: vec![b, s], values }
         })
         .collect()
 }
@@ -343,8 +361,7 @@ fn inputs_json(runs: &[Vec<Feed>]) -> Value {
             let inputs: Vec<Value> = feeds
                 .iter()
                 .map(|f| {
-                    let dtype = if f.int32 { "int32" } else { "int64" };
-                    json!({"name": f.name, "dtype": dtype, "shape": f.shape, "values": f.values})
+                    json!({"name": f.name, "dtype": f.dtype, "shape": f.shape, "values": f.values})
                 })
                 .collect();
             json!({ "inputs": inputs })
@@ -362,10 +379,10 @@ fn tract_outputs(path: &Path, runs: &[Vec<Feed>]) -> Result<Outputs, String> {
         for i in 0..m.input_outlets()?.len() {
             let name = m.node(m.input_outlets()?[i].node).name.clone();
             let f = feeds.iter().find(|f| f.name == name).ok_or_else(|| anyhow::anyhow!("no feed for input {name}"))?;
-            let t = if f.int32 {
-                Tensor::from_shape(&f.shape, &f.values.iter().map(|&v| v as i32).collect::<Vec<_>>())?
-            } else {
-                Tensor::from_shape(&f.shape, &f.values)?
+            let t = match f.dtype {
+                "int32" => Tensor::from_shape(&f.shape, &f.values.iter().map(|&v| v as i32).collect::<Vec<_>>())?,
+                "float32" => Tensor::from_shape(&f.shape, &f.values.iter().map(|&v| v as f32).collect::<Vec<_>>())?,
+                _ => Tensor::from_shape(&f.shape, &f.values)?,
             };
             m.set_input_fact(i, InferenceFact::dt_shape(t.datum_type(), t.shape()))?;
             values.push(t.into_tvalue());
