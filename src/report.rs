@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::check::{TextValidation, Validation};
+pub use crate::rewrite::HeadProduct;
 use crate::data::CorpusFigures;
 use crate::onnx::tensor::FloatType;
 use crate::progress::Phase;
@@ -52,6 +53,8 @@ pub struct Report {
     pub table_kept: bool,
     /// The tied LM heads (MatMul nodes) that read the stored rows instead of the table.
     pub heads_served: Vec<String>,
+    /// How the served heads compute their product (`None` when none is served).
+    pub head_product: Option<HeadProduct>,
     /// The fit.
     pub fit: FitFigures,
     /// With `-k auto`: every k fitted, and its figures.

@@ -76,7 +76,11 @@ pub fn report(r: &Report) -> String {
         let _ = writeln!(s, "{:<22}{:>16}{:>16}{:>9.1}%", "file bytes", b, a, pct);
     }
     if !r.heads_served.is_empty() {
-        let _ = writeln!(s, "lm head     tied: {} read(s) the stored 8-bit rows (integer products), the table is gone", r.heads_served.join(", "));
+        let how = match r.head_product {
+            Some(crate::report::HeadProduct::Integer) => "the stored 8-bit codes (integer products: a quarter of the table's memory at run time)",
+            _ => "the dequantized stored rows (a float product: onnxruntime dequantizes them once at load, tract on every run)",
+        };
+        let _ = writeln!(s, "lm head     tied: {} read(s) {how}, the table is gone", r.heads_served.join(", "));
     }
     if r.table_kept {
         let _ = writeln!(s, "note: the table is kept for its other readers (--allow-shared), so the model grows");

@@ -170,6 +170,7 @@ fn rewrite_and_check(
     }
     let mut report = assemble(prepared, plan, stored, svd, patch.table_kept, checked, seconds);
     report.heads_served = patch.heads_served;
+    report.head_product = patch.head_product;
     Ok(Built { model: rewritten, report })
 }
 
@@ -227,6 +228,7 @@ fn assemble(
         saved_percent: crate::storage::saved_percent(numbers_before, numbers_after),
         table_kept,
         heads_served: Vec::new(),
+        head_product: None,
         fit,
         tiers,
         tried,

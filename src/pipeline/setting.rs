@@ -217,8 +217,7 @@ pub(crate) struct Plan {
 pub(crate) enum Shared {
     /// Nothing else reads it.
     No,
-    /// Its tied LM heads read the stored rows (plain 8-bit, one scale per row, `rewrite::patch`):
-    /// the table goes.
+    /// Its tied LM heads read the stored rows (plain rows, `rewrite::patch`): the table goes.
     Served,
     /// The table stays for its other readers (`allow_shared`): the file grows.
     Kept,
@@ -272,11 +271,13 @@ impl Plan {
     }
 
     /// The plan for `site`'s table, which other nodes may read too. A table whose only other
-    /// readers are tied LM heads ([`EmbeddingSite::heads`]) is served by plain 8-bit rows with
-    /// one scale per row: the block becomes the row (the default block, or any block of at
-    /// least d values, asks for it), and the heads read the stored rows through integer ops. Any
-    /// other setting on such a table, or any table with other readers, keeps the table when
-    /// `allow_shared`, else is an error naming the flag at fault (or the readers).
+    /// readers are tied LM heads ([`EmbeddingSite::heads`]) is served by plain rows: at 8 bits
+    /// with one scale per row (the default block, or any block of at least d values: the block
+    /// becomes the row) the heads read the stored codes through integer ops; any other plain
+    /// storage (4 or 2 bits, smaller 8-bit blocks, floats) through the dequantized rows of every
+    /// id (`rewrite::patch`). Clustered rows, product codes and tiers on such a table, or any
+    /// table with other readers, keep the table when `allow_shared`, else are an error naming the
+    /// flag at fault (or the readers).
     pub(crate) fn serving(mut self, site: &EmbeddingSite, allow_shared: bool) -> Result<Plan> {
         if !site.is_shared() {
             return Ok(self);
@@ -294,21 +295,19 @@ impl Plan {
             setting: setting.into(),
             param,
         };
-        let fault = match (self.setting.method, storage.bits, storage.hot) {
-            (Method::Subspaces { .. }, ..) => Some(refused("clustered rows (coefficients in subspaces)", Param::Plain)),
-            (Method::Codes { .. }, ..) => Some(refused("rows stored as product codes", Param::SubVector)),
-            (_, _, Some(_)) => Some(refused("a frequent-token tier", Param::HotBits)),
-            (_, Precision::Bits(b), _) if b != Bits::B8 => Some(refused(&format!("{}-bit rows", b.count()), Param::Bits)),
-            (_, Precision::Float, _) => Some(refused("float rows", Param::Bits)),
-            _ if storage.block != crate::quant::DEFAULT_BLOCK && storage.block < d => {
-                Some(refused(&format!("blocks of {} values (several scales per row)", storage.block), Param::Block))
-            }
+        let fault = match (self.setting.method, storage.hot) {
+            (Method::Subspaces { .. }, _) => Some(refused("clustered rows (coefficients in subspaces)", Param::Plain)),
+            (Method::Codes { .. }, _) => Some(refused("rows stored as product codes", Param::SubVector)),
+            (_, Some(_)) => Some(refused("a frequent-token tier", Param::HotBits)),
             _ => None,
         };
         match fault {
             None => {
-                self.quant = Some(QuantParams { bits: Bits::B8, block: d, scheme: Scheme::Symmetric });
-                self.setting.storage.block = d;
+                // 8 bits with the default block: one scale a row, for the heads' integer products.
+                if storage.bits == Precision::Bits(Bits::B8) && (storage.block == crate::quant::DEFAULT_BLOCK || storage.block >= d) {
+                    self.quant = Some(QuantParams { bits: Bits::B8, block: d, scheme: Scheme::Symmetric });
+                    self.setting.storage.block = d;
+                }
                 self.shared = Shared::Served;
             }
             Some(_) if allow_shared => self.shared = Shared::Kept,

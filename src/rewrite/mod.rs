@@ -6,6 +6,7 @@ pub(crate) mod coded;
 pub(crate) mod dequant;
 pub(crate) mod find;
 pub(crate) mod patch;
+pub use patch::HeadProduct;
 pub(crate) mod source;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};

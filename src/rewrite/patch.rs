@@ -39,6 +39,18 @@ use crate::onnx::proto::{NodeProto, TensorProto, tensor_proto::DataType};
 use crate::onnx::tensor::{FloatType, byte_tensor, float_tensor, int32_tensor, int64_tensor};
 use crate::quant::QuantizedRows;
 
+/// How a served tied LM head multiplies the hidden state by the stored rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadProduct {
+    /// Integer products on the stored 8-bit codes (DynamicQuantizeLinear + MatMulInteger): the
+    /// table is never dequantized; a quarter of its memory at run time.
+    Integer,
+    /// A float product with the dequantized rows of every id (folded once at load by
+    /// onnxruntime; in tract, dequantized on every run when larger than 4 MiB).
+    Dequantized,
+}
+
 /// What the patch changed.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PatchSummary {
@@ -50,6 +62,8 @@ pub struct PatchSummary {
     pub table_kept: bool,
     /// The tied LM heads (MatMul nodes) now reading the stored rows.
     pub heads_served: Vec<String>,
+    /// How they compute.
+    pub head_product: Option<HeadProduct>,
 }
 
 /// How one branch's stored table is read: its initializers' names.
@@ -111,6 +125,16 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
 
     // One small graph per lookup, spliced in where the Gather stood.
     let opset = model.onnx_opset().unwrap_or(1);
+    let lookup_nodes = LookupNodes {
+        layout,
+        tables: &tables,
+        bases: bases.as_deref(),
+        index: index.as_ref().map(|(b, p)| (b, p)),
+        dtype,
+        compute,
+        opset,
+        multi,
+    };
     let graph = model.graph_mut();
     let mut replacement: Vec<Option<Vec<NodeProto>>> = vec![None; graph.node.len()];
     let mut nodes_added = Vec::new();
@@ -121,72 +145,7 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
         // Gather, but no standard quantizer takes it for a weight lookup (onnxruntime's
         // quantize_dynamic quantizes the float data of Gathers, its MatMulNBits quantizer
         // rewrites every Gather of an initializer), so our stored tables are left alone.
-        let ids = g.op(&prefix, "Cast", &[&lookup.indices], "ids_i64", vec![int_attr("to", DataType::Int64 as i64)]);
-        let ids = unsqueeze_last(&mut g, &prefix, &ids, opset);
-        let ids_of_branch = index.as_ref().map(|(branch, pos)| {
-            let b = g.op(&format!("{prefix}index/"), "GatherND", &[branch, &ids], "branch", vec![]);
-            let b = g.op(&format!("{prefix}index/"), "Cast", &[&b], "branch_i32", vec![int_attr("to", DataType::Int32 as i64)]);
-            let p = g.op(&format!("{prefix}index/"), "GatherND", &[pos, &ids], "position", vec![]);
-            let p = g.op(&format!("{prefix}index/"), "Cast", &[&p], "position_i64", vec![int_attr("to", DataType::Int64 as i64)]);
-            (b, p)
-        });
-        let (mut coefficient_outputs, mut plain_outputs) = (Vec::new(), Vec::new());
-        for (b, (branch, table)) in layout.branches.iter().zip(&tables).enumerate() {
-            let at = if multi { format!("{prefix}{}/", branch_name(layout, b)) } else { prefix.clone() };
-            let rows = match &ids_of_branch {
-                Some((bi, p)) => {
-                    // Graph constants go under `embcomp-const/`: `embcomp/` names the stored tables.
-                    let constants = at.replacen("embcomp/", "embcomp-const/", 1);
-                    let me = i32_scalar(&mut g, &format!("{constants}id"), b as i32);
-                    let zero_row = g.names.fresh(&format!("{constants}zero_row"));
-                    g.initializers.push(int64_tensor(&zero_row, &[], &[branch.members.len() as i64]));
-                    let mine = g.op(&at, "Equal", &[bi, &me], "mine", vec![]);
-                    g.op(&at, "Where", &[&mine, p, &zero_row], "rows", vec![])
-                }
-                None => ids.clone(),
-            };
-            let out = match table {
-                Table::Float(name) => (g.op(&at, "GatherND", &[name, &rows], "values", vec![]), dtype),
-                Table::Quantized { stored, cols, params } => {
-                    let packed = g.op(&at, "GatherND", &[&stored.packed, &rows], "packed_rows", vec![]);
-                    let scales = g.op(&at, "GatherND", &[&stored.scales, &rows], "scale_rows", vec![]);
-                    let mins = stored.mins.as_ref().map(|m| g.op(&at, "GatherND", &[m, &rows], "min_rows", vec![]));
-                    let out = g.names.fresh(&format!("{at}values"));
-                    dequant::emit(&mut g, &at, &packed, &scales, mins.as_deref(), *cols, params, &out)?;
-                    (out, FloatType::F32)
-                }
-                Table::Codes(stored) => {
-                    let out = g.names.fresh(&format!("{at}values"));
-                    coded::emit(&mut g, &at, stored, &rows, &out)?;
-                    (out, FloatType::F32)
-                }
-            };
-            // Coefficients are joined in their stored type (all branches store them alike),
-            // then cast once; plain rows are cast each.
-            match branch.basis {
-                Some(_) => coefficient_outputs.push(out),
-                None => plain_outputs.push(cast(&mut g, &at, &out.0, out.1, compute)),
-            }
-        }
-        let mut sums = plain_outputs;
-        if let Some(bases) = &bases {
-            let stored_as = coefficient_outputs[0].1;
-            let joined = match coefficient_outputs.len() {
-                1 => coefficient_outputs.pop().expect("one").0,
-                _ => {
-                    let refs: Vec<&str> = coefficient_outputs.iter().map(|(o, _)| o.as_str()).collect();
-                    g.op(&prefix, "Concat", &refs, "concat_out", vec![int_attr("axis", -1)])
-                }
-            };
-            let joined = cast(&mut g, &prefix, &joined, stored_as, compute);
-            let bases = cast(&mut g, &prefix, bases, layout.basis_dtype, compute);
-            sums.push(g.op(&prefix, "MatMul", &[&joined, &bases], "matmul_out", vec![]));
-        }
-        let mut total = sums.remove(0);
-        for other in sums {
-            total = g.op(&prefix, "Add", &[&total, &other], "sum", vec![]);
-        }
-        let total = cast(&mut g, &prefix, &total, compute, dtype);
+        let total = lookup_nodes.emit(&mut g, &prefix, &lookup.indices)?;
         // The last node writes the old Gather's output.
         let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&total)).map(|n| {
             n.output[0] = lookup.output.clone();
@@ -204,22 +163,30 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
         }
     }
     let mut heads_served = Vec::new();
+    let mut integer = None;
     if serve_heads {
-        let Some(Table::Quantized { stored, cols, params }) = tables.first().filter(|_| layout.is_single()) else {
-            return Err(Error::Unsupported("a tied LM head is served by one branch of quantized rows only".into()));
-        };
         if opset < 11 {
             return Err(Error::Unsupported(format!(
-                "the model imports ONNX opset {opset}; serving its tied LM head needs opset 11 or newer (DynamicQuantizeLinear)"
+                "the model imports ONNX opset {opset}; serving its tied LM head needs opset 11 or newer (DynamicQuantizeLinear, Range)"
             )));
         }
-        if params.bits != crate::quant::Bits::B8 || params.scheme != crate::quant::Scheme::Symmetric || params.block < *cols {
-            return Err(Error::Unsupported(format!("a tied LM head needs symmetric 8-bit rows with one scale per row, not {params:?}")));
-        }
+        // One branch of symmetric 8-bit rows, one scale a row: integer products on the stored
+        // codes. Anything else: the stored rows of every id, dequantized, in a float product.
+        integer = match tables.first().filter(|_| layout.is_single()) {
+            Some(Table::Quantized { stored, cols, params })
+                if params.bits == crate::quant::Bits::B8 && params.scheme == crate::quant::Scheme::Symmetric && params.block >= *cols =>
+            {
+                Some(stored)
+            }
+            _ => None,
+        };
         for (h, head) in candidate.heads.iter().enumerate() {
             let prefix = if candidate.heads.len() == 1 { "embcomp/head/".to_string() } else { format!("embcomp/head{h}/") };
             let mut g = Subgraph::new(&mut names);
-            self::head(&mut g, &prefix, &head.hidden, &stored.packed, &stored.scales, dtype, &head.output);
+            match integer {
+                Some(stored) => self::head(&mut g, &prefix, &head.hidden, &stored.packed, &stored.scales, dtype, &head.output),
+                None => dequantized_head(&mut g, &prefix, &lookup_nodes, layout.n, &head.hidden, &head.output)?,
+            }
             nodes_added.extend(g.nodes.iter().map(|n| n.name().to_string()));
             inits.append(&mut g.initializers);
             replacement[head.matmul] = Some(g.nodes);
@@ -247,7 +214,95 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
     let table_kept = super::source::remove_dead(graph, decoder, &tensors, &candidate.table);
     let initializers_added = inits.iter().map(|t| t.name().to_string()).collect();
     graph.initializer.extend(inits);
-    Ok(PatchSummary { nodes_added, initializers_added, table_kept, heads_served })
+    let head_product = (!heads_served.is_empty()).then_some(if integer.is_some() { HeadProduct::Integer } else { HeadProduct::Dequantized });
+    Ok(PatchSummary { nodes_added, initializers_added, table_kept, heads_served, head_product })
+}
+
+/// What every replaced lookup of a patch reads: the layout, its stored tables, the stacked
+/// bases and the branch index, and the types.
+struct LookupNodes<'a> {
+    layout: &'a Layout,
+    tables: &'a [Table],
+    bases: Option<&'a str>,
+    index: Option<(&'a String, &'a String)>,
+    dtype: FloatType,
+    compute: FloatType,
+    opset: i64,
+    multi: bool,
+}
+
+impl LookupNodes<'_> {
+    /// The nodes reading the rows `indices` (integer ids of any shape `[..]`) into `[.., d]` of
+    /// the table's type; returns the name of that tensor.
+    fn emit(&self, g: &mut Subgraph, prefix: &str, indices: &str) -> Result<String> {
+        let ids = g.op(prefix, "Cast", &[indices], "ids_i64", vec![int_attr("to", DataType::Int64 as i64)]);
+        let ids = unsqueeze_last(g, prefix, &ids, self.opset);
+        let ids_of_branch = self.index.map(|(branch, pos)| {
+            let b = g.op(&format!("{prefix}index/"), "GatherND", &[branch, &ids], "branch", vec![]);
+            let b = g.op(&format!("{prefix}index/"), "Cast", &[&b], "branch_i32", vec![int_attr("to", DataType::Int32 as i64)]);
+            let p = g.op(&format!("{prefix}index/"), "GatherND", &[pos, &ids], "position", vec![]);
+            let p = g.op(&format!("{prefix}index/"), "Cast", &[&p], "position_i64", vec![int_attr("to", DataType::Int64 as i64)]);
+            (b, p)
+        });
+        let (mut coefficient_outputs, mut plain_outputs) = (Vec::new(), Vec::new());
+        for (b, (branch, table)) in self.layout.branches.iter().zip(self.tables).enumerate() {
+            let at = if self.multi { format!("{prefix}{}/", branch_name(self.layout, b)) } else { prefix.to_string() };
+            let rows = match &ids_of_branch {
+                Some((bi, p)) => {
+                    // Graph constants go under `embcomp-const/`: `embcomp/` names the stored tables.
+                    let constants = at.replacen("embcomp/", "embcomp-const/", 1);
+                    let me = i32_scalar(g, &format!("{constants}id"), b as i32);
+                    let zero_row = g.names.fresh(&format!("{constants}zero_row"));
+                    g.initializers.push(int64_tensor(&zero_row, &[], &[branch.members.len() as i64]));
+                    let mine = g.op(&at, "Equal", &[bi, &me], "mine", vec![]);
+                    g.op(&at, "Where", &[&mine, p, &zero_row], "rows", vec![])
+                }
+                None => ids.clone(),
+            };
+            let out = match table {
+                Table::Float(name) => (g.op(&at, "GatherND", &[name, &rows], "values", vec![]), self.dtype),
+                Table::Quantized { stored, cols, params } => {
+                    let packed = g.op(&at, "GatherND", &[&stored.packed, &rows], "packed_rows", vec![]);
+                    let scales = g.op(&at, "GatherND", &[&stored.scales, &rows], "scale_rows", vec![]);
+                    let mins = stored.mins.as_ref().map(|m| g.op(&at, "GatherND", &[m, &rows], "min_rows", vec![]));
+                    let out = g.names.fresh(&format!("{at}values"));
+                    dequant::emit(g, &at, &packed, &scales, mins.as_deref(), *cols, params, &out)?;
+                    (out, FloatType::F32)
+                }
+                Table::Codes(stored) => {
+                    let out = g.names.fresh(&format!("{at}values"));
+                    coded::emit(g, &at, stored, &rows, &out)?;
+                    (out, FloatType::F32)
+                }
+            };
+            // Coefficients are joined in their stored type (all branches store them alike),
+            // then cast once; plain rows are cast each.
+            match branch.basis {
+                Some(_) => coefficient_outputs.push(out),
+                None => plain_outputs.push(cast(g, &at, &out.0, out.1, self.compute)),
+            }
+        }
+        let mut sums = plain_outputs;
+        if let Some(bases) = self.bases {
+            let stored_as = coefficient_outputs[0].1;
+            let joined = match coefficient_outputs.len() {
+                1 => coefficient_outputs.pop().expect("one").0,
+                _ => {
+                    let refs: Vec<&str> = coefficient_outputs.iter().map(|(o, _)| o.as_str()).collect();
+                    g.op(prefix, "Concat", &refs, "concat_out", vec![int_attr("axis", -1)])
+                }
+            };
+            let joined = cast(g, prefix, &joined, stored_as, self.compute);
+            let bases = cast(g, prefix, bases, self.layout.basis_dtype, self.compute);
+            sums.push(g.op(prefix, "MatMul", &[&joined, &bases], "matmul_out", vec![]));
+        }
+        let mut total = sums.remove(0);
+        for other in sums {
+            total = g.op(prefix, "Add", &[&total, &other], "sum", vec![]);
+        }
+        let total = cast(g, prefix, &total, self.compute, self.dtype);
+        Ok(total)
+    }
 }
 
 /// The nodes of a tied LM head reading the stored rows: `output` `[.., n]` (of the table's
@@ -306,6 +361,33 @@ fn head(g: &mut Subgraph, prefix: &str, hidden: &str, packed: &str, scales: &str
     let logits = cast(g, prefix, &logits, FloatType::F32, dtype);
     let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&logits)).expect("the head's last node");
     last.output[0] = output.to_string();
+}
+
+/// The nodes of a tied LM head reading any layout: `output` `[.., n]` = `hidden` `[.., d]` times
+/// the transposed rows of every id, read by the layout's own lookup:
+/// ```text
+/// all = Range(0, n, 1) [n]
+/// rows = lookup(all) [n, d]            (the nodes of LookupNodes::emit, in the table's type)
+/// output = MatMul(hidden, Transpose(rows))
+/// ```
+/// Every input of `rows` is a constant: onnxruntime folds it once when the session loads (the
+/// head then holds the table in f32 at run time, as the original did); tract folds constants
+/// only up to 4 MiB, so there a larger table is dequantized on every run.
+fn dequantized_head(g: &mut Subgraph, prefix: &str, lookup: &LookupNodes, n: usize, hidden: &str, output: &str) -> Result<()> {
+    let constants = prefix.replacen("embcomp/", "embcomp-const/", 1);
+    let scalar = |g: &mut Subgraph, what: &str, v: i64| {
+        let name = g.names.fresh(&format!("{constants}{what}"));
+        g.initializers.push(int64_tensor(&name, &[], &[v]));
+        name
+    };
+    let (start, limit, delta) = (scalar(g, "start", 0), scalar(g, "limit", n as i64), scalar(g, "delta", 1));
+    let all = g.op(prefix, "Range", &[&start, &limit, &delta], "all_ids", vec![]);
+    let rows = lookup.emit(g, &format!("{prefix}rows/"), &all)?;
+    let t = g.op(prefix, "Transpose", &[&rows], "table_t", vec![ints_attr("perm", &[1, 0])]);
+    let logits = g.op(prefix, "MatMul", &[hidden, &t], "logits", vec![]);
+    let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&logits)).expect("the head's MatMul");
+    last.output[0] = output.to_string();
+    Ok(())
 }
 
 /// The initializers of one branch's table (with a zero row when `zero_row`), added to `inits`.

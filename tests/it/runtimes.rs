@@ -86,6 +86,8 @@ pub const CASES: &[Case] = &[
     case("decoder_tied_plain8", Fixture("decoder.onnx"), &["--plain", "--bits", "8"]),
     // a decoder exported for generation: position ids, a key cache fed empty, present out
     case("decoder_cache_plain8", Built(fixtures::decoder_with_cache), &["--plain", "--bits", "8"]),
+    // the tied head served by the dequantized 4-bit rows of every id (Range + the lookup's nodes)
+    case("decoder_tied_plain4", Fixture("decoder.onnx"), &["--plain", "--bits", "4"]),
     case("encoder_f16", Built(encoder_f16), &[]),
     case("encoder_bf16", Built(encoder_bf16), &["--no-validate"]),
     case("opset13_ir7", Built(opset13), &[]),

@@ -1,6 +1,8 @@
 //! Tied tables: the word table is also the LM head (`MatMul(hidden, Transpose(table))`, the
-//! decoder fixture). Plain 8-bit rows with one scale per row serve both readers by default; any
-//! other storage is refused naming its flag, or keeps the table with `--allow-shared`.
+//! decoder fixture). Plain rows serve both readers: 8-bit rows with one scale per row through
+//! integer products, other plain storage through the dequantized rows of every id; clustered
+//! rows, product codes and tiers are refused naming their flag, or keep the table with
+//! `--allow-shared`.
 
 use onnx_embcomp::onnx::io::read_model;
 use onnx_embcomp::onnx::proto::{TensorProto, tensor_proto::DataType};
@@ -125,11 +127,8 @@ fn settings_that_cannot_serve_the_head_are_refused_naming_their_flag() {
     let mut block = plain8();
     block.storage.block = 16;
     let cases = [
-        (plain(Precision::Bits(Bits::B4)), Param::Bits),
-        (plain(Precision::Bits(Bits::B2)), Param::Bits),
         (Setting::new(Method::default(), Storage::default()), Param::Plain),
         (Setting::new(Method::Codes { sub: 4 }, Storage::default()), Param::SubVector),
-        (block, Param::Block),
     ];
     for (setting, want) in cases {
         let e = compress(&decoder, &Options::default(), &setting, &mut |_| {}).unwrap_err();
@@ -141,6 +140,9 @@ fn settings_that_cannot_serve_the_head_are_refused_naming_their_flag() {
         }
         assert!(e.to_string().contains("allow_shared"), "{e}");
     }
+    // 8 bits in smaller blocks: served by the dequantized rows, the blocks kept
+    let (_, report) = compress(&decoder, &Options::default(), &block, &mut |_| {}).unwrap();
+    assert_eq!((report.heads_served.len(), report.storage.block), (1, 16));
     // a block of the whole row (or more) is one scale per row: served
     let mut whole = plain8();
     whole.storage.block = 64;
@@ -153,7 +155,7 @@ fn allow_shared_keeps_the_table_for_settings_that_cannot_serve_the_head() {
     let decoder = read_model(&fixture("decoder.onnx")).unwrap();
     let mut options = Options::default();
     options.allow_shared = true;
-    let (out, report) = compress(&decoder, &options, &plain(Precision::Bits(Bits::B4)), &mut |_| {}).unwrap();
+    let (out, report) = compress(&decoder, &options, &Setting::new(Method::Codes { sub: 4 }, Storage::default()), &mut |_| {}).unwrap();
     assert!(report.table_kept && report.heads_served.is_empty());
     assert!(initializer(&out, DECODER_TABLE).is_some());
     // 8 bits are served even so
@@ -176,7 +178,7 @@ fn a_transpose_read_otherwise_is_not_a_head() {
 }
 
 #[test]
-fn cli_compresses_a_tied_table_with_plain_8_bits_and_refuses_4_bits() {
+fn cli_compresses_a_tied_table_with_plain_rows_and_refuses_clusters_codes_and_tiers() {
     let dir = tempdir();
     let (out, json) = (dir.path().join("out.onnx"), dir.path().join("r.json"));
     let input = fixture("decoder.onnx");
@@ -199,10 +201,15 @@ fn cli_compresses_a_tied_table_with_plain_8_bits_and_refuses_4_bits() {
     assert!(before - file >= (n * d * 4 * 7 / 10) as u64, "{before} -> {file}");
     std::fs::remove_file(&out).unwrap();
     std::fs::remove_file(&json).unwrap();
-    let msg = run(&args(&["--plain", "--bits", "4"])).error(&["--bits", DECODER_TABLE, HEAD, "--allow-shared", "--plain --bits 8"]);
-    assert!(msg.contains("4-bit rows"), "{msg}");
-    run(&args(&[])).error(&["without --plain", DECODER_TABLE, HEAD]);
-    run(&args(&["--plain", "--bits", "8", "--block", "16"])).error(&["--block", DECODER_TABLE]);
+    // 4 bits: served by the dequantized rows; blocks of 32 with an f16 scale each
+    run(&args(&["--plain", "--bits", "4"])).ok();
+    let report = read_json(&json);
+    assert_eq!(report["embedding_bytes_after"], (n * d / 2 + 2 * n * d.div_ceil(32)) as u64);
+    assert_eq!((report["heads_served"][0].as_str(), report["table_kept"].as_bool()), (Some(HEAD), Some(false)));
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    let msg = run(&args(&[])).error(&["without --plain", DECODER_TABLE, HEAD, "--allow-shared"]);
+    assert!(msg.contains("clustered rows"), "{msg}");
     run(&args(&["--codes"])).error(&["--codes", DECODER_TABLE]);
     // a search over -k's ratio: refused before any probe
     run(&args(&["-k", "2", "--target-cos", "0.9"])).error(&["without --plain", DECODER_TABLE, HEAD]);
@@ -213,8 +220,76 @@ fn cli_compresses_a_tied_table_with_plain_8_bits_and_refuses_4_bits() {
     run(&args(&["--plain", "--bits", "2", "--hot-bits", "8", "--token-counts", &counts])).error(&["--hot-bits", DECODER_TABLE]);
     assert!(!out.exists() && !json.exists());
     // --allow-shared: the old path, the table kept
-    run(&args(&["--plain", "--bits", "4", "--allow-shared"])).ok();
+    run(&args(&["--codes", "--allow-shared"])).ok();
     assert_eq!(read_json(&json)["table_kept"], true);
+}
+
+/// Plain 4-bit rows (blocks of 32 along the row, the last of 16 here) serve the head through the rows of every id read by the lookup's own nodes:
+/// in tract, the head's table equals the lookup's rows for the same ids bit for bit, each value
+/// is within half a step of the original (block maximum / 7, halved), and the logits are the
+/// hidden state times that table.
+#[test]
+fn four_bit_rows_serve_the_head_through_the_dequantized_rows_in_tract() {
+    use tract_onnx::prelude::*;
+    let decoder = read_model(&fixture("decoder.onnx")).unwrap();
+    let original = crate::initializer(&decoder, DECODER_TABLE).unwrap().clone();
+    let w: Vec<f32> = raw_bytes(&original).chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let (mut out, report) = compress(&decoder, &Options::default(), &plain(Precision::Bits(Bits::B4)), &mut |_| {}).unwrap();
+    let (n, d, _, _) = DECODER_SHAPE;
+    assert_eq!((report.heads_served.as_slice(), report.table_kept, report.storage.block), (&[HEAD.to_string()][..], false, 32));
+    assert_eq!(report.embedding_bytes_after, (n * d / 2 + 2 * n * d.div_ceil(32)) as u64);
+    assert!(initializer(&out, DECODER_TABLE).is_none());
+    let g = out.graph();
+    let head_t = g.node.iter().find(|n| n.op_type() == "Transpose" && n.name().starts_with("embcomp/head/")).expect("the head's Transpose");
+    let head_rows = head_t.input[0].clone();
+    assert!(g.node.iter().any(|n| n.op_type() == "Range"), "the head reads every id");
+    assert!(g.node.iter().all(|n| n.op_type() != "MatMulInteger"));
+    let lookup = "/model/embed_tokens/Gather_output_0";
+    for extra in [HIDDEN, head_rows.as_str(), lookup] {
+        let mut o = out.graph().output[0].clone();
+        o.name = Some(extra.into());
+        o.r#type = None;
+        out.proto.graph.as_mut().unwrap().output.push(o);
+    }
+    let bytes = out.encode();
+    let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice()).expect("tract loads it");
+    let (b, s) = (2, 9);
+    for i in 0..2 {
+        m.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), tvec![b, s])).unwrap();
+    }
+    let plan = m.into_optimized().unwrap().into_runnable().unwrap();
+    let ids: Vec<i64> = (0..b * s).map(|i| ((i * 7919 + 13) % n) as i64).collect();
+    let mask = vec![1i64; b * s];
+    let res = plan
+        .run(tvec![Tensor::from_shape(&[b, s], &ids).unwrap().into_tvalue(), Tensor::from_shape(&[b, s], &mask).unwrap().into_tvalue()])
+        .unwrap();
+    let flat = |t: &TValue| -> Vec<f32> { t.to_plain_array_view::<f32>().unwrap().iter().copied().collect() };
+    let (logits, h, table, looked_up) = (flat(&res[0]), flat(&res[1]), flat(&res[2]), flat(&res[3]));
+    assert_eq!((logits.len(), h.len(), table.len(), looked_up.len()), (b * s * n, b * s * d, n * d, b * s * d));
+    // the head reads what the lookup reads
+    for (t, &id) in ids.iter().enumerate() {
+        let id = id as usize;
+        assert_eq!(&table[id * d..(id + 1) * d], &looked_up[t * d..(t + 1) * d], "row {id}");
+    }
+    // each value within half a step of the original (the f16 scale's rounding allowed for)
+    for (r, (row, orig)) in table.chunks(d).zip(w.chunks(d)).enumerate() {
+        for (blk, (q, o)) in row.chunks(32).zip(orig.chunks(32)).enumerate() {
+            let amax = o.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (x, y) in q.iter().zip(o) {
+                assert!((x - y).abs() <= amax / 7.0 * 0.5 * 1.01 + 1e-7, "row {r} block {blk}: {x} vs {y}, block max {amax}");
+            }
+        }
+    }
+    // the logits are the hidden state times that table
+    for t in 0..b * s {
+        let row_h = &h[t * d..(t + 1) * d];
+        for j in 0..n {
+            let wj = &table[j * d..(j + 1) * d];
+            let want: f64 = row_h.iter().zip(wj).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let mag: f64 = row_h.iter().zip(wj).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
+            assert!((logits[t * n + j] as f64 - want).abs() <= 1e-5 * mag + 1e-7, "token {t}, logit {j}");
+        }
+    }
 }
 
 /// A decoder exported for generation (position ids, a key cache in, `present` out) validates:
