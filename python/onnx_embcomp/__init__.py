@@ -463,7 +463,7 @@ def compress(
         embedding: force the table: a Gather node name or an initializer name. Default None:
             found automatically.
         allow_shared: rewrite the lookup even if other nodes read the table (then kept); a tied LM
-            head needs it only for storage other than plain=True, bits=8.
+            head needs it only for storage other than plain=True (clustering, codes, tiers).
             Default False.
         external_data: where the output's large tensors go: ``"auto"`` (as in the input),
             ``"always"`` (in OUTPUT.data beside it), ``"never"`` (one file). Default None:

@@ -125,6 +125,9 @@ pub(crate) struct Reference {
     source: IdSource,
     /// The original's outputs, in graph order.
     outputs: Vec<Tensor>,
+    /// The mean square of each column of the hidden state entering the tied LM heads (summed
+    /// over heads), over every position fed: the weights of their rows' quantization.
+    head_moments: Option<Vec<f32>>,
     /// Seconds spent loading and running the original.
     seconds: f64,
 }
@@ -178,10 +181,38 @@ pub(crate) fn run_original(
         let values = input_values(&name, ids_input, &shape, &token_ids, &vec![1; count]);
         fed.push((name, make_tensor(input, &shape, &values)?));
     }
-    let outputs = Runner::load(original, Role::Original, &fed, &[])?.run(&fed)?;
-    let outputs = outputs.into_iter().map(TValue::into_tensor).collect();
+    // The hidden state entering each tied head, as extra outputs after the graph's.
+    let hidden: Vec<&str> = candidate.heads.iter().map(|h| h.hidden.as_str()).collect();
+    let mut outputs: Vec<Tensor> = Runner::load(original, Role::Original, &fed, &hidden)?.run(&fed)?.into_iter().map(TValue::into_tensor).collect();
+    let extra = outputs.split_off(outputs.len() - hidden.len());
+    let head_moments = column_moments(&extra, candidate.cols);
     let source = if prior.is_some() { IdSource::Prior } else { IdSource::Uniform };
-    Ok(Reference { fed, ids, source, outputs, seconds: start.elapsed().as_secs_f64() })
+    Ok(Reference { fed, ids, source, outputs, head_moments, seconds: start.elapsed().as_secs_f64() })
+}
+
+impl Reference {
+    /// See [`Reference::head_moments`]'s field.
+    pub(crate) fn head_moments(&self) -> Option<&[f32]> {
+        self.head_moments.as_deref()
+    }
+}
+
+/// The mean square of each of the `d` columns over the rows `[.., d]` of every tensor (summed
+/// over tensors); `None` without tensors or when one is not of width `d` or not finite.
+fn column_moments(tensors: &[Tensor], d: usize) -> Option<Vec<f32>> {
+    let mut sum = vec![0f64; d];
+    for t in tensors {
+        let v = as_f32(t).ok()?;
+        if t.shape().last() != Some(&d) || v.is_empty() {
+            return None;
+        }
+        for row in v.chunks(d) {
+            for (s, x) in sum.iter_mut().zip(row) {
+                *s += (*x as f64).powi(2) / (v.len() / d) as f64;
+            }
+        }
+    }
+    (!tensors.is_empty() && sum.iter().all(|s| s.is_finite())).then(|| sum.into_iter().map(|s| s as f32).collect())
 }
 
 /// Runs the rewritten model on the inputs of `reference` and compares its outputs with the

@@ -53,6 +53,12 @@ impl References {
         Ok(References { ids, text })
     }
 
+    /// The mean square of each column of the hidden state entering the tied LM heads, from the
+    /// random-id run (`None` without validation or heads).
+    pub(crate) fn head_moments(&self) -> Option<&[f32]> {
+        self.ids.as_ref().and_then(|r| r.head_moments())
+    }
+
     /// Whether there is anything to check against.
     pub(crate) fn is_empty(&self) -> bool {
         self.ids.is_none() && self.text.is_none()

@@ -415,8 +415,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub embedding: Option<String>,
     /// Rewrite the lookup even if other nodes read the table, which is then kept (the file
-    /// grows). A tied LM head needs it only for storage other than `--plain --bits 8`, which
-    /// serves the head from the stored rows.
+    /// grows). A tied LM head needs it only for storage other than `--plain` rows (clustering,
+    /// `--codes`, tiers), as plain rows serve the head from the stored rows.
     #[arg(long)]
     pub allow_shared: bool,
     /// Seed of all random choices; the same seed gives the same output bytes.

@@ -3,7 +3,7 @@
 
 use super::fit::{self, Fitted};
 use super::prepare::Prepared;
-use super::setting::Plan;
+use super::setting::{Plan, Shared};
 use crate::error::Result;
 use crate::onnx::Model;
 use crate::progress::{Clock, Phase, Progress, Stage};
@@ -64,7 +64,11 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
                     let params = crate::codes::CodeParams { seed: prepared.run.seed, ..*params };
                     Layout::coded_branch(table.view(), rows, &params, prepared.weights.as_deref(), prepared.run.threads)?
                 }
-                None => Layout::plain_branch(table.view(), rows, dtype, plan.quant.as_ref())?,
+                None => {
+                    // Rows that a tied head also reads: blocks fitted to the head's error.
+                    let columns = (plan.shared == Shared::Served).then(|| prepared.references.head_moments()).flatten();
+                    Layout::plain_branch_weighted(table.view(), rows, dtype, plan.quant.as_ref(), columns)?
+                }
             };
             (dtype, vec![branch])
         }
@@ -150,7 +154,7 @@ fn rewrite_and_check(
         &prepared.site,
         &stored.layout,
         prepared.run.allow_shared,
-        plan.shared == super::setting::Shared::Served,
+        plan.shared == Shared::Served,
     )?;
     clock.lap(&mut seconds, Stage::Rewrite);
 

@@ -14,7 +14,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
 use crate::cluster::{Clustering, linalg};
 use crate::codes::{self, CodeParams, ProductCodes};
 use crate::onnx::tensor::FloatType;
-use crate::quant::{QuantParams, QuantizedRows, dequantize, dequantize_rows, quantize};
+use crate::quant::{QuantParams, QuantizedRows, dequantize, dequantize_rows};
 use crate::storage::{self, Footprint, Part};
 use crate::error::Result;
 
@@ -36,9 +36,15 @@ impl Values {
     /// `values` `[rows, width]` stored as `dtype` (rounded to it) or quantized with `quant`
     /// (read where they are: only float storage of a view copies them).
     pub(crate) fn store(values: CowArray<'_, f32, Ix2>, dtype: FloatType, quant: Option<&QuantParams>) -> Result<Values> {
+        Values::store_weighted(values, dtype, quant, None)
+    }
+
+    /// [`Values::store`], quantized blocks fitted with column weights `[width]`
+    /// ([`crate::quant::quantize_weighted`]).
+    pub(crate) fn store_weighted(values: CowArray<'_, f32, Ix2>, dtype: FloatType, quant: Option<&QuantParams>, columns: Option<&[f32]>) -> Result<Values> {
         Ok(match quant {
             None => Values::Float(round(values.into_owned(), dtype)),
-            Some(q) => Values::Quantized(quantize(values.view(), q)?),
+            Some(q) => Values::Quantized(crate::quant::quantize_weighted(values.view(), q, columns)?),
         })
     }
 
@@ -180,13 +186,25 @@ impl Layout {
 
     /// The rows `members` of `table` stored as they are, as `dtype` or quantized with `quant`.
     pub(crate) fn plain_branch(table: ArrayView2<f32>, members: Vec<usize>, dtype: FloatType, quant: Option<&QuantParams>) -> Result<Branch> {
+        Layout::plain_branch_weighted(table, members, dtype, quant, None)
+    }
+
+    /// [`Layout::plain_branch`], quantized blocks fitted with column weights `[d]`
+    /// ([`crate::quant::quantize_weighted`]).
+    pub(crate) fn plain_branch_weighted(
+        table: ArrayView2<f32>,
+        members: Vec<usize>,
+        dtype: FloatType,
+        quant: Option<&QuantParams>,
+        columns: Option<&[f32]>,
+    ) -> Result<Branch> {
         // Every row in order (plain storage without tiers) is the table itself: no copy.
         let every_row = members.len() == table.nrows() && members.iter().enumerate().all(|(i, &m)| i == m);
         let rows: CowArray<'_, f32, Ix2> = match every_row {
             true => table.into(),
             false => table.select(Axis(0), &members).into(),
         };
-        let values = Values::store(rows, dtype, quant)?;
+        let values = Values::store_weighted(rows, dtype, quant, columns)?;
         Ok(Branch { members, values, basis: None })
     }
 
