@@ -590,7 +590,7 @@ pub fn fuzz_seeds() -> Vec<(String, Model)> {
 
 /// `model` (an f32 `embedding_only`) with a tied head: `logits = hidden . table^T`, the table
 /// read by a Transpose besides the Gather, as in `decoder()`.
-fn tied(mut model: Model, rows: usize) -> Model {
+pub fn tied(mut model: Model, rows: usize) -> Model {
     let g = model.graph_mut();
     g.node.push(node("/lm_head/Transpose_tied", "Transpose", &[TINY_TABLE], &["/lm_head/table_t"], vec![ints_attr("perm", &[1, 0])]));
     g.node.push(node("/lm_head/MatMul", "MatMul", &["hidden", "/lm_head/table_t"], &["logits"], vec![]));
