@@ -363,24 +363,21 @@ fn head(g: &mut Subgraph, prefix: &str, hidden: &str, packed: &str, scales: &str
     last.output[0] = output.to_string();
 }
 
-/// Rows of the table a chunk of [`dequantized_head`] dequantizes: its largest intermediate
-/// (`[rows, d]` f32) stays within the 4 MiB up to which tract folds constants.
-fn head_chunk_rows(d: usize) -> usize {
-    ((4 << 20) / (4 * d.max(1))).max(1)
-}
-
 /// The nodes of a tied LM head reading any layout: `output` `[.., n]` = `hidden` `[.., d]` times
-/// the transposed rows of every id, read by the layout's own lookup, in chunks of
-/// [`head_chunk_rows`] rows:
+/// the transposed rows of every id, read by the layout's own lookup:
 /// ```text
-/// ids_c = Range(start_c, end_c, 1)              one chunk of ids
-/// rows_c = lookup(ids_c) [rows, d]              (LookupNodes::emit, in the table's type)
-/// logits_c = MatMul(hidden, Transpose(rows_c))
-/// output = Concat(logits_0, logits_1, ..., axis -1)
+/// all = Range(0, n, 1) [n]
+/// rows = lookup(all) [n, d]            (the nodes of LookupNodes::emit, in the table's type)
+/// output = MatMul(hidden, Transpose(rows))
 /// ```
-/// Every input of `rows_c` is a constant: onnxruntime folds them when the session loads, tract
-/// too (each chunk's tensors within its 4 MiB limit): the head then holds the table in f32 at
-/// run time, as the original did.
+/// Every input of `rows` is a constant: onnxruntime folds it once when the session loads (the
+/// head then holds the table in f32 at run time, as the original did; the folding's
+/// intermediates raise the load peak); tract folds only what does not grow past its inputs or 4
+/// MiB, so there the table is dequantized on every run. Chunks of rows within 4 MiB, each its
+/// own Range, lookup and MatMul joined by a Concat, let tract fold them (SmolLM2-135M: x1.24 the
+/// original's latency at 16 tokens instead of x3.4) but cost onnxruntime twice the resident
+/// memory and x2.3 the latency at 128 tokens (BENCHMARKS.md): onnxruntime is the runtime most
+/// users deploy, so the head is one piece.
 fn dequantized_head(g: &mut Subgraph, prefix: &str, lookup: &LookupNodes, n: usize, hidden: &str, output: &str) -> Result<()> {
     let constants = prefix.replacen("embcomp/", "embcomp-const/", 1);
     let scalar = |g: &mut Subgraph, what: &str, v: i64| {
@@ -388,23 +385,12 @@ fn dequantized_head(g: &mut Subgraph, prefix: &str, lookup: &LookupNodes, n: usi
         g.initializers.push(int64_tensor(&name, &[], &[v]));
         name
     };
-    let delta = scalar(g, "delta", 1);
-    let chunk = head_chunk_rows(lookup.layout.d);
-    let mut parts = Vec::new();
-    for (c, start) in (0..n).step_by(chunk).enumerate() {
-        let at = format!("{prefix}chunk{c}/");
-        let (first, last) = (scalar(g, &format!("chunk{c}/start"), start as i64), scalar(g, &format!("chunk{c}/end"), (start + chunk).min(n) as i64));
-        let ids = g.op(&at, "Range", &[&first, &last, &delta], "ids", vec![]);
-        let rows = lookup.emit(g, &format!("{at}rows/"), &ids)?;
-        let t = g.op(&at, "Transpose", &[&rows], "rows_t", vec![ints_attr("perm", &[1, 0])]);
-        parts.push(g.op(&at, "MatMul", &[hidden, &t], "logits", vec![]));
-    }
-    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let logits = match refs.len() {
-        1 => parts[0].clone(),
-        _ => g.op(prefix, "Concat", &refs, "logits", vec![int_attr("axis", -1)]),
-    };
-    let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&logits)).expect("the head's last node");
+    let (start, limit, delta) = (scalar(g, "start", 0), scalar(g, "limit", n as i64), scalar(g, "delta", 1));
+    let all = g.op(prefix, "Range", &[&start, &limit, &delta], "all_ids", vec![]);
+    let rows = lookup.emit(g, &format!("{prefix}rows/"), &all)?;
+    let t = g.op(prefix, "Transpose", &[&rows], "table_t", vec![ints_attr("perm", &[1, 0])]);
+    let logits = g.op(prefix, "MatMul", &[hidden, &t], "logits", vec![]);
+    let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&logits)).expect("the head's MatMul");
     last.output[0] = output.to_string();
     Ok(())
 }
