@@ -356,13 +356,13 @@ fn quantize_block(x: &[f32], params: &QuantParams, q: &mut [i32], trial: &mut [i
 
 /// How far [`quantize_weighted`] shrinks a block's range (11 factors, 0.5 to 1) and shifts its
 /// minimum (9 shifts, -0.5 to 0.5 of a step). On SmolLM2-135M's tied table at 4 bits in blocks
-/// of 16, weighted by the head's hidden-state moments, this grid kept top-1 next-token agreement
-/// 0.897 where the block's own range kept 0.850 (BENCHMARKS.md).
+/// of 16 (a numpy simulation, BENCHMARKS.md), weighting by the head's hidden-state moments with
+/// such a grid raised top-1 next-token agreement from 0.850 (the block's own range) to 0.897.
 const SHRINKS: usize = 11;
 const SHIFTS: usize = 9;
 
-/// Rounds of [`quantize_block_weighted`]'s refit: in a simulation of SmolLM2-135M's tied head
-/// (blocks of 32) four rounds raised top-1 agreement from 0.896 to 0.905 (BENCHMARKS.md).
+/// Rounds of [`quantize_block_weighted`]'s refit: on SmolLM2-135M's tied table (blocks of 16,
+/// moments from 16 random ids) they raised top-1 agreement from 0.892 to 0.900 (BENCHMARKS.md).
 const REFITS: usize = 4;
 
 /// The scale and minimum `(s, m)` of least `w`-weighted squared error of `x ≈ u s + m` for the

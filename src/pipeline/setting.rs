@@ -215,8 +215,8 @@ pub(crate) struct Plan {
 /// The block of a tied table's 4-bit rows (with the default block): each block of 16 values
 /// stores an f16 scale and minimum (6 bits a value, 81% below f32), fitted to the tied head's
 /// error (`quant::quantize_weighted`, weighted by the hidden state's second moments from the
-/// random-id run). On SmolLM2-135M-Instruct (BENCHMARKS.md): top-1 next-token agreement 0.897,
-/// KL 0.024 nats/token, perplexity +2.2%, where symmetric blocks of 32 by their maximum (4.5
+/// random-id runs). On SmolLM2-135M-Instruct (BENCHMARKS.md): top-1 next-token agreement 0.902,
+/// KL 0.020 nats/token, perplexity +1.7%, where symmetric blocks of 32 by their maximum (4.5
 /// bits a value) keep 0.791, 0.109, +9.1%.
 pub(crate) const TIED_4BIT_BLOCK: usize = 16;
 
