@@ -365,6 +365,20 @@ const SHIFTS: usize = 9;
 /// moments from 16 random ids) they raised top-1 agreement from 0.892 to 0.900 (BENCHMARKS.md).
 const REFITS: usize = 4;
 
+/// The codes `u` in `[0, qmax]` nearest `(x - min) / scale` and their `w`-weighted squared
+/// error, dequantized in f32 as stored (`u * scale + min`).
+fn weighted_codes(x: &[f32], w: &[f32], scale: f16, min: f16, qmax: i32, u: &mut [i32]) -> f64 {
+    let (s, m) = (scale.to_f32(), min.to_f32());
+    let inv = 1.0 / s;
+    let mut err = 0f32;
+    for ((&v, &wt), u) in x.iter().zip(w).zip(u.iter_mut()) {
+        *u = ((v - m) * inv).round().clamp(0.0, qmax as f32) as i32; // NaN -> 0
+        let e = v - (*u as f32 * s + m);
+        err += wt * e * e;
+    }
+    err as f64
+}
+
 /// The scale and minimum `(s, m)` of least `w`-weighted squared error of `x ≈ u s + m` for the
 /// codes `u`; `None` when the codes do not vary (over weighted values).
 fn weighted_line(x: &[f32], w: &[f32], u: &[i32]) -> Option<(f64, f64)> {
@@ -402,15 +416,7 @@ fn quantize_block_weighted(x: &[f32], w: &[f32], qmax: i32, q: &mut [i32], trial
         for j in 0..SHIFTS {
             let shift = -0.5 + j as f64 / (SHIFTS - 1) as f64;
             let min = f16::from_f64(((hi + lo) / 2.0 - half + shift * scale.to_f64()).clamp(-f16::MAX.to_f64(), f16::MAX.to_f64()));
-            let (s, m) = (scale.to_f32(), min.to_f32());
-            let inv = 1.0 / s;
-            let mut err = 0f32;
-            for ((&v, &wt), u) in x.iter().zip(w).zip(trial.iter_mut()) {
-                *u = ((v - m) * inv).round().clamp(0.0, qmax as f32) as i32; // NaN -> 0
-                let e = v - (*u as f32 * s + m);
-                err += wt * e * e;
-            }
-            let err = err as f64;
+            let err = weighted_codes(x, w, scale, min, qmax, trial);
             if best.is_none_or(|(e, _, _)| err < e) {
                 best = Some((err, scale, min));
                 q.copy_from_slice(trial);
@@ -426,18 +432,11 @@ fn quantize_block_weighted(x: &[f32], w: &[f32], qmax: i32, q: &mut [i32], trial
             if !(s16.to_f64() > 0.0 && s16.is_finite()) {
                 break;
             }
-            let (sf, mf) = (s16.to_f32(), m16.to_f32());
-            let inv = 1.0 / sf;
-            let mut e = 0f32;
-            for ((&v, &wt), u) in x.iter().zip(w).zip(trial.iter_mut()) {
-                *u = ((v - mf) * inv).round().clamp(0.0, qmax as f32) as i32;
-                let d = v - (*u as f32 * sf + mf);
-                e += wt * d * d;
-            }
-            if (e as f64) >= err {
+            let e = weighted_codes(x, w, s16, m16, qmax, trial);
+            if e >= err {
                 break;
             }
-            (err, scale, min) = (e as f64, s16, m16);
+            (err, scale, min) = (e, s16, m16);
             q.copy_from_slice(trial);
         }
         best = Some((err, scale, min));

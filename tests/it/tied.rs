@@ -42,6 +42,35 @@ fn stored_rows(model: &Model) -> (Vec<i8>, Vec<f32>) {
     (codes, scales)
 }
 
+/// The ids shape [`run_decoder_in_tract`] feeds.
+const IDS_SHAPE: [usize; 2] = [2, 9];
+
+/// Runs a compressed decoder fixture in tract on fixed ids `[2, 9]` (mask ones) with the tensors
+/// `extra` as outputs after its own; returns the ids and every output, flattened.
+fn run_decoder_in_tract(out: &mut Model, extra: &[&str]) -> (Vec<i64>, Vec<Vec<f32>>) {
+    use tract_onnx::prelude::*;
+    for name in extra {
+        let mut o = out.graph().output[0].clone();
+        o.name = Some((*name).into());
+        o.r#type = None;
+        out.proto.graph.as_mut().unwrap().output.push(o);
+    }
+    let bytes = out.encode();
+    let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice()).expect("tract loads it");
+    let [b, s] = IDS_SHAPE;
+    for i in 0..2 {
+        m.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), tvec![b, s])).unwrap();
+    }
+    let plan = m.into_optimized().unwrap().into_runnable().unwrap();
+    let n = DECODER_SHAPE.0;
+    let ids: Vec<i64> = (0..b * s).map(|i| ((i * 7919 + 13) % n) as i64).collect();
+    let mask = vec![1i64; b * s];
+    let res = plan
+        .run(tvec![Tensor::from_shape(&[b, s], &ids).unwrap().into_tvalue(), Tensor::from_shape(&[b, s], &mask).unwrap().into_tvalue()])
+        .unwrap();
+    (ids, res.iter().map(|t| t.to_plain_array_view::<f32>().unwrap().iter().copied().collect()).collect())
+}
+
 #[test]
 fn a_tied_table_is_compressed_at_8_bits_by_default_and_its_head_reads_the_stored_rows() {
     let decoder = read_model(&fixture("decoder.onnx")).unwrap();
@@ -76,31 +105,15 @@ fn a_tied_table_is_compressed_at_8_bits_by_default_and_its_head_reads_the_stored
 /// f32 roundings of the scales) plus 1e-5 of sum |h| |w|.
 #[test]
 fn the_head_equals_the_dequantized_table_product_in_tract() {
-    use tract_onnx::prelude::*;
     let decoder = read_model(&fixture("decoder.onnx")).unwrap();
     let (mut out, _) = compress(&decoder, &Options::default(), &plain8(), &mut |_| {}).unwrap();
     let (n, d, _, _) = DECODER_SHAPE;
     let (codes, scales) = stored_rows(&out);
     let table: Vec<f32> = (0..n * d).map(|i| codes[i] as f32 * scales[i / d]).collect();
     // the hidden state as a second output
-    let mut hidden = out.graph().output[0].clone();
-    hidden.name = Some(HIDDEN.into());
-    hidden.r#type = None;
-    out.proto.graph.as_mut().unwrap().output.push(hidden);
-    let bytes = out.encode();
-    let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice()).expect("tract loads it");
-    let (b, s) = (2, 9);
-    for i in 0..2 {
-        m.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), tvec![b, s])).unwrap();
-    }
-    let plan = m.into_optimized().unwrap().into_runnable().unwrap();
-    let ids: Vec<i64> = (0..b * s).map(|i| ((i * 7919 + 13) % n) as i64).collect();
-    let mask = vec![1i64; b * s];
-    let res = plan
-        .run(tvec![Tensor::from_shape(&[b, s], &ids).unwrap().into_tvalue(), Tensor::from_shape(&[b, s], &mask).unwrap().into_tvalue()])
-        .unwrap();
-    let logits: Vec<f32> = res[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
-    let h: Vec<f32> = res[1].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+    let (_, mut res) = run_decoder_in_tract(&mut out, &[HIDDEN]);
+    let (b, s) = (IDS_SHAPE[0], IDS_SHAPE[1]);
+    let (logits, h) = (res.remove(0), res.remove(0));
     assert_eq!((logits.len(), h.len()), (b * s * n, b * s * d));
     let (lo, hi) = h.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let s1 = ((hi - lo) / 255.0) as f64;
@@ -230,7 +243,6 @@ fn cli_compresses_a_tied_table_with_plain_rows_and_refuses_clusters_codes_and_ti
 /// the original, and the logits are the hidden state times that table.
 #[test]
 fn four_bit_rows_serve_the_head_through_the_dequantized_rows_in_tract() {
-    use tract_onnx::prelude::*;
     let decoder = read_model(&fixture("decoder.onnx")).unwrap();
     let original = crate::initializer(&decoder, DECODER_TABLE).unwrap().clone();
     let w: Vec<f32> = raw_bytes(&original).chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -254,26 +266,9 @@ fn four_bit_rows_serve_the_head_through_the_dequantized_rows_in_tract() {
     assert!(g.node.iter().any(|n| n.op_type() == "Range"), "the head reads every id");
     assert!(g.node.iter().all(|n| n.op_type() != "MatMulInteger"));
     let lookup = "/model/embed_tokens/Gather_output_0";
-    for extra in [HIDDEN, head_rows.as_str(), lookup] {
-        let mut o = out.graph().output[0].clone();
-        o.name = Some(extra.into());
-        o.r#type = None;
-        out.proto.graph.as_mut().unwrap().output.push(o);
-    }
-    let bytes = out.encode();
-    let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_read(&mut bytes.as_slice()).expect("tract loads it");
-    let (b, s) = (2, 9);
-    for i in 0..2 {
-        m.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), tvec![b, s])).unwrap();
-    }
-    let plan = m.into_optimized().unwrap().into_runnable().unwrap();
-    let ids: Vec<i64> = (0..b * s).map(|i| ((i * 7919 + 13) % n) as i64).collect();
-    let mask = vec![1i64; b * s];
-    let res = plan
-        .run(tvec![Tensor::from_shape(&[b, s], &ids).unwrap().into_tvalue(), Tensor::from_shape(&[b, s], &mask).unwrap().into_tvalue()])
-        .unwrap();
-    let flat = |t: &TValue| -> Vec<f32> { t.to_plain_array_view::<f32>().unwrap().iter().copied().collect() };
-    let (logits, h, table, looked_up) = (flat(&res[0]), flat(&res[1]), flat(&res[2]), flat(&res[3]));
+    let (ids, res) = run_decoder_in_tract(&mut out, &[HIDDEN, head_rows.as_str(), lookup]);
+    let (b, s) = (IDS_SHAPE[0], IDS_SHAPE[1]);
+    let [logits, h, table, looked_up]: [Vec<f32>; 4] = res.try_into().expect("four outputs");
     assert_eq!((logits.len(), h.len(), table.len(), looked_up.len()), (b * s * n, b * s * d, n * d, b * s * d));
     // the head reads what the lookup reads
     for (t, &id) in ids.iter().enumerate() {
