@@ -238,8 +238,8 @@ impl Error {
             ),
             Error::TiedHead { table, head, setting, param } => format!(
                 "embedding table '{table}' is also the LM head (MatMul '{head}'), which {setting} ({}) cannot serve: \
-                 only plain 8-bit rows with one scale per row serve both readers ({} {} 8). Pass {} to keep the \
-                 table for the head instead (the file grows)",
+                 only plain rows serve both readers ({}, e.g. {} 8 for integer products or 4). Pass {} to keep \
+                 the table for the head instead (the file grows)",
                 match param {
                     Param::Plain => format!("without {}", name(Param::Plain)),
                     p => name(*p).to_string(),

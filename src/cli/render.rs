@@ -308,12 +308,12 @@ pub fn sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
     if s.unserved > 0 {
         let _ = writeln!(
             out,
-            "note: {} point(s) of the grid cannot serve the tied LM head (only plain 8-bit rows do): not evaluated; --allow-shared evaluates them with the table kept",
+            "note: {} point(s) of the grid cannot serve the tied LM head (only plain rows do): not evaluated; --allow-shared evaluates them with the table kept",
             s.unserved
         );
     }
     if s.table_kept {
-        let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared) by every point that cannot serve its tied head (all but plain 8-bit rows): those points make the file larger");
+        let _ = writeln!(out, "note: the table is kept for its other readers (--allow-shared) by every point that cannot serve its tied head (all but plain rows): those points make the file larger");
     }
     let decoder = s.kind == Some(crate::check::ModelKind::Decoder);
     let extra = if decoder { "top-1   mean KL" } else { "nn agr." };
