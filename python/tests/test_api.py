@@ -100,9 +100,9 @@ def test_errors_are_the_right_classes_with_the_cli_message(tmp_path: Path) -> No
         (dict(model=ENCODER, k="many"), ParameterError, ["-k", "many"]),
         (dict(model=ENCODER, max_bytes="200%"), ParameterError, ["--max-bytes", "200%"]),
         (dict(model=ENCODER, embedding="nope"), ParameterError, ["--embedding", "nope"]),
-        # a tied table: clustering and 4 bits cannot serve its LM head (plain 8 bits can)
+        # a tied table: clustering and product codes cannot serve its LM head (plain rows can)
         (dict(model=DECODER), ParameterError, ["--ratio", "0.5"]),
-        (dict(model=DECODER, plain=True, bits=4), ParameterError, ["--plain", "--bits", "4"]),
+        (dict(model=DECODER, codes=4), ParameterError, ["--codes", "4"]),
         (dict(model=ENCODER, target_cos=1.0), TargetNotReached, ["--target-cos", "1.0"]),
         (dict(model=ENCODER, k=1, j=1, min_cos=0.999), TargetNotReached, ["-k", "1", "-j", "1", "--min-cos", "0.999"]),
     ]
