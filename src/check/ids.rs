@@ -134,8 +134,9 @@ pub(crate) struct Reference {
 }
 
 /// Runs the original model in tract on seeded inputs (token ids below `n`, the table's rows,
-/// for the inputs a lookup of `candidate` reads, drawn with `seed`). An error when tract cannot
-/// load or run it.
+/// for the inputs a lookup of `candidate` reads, drawn with `seed`); with `head_moments`, also
+/// the moments of the hidden state entering its tied heads ([`Reference::head_moments`]). An
+/// error when tract cannot load or run it.
 pub(crate) fn run_original(
     original: &Model,
     candidate: &EmbeddingSite,
@@ -143,6 +144,7 @@ pub(crate) fn run_original(
     options: &ValidateOptions,
     seed: u64,
     prior: Option<&Prior>,
+    head_moments: bool,
 ) -> Result<Reference> {
     let start = Instant::now();
     let view = GraphView::new(original.graph());
@@ -185,9 +187,9 @@ pub(crate) fn run_original(
         Ok((fed, ids))
     };
     let (fed, ids) = feed(seed)?;
-    // The hidden state entering each tied head, as extra outputs after the graph's; for its
-    // moments the original runs again on other ids, [`MOMENT_RUNS`] runs in all.
-    let hidden: Vec<&str> = candidate.heads.iter().map(|h| h.hidden.as_str()).collect();
+    // With `head_moments`, the hidden state entering each tied head, as extra outputs after the
+    // graph's; for its moments the original runs again on other ids, [`MOMENT_RUNS`] runs in all.
+    let hidden: Vec<&str> = candidate.heads.iter().filter(|_| head_moments).map(|h| h.hidden.as_str()).collect();
     let runner = Runner::load(original, Role::Original, &fed, &hidden)?;
     let mut outputs: Vec<Tensor> = runner.run(&fed)?.into_iter().map(TValue::into_tensor).collect();
     let mut extra = outputs.split_off(outputs.len() - hidden.len());

@@ -38,7 +38,8 @@ pub(crate) struct Checked {
 impl References {
     /// Runs the original `model` (table of `n` rows) on random ids drawn with `seed` (from
     /// `prior` when given, else uniformly) when `validate` is given, and on `held_out` text when
-    /// given.
+    /// given. With `head_moments`, the random-id run also measures the hidden state entering
+    /// the tied heads ([`References::head_moments`]).
     pub(crate) fn run(
         model: &Model,
         candidate: &EmbeddingSite,
@@ -47,14 +48,15 @@ impl References {
         seed: u64,
         prior: Option<&crate::prior::Prior>,
         held_out: Option<&HeldOut>,
+        head_moments: bool,
     ) -> Result<References> {
-        let ids = validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior)).transpose()?;
+        let ids = validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior, head_moments)).transpose()?;
         let text = held_out.map(|h| text::run_original_text(model, candidate, h)).transpose()?;
         Ok(References { ids, text })
     }
 
     /// The mean square of each column of the hidden state entering the tied LM heads, from the
-    /// random-id run (`None` without validation or heads).
+    /// random-id run (`None` without validation, heads, or `head_moments` asked).
     pub(crate) fn head_moments(&self) -> Option<&[f32]> {
         self.ids.as_ref().and_then(|r| r.head_moments())
     }

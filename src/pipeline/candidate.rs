@@ -66,7 +66,7 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
                 }
                 None => {
                     // Rows that a tied head also reads: blocks fitted to the head's error.
-                    let columns = (plan.shared == Shared::Served).then(|| prepared.references.head_moments()).flatten();
+                    let columns = plan.fits_head_error().then(|| prepared.references.head_moments()).flatten();
                     Layout::plain_branch_weighted(table.view(), rows, dtype, plan.quant.as_ref(), columns)?
                 }
             };

@@ -170,15 +170,18 @@ impl<'m> Prepared<'m> {
             }
         }
 
+        // The hidden state entering tied heads is measured only when a plan may fit its rows to
+        // the head's error (without a setting: a sweep's points may).
+        let head_moments = !site.heads.is_empty() && plan.as_ref().is_none_or(Plan::fits_head_error);
         let references = match &options.validate {
             Some(validate) => {
                 progress(Progress::Stage(Stage::RunOriginal));
                 let prior = tokens.as_ref().and_then(|t| t.prior.as_ref());
-                let r = References::run(model, &site, n, Some(validate), options.seed, prior, held_out.as_ref())?;
+                let r = References::run(model, &site, n, Some(validate), options.seed, prior, held_out.as_ref(), head_moments)?;
                 clock.lap(&mut seconds, Stage::RunOriginal);
                 r
             }
-            None => References::run(model, &site, n, None, options.seed, None, None)?,
+            None => References::run(model, &site, n, None, options.seed, None, None, false)?,
         };
 
         progress(Progress::Stage(Stage::Prepare));

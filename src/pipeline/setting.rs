@@ -331,6 +331,12 @@ impl Plan {
         Ok(self)
     }
 
+    /// Whether its rows are fitted to a tied head's error (served asymmetric blocks, e.g. a
+    /// tied table at 4 bits): they need the hidden state's moments from the original's run.
+    pub(crate) fn fits_head_error(&self) -> bool {
+        self.shared == Shared::Served && self.quant.is_some_and(|q| q.scheme == Scheme::Asymmetric)
+    }
+
     /// The least and the most bytes its layout stores for a `[n, d]` table of `dtype` whose
     /// frequent tier (when the plan has one) holds `hot` rows: the most when every cluster is
     /// used, the least when all but one are left empty (each empty one saves its zero row and

@@ -146,14 +146,7 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
         // quantize_dynamic quantizes the float data of Gathers, its MatMulNBits quantizer
         // rewrites every Gather of an initializer), so our stored tables are left alone.
         let total = lookup_nodes.emit(&mut g, &prefix, &lookup.indices)?;
-        // The last node writes the old Gather's output.
-        let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&total)).map(|n| {
-            n.output[0] = lookup.output.clone();
-        });
-        if last.is_none() {
-            let name = g.names.fresh(&format!("{prefix}output"));
-            g.nodes.push(node(&name, "Identity", &[&total], &[&lookup.output], vec![]));
-        }
+        write_as(&mut g, &prefix, &total, &lookup.output);
         nodes_added.extend(g.nodes.iter().map(|n| n.name().to_string()));
         inits.append(&mut g.initializers);
         replacement[lookup.node] = Some(g.nodes);
@@ -359,8 +352,7 @@ fn head(g: &mut Subgraph, prefix: &str, hidden: &str, packed: &str, scales: &str
     let p2 = part(g, &q2, &s2, &z2, "residual");
     let logits = g.op(prefix, "Add", &[&p1, &p2], "logits", vec![]);
     let logits = cast(g, prefix, &logits, FloatType::F32, dtype);
-    let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&logits)).expect("the head's last node");
-    last.output[0] = output.to_string();
+    write_as(g, prefix, &logits, output);
 }
 
 /// The nodes of a tied LM head reading any layout: `output` `[.., n]` = `hidden` `[.., d]` times
@@ -390,9 +382,21 @@ fn dequantized_head(g: &mut Subgraph, prefix: &str, lookup: &LookupNodes, n: usi
     let rows = lookup.emit(g, &format!("{prefix}rows/"), &all)?;
     let t = g.op(prefix, "Transpose", &[&rows], "table_t", vec![ints_attr("perm", &[1, 0])]);
     let logits = g.op(prefix, "MatMul", &[hidden, &t], "logits", vec![]);
-    let last = g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&logits)).expect("the head's MatMul");
-    last.output[0] = output.to_string();
+    write_as(g, prefix, &logits, output);
     Ok(())
+}
+
+/// Makes `tensor` of `g` the replaced node's output `output` (its name reused, so no consumer
+/// is rewired): the last node of `g` writing `tensor` writes `output` instead, or an Identity
+/// copies it when none does (a tensor from outside `g`).
+fn write_as(g: &mut Subgraph, prefix: &str, tensor: &str, output: &str) {
+    match g.nodes.iter_mut().rev().find(|n| n.output.first().is_some_and(|o| o == tensor)) {
+        Some(last) => last.output[0] = output.to_string(),
+        None => {
+            let name = g.names.fresh(&format!("{prefix}output"));
+            g.nodes.push(node(&name, "Identity", &[tensor], &[output], vec![]));
+        }
+    }
 }
 
 /// The initializers of one branch's table (with a zero row when `zero_row`), added to `inits`.
