@@ -53,8 +53,10 @@ pub enum Param {
     Embedding,
     /// Rewriting a table that other nodes read too.
     AllowShared,
-    /// The validation in tract (on or off).
+    /// The validation (on or off).
     Validate,
+    /// The runtime the validation runs the models in.
+    Runtime,
     /// Where large tensors are written (inline or as external data).
     ExternalData,
     /// How much the tokenizer's prior weighs against token counts.
@@ -97,6 +99,7 @@ impl Param {
             Param::Embedding => "embedding",
             Param::AllowShared => "allow_shared",
             Param::Validate => "validate",
+            Param::Runtime => "runtime",
             Param::ExternalData => "external_data",
             Param::PriorStrength => "prior_strength",
             Param::PriorShare => "prior_share",
@@ -211,6 +214,10 @@ pub enum Error {
     #[error("{}", self.describe(Param::name))]
     Tract { which: Role, message: String, remedy: Vec<Param> },
 
+    /// onnxruntime could not load or run a model during validation.
+    #[error("validation with onnxruntime failed on the {which} model: {message}")]
+    Onnxruntime { which: Role, message: String },
+
     /// The rewritten model does not compute what was fitted.
     #[error("validation failed: {0}")]
     ValidationMismatch(String),
@@ -249,7 +256,11 @@ impl Error {
                 name(Param::AllowShared)
             ),
             Error::Tract { which, message, remedy } => {
-                let remedy: Vec<&str> = remedy.iter().map(|p| name(*p)).collect();
+                // the runtime to switch to is onnxruntime
+                let remedy: Vec<String> = remedy
+                    .iter()
+                    .map(|&p| if p == Param::Runtime { format!("{} {}", name(p), crate::check::Runtime::Onnxruntime) } else { name(p).to_string() })
+                    .collect();
                 let remedy = if remedy.is_empty() { String::new() } else { format!(" (try {})", remedy.join(" or ")) };
                 format!("validation with tract failed on the {which} model: {message}{remedy}")
             }

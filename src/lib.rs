@@ -3,7 +3,7 @@
 //!
 //! The entry point is [`compress`]: it finds the embedding Gather, fits k subspaces of
 //! dimension j to the table's rows, replaces the lookup by k parallel branches recombined by
-//! Concat + MatMul, and (optionally) validates the result with tract. [`compress_to_target`]
+//! Concat + MatMul, and (optionally) validates the result with tract (or onnxruntime). [`compress_to_target`]
 //! searches the smallest such model that keeps a cosine. Data-aware compression (rows
 //! weighted by token frequency, held-out text) is [`Options::data`] with a
 //! [`data::DataOptions`]. Only [`onnx::io`] and the command line touch files.
@@ -36,7 +36,7 @@ pub(crate) mod rewrite;
 pub mod storage;
 pub mod quant;
 
-pub use check::ValidateOptions;
+pub use check::{Runtime, ValidateOptions};
 pub use error::{Error, Param, Result, Role};
 pub use onnx::Model;
 pub use pipeline::{AUTO_K, Data, FitTuning, Method, Options, Setting, Subspaces, compress, compress_to_target};

@@ -101,6 +101,29 @@ def _precision(value: Any, name: str) -> str:
     raise TypeError(f"{name} must be 8, 4, 2 or 'float', not {value!r}")
 
 
+def _runtime(validate: Any) -> Optional[str]:
+    """``validate`` as the command line's ``--validate`` value (None: no validation). For
+    onnxruntime, ``ORT_DYLIB_PATH`` is pointed at the library of the onnxruntime package this
+    interpreter imports, unless it is set already."""
+    if validate is True or validate == "tract":
+        return "tract"
+    if validate is False:
+        return None
+    if validate != "onnxruntime":
+        raise ParameterError(f"invalid validate: {validate!r}: True, False, \"tract\" or \"onnxruntime\"")
+    if not os.environ.get("ORT_DYLIB_PATH"):
+        import glob
+        import importlib.util
+
+        spec = importlib.util.find_spec("onnxruntime")
+        if spec is not None and spec.origin:
+            found = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "capi", "*onnxruntime.*")))
+            libraries = [f for f in found if "providers" not in os.path.basename(f)]
+            if libraries:
+                os.environ["ORT_DYLIB_PATH"] = libraries[-1]
+    return "onnxruntime"
+
+
 class _Flags:
     """Builds the command line's flags from keyword arguments; None leaves a flag out."""
 
@@ -257,8 +280,8 @@ class Report:
     # -- the quality ------------------------------------------------------------------------
     @property
     def validation(self) -> Optional[Dict[str, Any]]:
-        """The check with tract on random token ids (per output: max_abs_diff, mean_cosine),
-        or None when not validated."""
+        """The check on random token ids (``runtime``: tract or onnxruntime; per output:
+        max_abs_diff, mean_cosine), or None when not validated."""
         return self._figures.get("validation")
 
     @property
@@ -378,7 +401,7 @@ def compress(
     weight_floor: Optional[float] = None,
     holdout: Optional[int] = None,
     seed: int = 0,
-    validate: bool = True,
+    validate: Union[bool, str] = True,
     seq: Optional[int] = None,
     batch: Optional[int] = None,
     restarts: Optional[int] = None,
@@ -452,7 +475,9 @@ def compress(
             0.1.
         holdout: held-out sentences to validate on, at most. Default None: 200.
         seed: seed of all random choices; the same seed gives the same bytes. Default 0.
-        validate: validate the rewritten model with tract. Default True.
+        validate: validate the rewritten model: True or ``"tract"`` (built in), ``"onnxruntime"``
+            (for models tract cannot run: the library of the onnxruntime package installed
+            here, or ``ORT_DYLIB_PATH``), False for no validation. Default True.
         seq: sequence length fed to symbolic dimensions during validation. Default None: 16.
         batch: batch size fed to symbolic batch dimensions during validation. Default None: 1.
         restarts: independent restarts of the fit (the cheapest is kept). Default None: 4.
@@ -510,7 +535,10 @@ def compress(
     f.int("--probes", probes, "probes")
     f.data(corpus, tokenizer, token_counts, prior_strength, prior_share, weighting, weight_floor, holdout)
     f.int("--seed", seed, "seed")
-    f.switch("--no-validate", not validate)
+    runtime = _runtime(validate)
+    f.switch("--no-validate", runtime is None)
+    if runtime == "onnxruntime":
+        f.value("--validate", runtime)
     f.int("--seq", seq, "seq")
     f.int("--batch", batch, "batch")
     f.int("--restarts", restarts, "restarts")
@@ -546,6 +574,7 @@ def sweep(
     embedding: Optional[str] = None,
     allow_shared: bool = False,
     threads: int = 0,
+    validate: str = "tract",
     progress: Union[ProgressCallback, None, bool] = None,
 ) -> SweepResult:
     """Evaluates a grid over the whole family (plain storage, tiers, SVD, clustering, each
@@ -575,6 +604,8 @@ def sweep(
         embedding: force the table (a Gather node or initializer name). Default None.
         allow_shared: rewrite even if other nodes read the table. Default False.
         threads: points checked at once (0: all cores). Default 0.
+        validate: the runtime that checks the points: ``"tract"`` or ``"onnxruntime"`` (as for
+            :func:`compress`). Default ``'tract'``.
         progress: ``progress(stage, done, total)``, or None (the progress bar on a terminal) or
             False (nothing). Default None.
 
@@ -595,6 +626,11 @@ def sweep(
     f.value("--embedding", embedding)
     f.switch("--allow-shared", allow_shared)
     f.int("--threads", threads, "threads")
+    runtime = _runtime(validate)
+    if runtime is None:
+        raise ParameterError("invalid validate: a sweep always validates: \"tract\" or \"onnxruntime\"")
+    if runtime == "onnxruntime":
+        f.value("--validate", runtime)
     folder = None if out is None else _path(out, "out")
     # The model's name in the commands the table prints for the front points.
     f.argv += ["--", data if isinstance(data, str) else "MODEL.onnx"]

@@ -88,6 +88,24 @@ def test_validate_false_skips_the_validation() -> None:
     assert r.validation is None and r.mean_cosine is None
 
 
+def test_validate_onnxruntime_uses_the_installed_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no ORT_DYLIB_PATH: the library of the onnxruntime package this interpreter imports
+    monkeypatch.delenv("ORT_DYLIB_PATH", raising=False)
+    r = onnx_embcomp.compress(ENCODER, validate="onnxruntime", **FAST)
+    assert r.validation is not None and r.validation["runtime"] == "onnxruntime"
+    assert "validation  onnxruntime," in str(r)
+    assert os.path.basename(os.environ["ORT_DYLIB_PATH"]).startswith("libonnxruntime")
+    tract = onnx_embcomp.compress(ENCODER, validate="tract", **FAST)
+    assert tract.validation["runtime"] == "tract"
+    assert r.model == tract.model
+    assert r.mean_cosine == pytest.approx(tract.mean_cosine, abs=1e-4)
+    with pytest.raises(ParameterError, match="validate"):
+        onnx_embcomp.compress(ENCODER, validate="onnx", **FAST)
+    monkeypatch.setenv("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+    # the first load in this process is kept: a wrong path later is not read again
+    assert onnx_embcomp.compress(ENCODER, validate="onnxruntime", **FAST).model == tract.model
+
+
 def test_errors_are_the_right_classes_with_the_cli_message(tmp_path: Path) -> None:
     out = tmp_path / "out.onnx"
     cases = [

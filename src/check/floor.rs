@@ -98,6 +98,7 @@ mod tests {
     fn ids(source: IdSource, cosine: f64) -> Validation {
         let output = |c| OutputFidelity { name: "h".into(), shape: vec![1, 4, 8], max_abs_diff: 0.1, mean_cosine: Some(c) };
         Validation {
+            runtime: crate::check::Runtime::Tract,
             ids: source,
             inputs: Vec::new(),
             embedding_rel_error: None,

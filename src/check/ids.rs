@@ -9,7 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tract_onnx::prelude::*;
 
-use super::tract::{Runner, as_f32, fed_shape, input_values, make_tensor};
+use super::runtime::{Runner, Runtime};
+use super::tract::{as_f32, fed_shape, input_values, make_tensor};
 use crate::metrics::cosine;
 use crate::error::{Error, Param, Result, Role};
 use crate::onnx::Model;
@@ -27,19 +28,26 @@ pub struct ValidateOptions {
     pub batch: usize,
     /// Sequence length fed for other symbolic dimensions.
     pub seq: usize,
+    /// The runtime that runs both models, for these checks and the held-out text's.
+    pub runtime: Runtime,
 }
 
 impl Default for ValidateOptions {
     /// One sequence of 16 tokens.
     fn default() -> Self {
-        ValidateOptions { batch: 1, seq: 16 }
+        ValidateOptions { batch: 1, seq: 16, runtime: Runtime::Tract }
     }
 }
 
 impl ValidateOptions {
-    /// Feeds `batch` sequences of `seq` tokens (drawn with the run's seed).
+    /// Feeds `batch` sequences of `seq` tokens (drawn with the run's seed), run in tract.
     pub fn new(batch: usize, seq: usize) -> ValidateOptions {
-        ValidateOptions { batch, seq }
+        ValidateOptions { batch, seq, runtime: Runtime::Tract }
+    }
+
+    /// The same, run in `runtime`.
+    pub fn in_runtime(self, runtime: Runtime) -> ValidateOptions {
+        ValidateOptions { runtime, ..self }
     }
 
     /// The options, checked: batch and sequence length at least 1.
@@ -89,6 +97,8 @@ pub enum IdSource {
 /// The outcome of a validation run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Validation {
+    /// The runtime that ran both models.
+    pub runtime: Runtime,
     /// How the token ids were drawn.
     pub ids: IdSource,
     /// The inputs fed, with their shapes.
@@ -131,12 +141,13 @@ pub(crate) struct Reference {
     head_moments: Option<Vec<f32>>,
     /// Seconds spent loading and running the original.
     seconds: f64,
+    runtime: Runtime,
 }
 
-/// Runs the original model in tract on seeded inputs (token ids below `n`, the table's rows,
+/// Runs the original model (in `options`' runtime) on seeded inputs (token ids below `n`, the table's rows,
 /// for the inputs a lookup of `candidate` reads, drawn with `seed`); with `head_moments`, also
 /// the moments of the hidden state entering its tied heads ([`Reference::head_moments`]). An
-/// error when tract cannot load or run it.
+/// error when the runtime cannot load or run it.
 pub(crate) fn run_original(
     original: &Model,
     candidate: &EmbeddingSite,
@@ -190,19 +201,19 @@ pub(crate) fn run_original(
     // With `head_moments`, the hidden state entering each tied head, as extra outputs after the
     // graph's; for its moments the original runs again on other ids, [`MOMENT_RUNS`] runs in all.
     let hidden: Vec<&str> = candidate.heads.iter().filter(|_| head_moments).map(|h| h.hidden.as_str()).collect();
-    let runner = Runner::load(original, Role::Original, &fed, &hidden)?;
-    let mut outputs: Vec<Tensor> = runner.run(&fed)?.into_iter().map(TValue::into_tensor).collect();
+    let runner = Runner::load(options.runtime, original, Role::Original, &fed, &hidden)?;
+    let mut outputs: Vec<Tensor> = runner.run(&fed)?;
     let mut extra = outputs.split_off(outputs.len() - hidden.len());
     if !hidden.is_empty() {
         for r in 1..MOMENT_RUNS {
             let (more, _) = feed(seed ^ (MOMENT_SEED + r as u64))?;
-            let mut o: Vec<Tensor> = runner.run(&more)?.into_iter().map(TValue::into_tensor).collect();
+            let mut o: Vec<Tensor> = runner.run(&more)?;
             extra.extend(o.split_off(o.len() - hidden.len()));
         }
     }
     let head_moments = column_moments(&extra, candidate.cols);
     let source = if prior.is_some() { IdSource::Prior } else { IdSource::Uniform };
-    Ok(Reference { fed, ids, source, outputs, head_moments, seconds: start.elapsed().as_secs_f64() })
+    Ok(Reference { fed, ids, source, outputs, head_moments, seconds: start.elapsed().as_secs_f64(), runtime: options.runtime })
 }
 
 impl Reference {
@@ -238,7 +249,7 @@ fn column_moments(tensors: &[Tensor], d: usize) -> Option<Vec<f32>> {
 }
 
 /// Runs the rewritten model on the inputs of `reference` and compares its outputs with the
-/// original's. An error when tract cannot load or run it, or when a rewritten lookup does not
+/// original's. An error when the runtime cannot load or run it, or when a rewritten lookup does not
 /// match `layout`.
 pub(crate) fn validate(
     reference: &Reference,
@@ -259,12 +270,12 @@ pub(crate) fn validate(
         })
         .collect();
     let lookup_outputs: Vec<&str> = checked.iter().map(|(output, _)| *output).collect();
-    let after = Runner::load(rewritten, Role::Rewritten, fed, &lookup_outputs)?.run(fed)?;
+    let after = Runner::load(reference.runtime, rewritten, Role::Rewritten, fed, &lookup_outputs)?.run(fed)?;
 
     let mut embedding_rel_error: Option<f64> = None;
     let lookup_values = &after[after.len() - checked.len()..];
     for ((output, ids), got) in checked.iter().zip(lookup_values) {
-        let got = as_f32(got).map_err(|e| Error::Tract { which: Role::Rewritten, message: format!("{e:#}"), remedy: vec![] })?;
+        let got = as_f32(got).map_err(|e| Error::ValidationMismatch(format!("the rewritten lookup '{output}': {e:#}")))?;
         let expected = layout.reconstruct(ids);
         if got.len() != expected.len() {
             return Err(Error::ValidationMismatch(format!(
@@ -296,6 +307,7 @@ pub(crate) fn validate(
         .map(|(o, (a, b))| compare(o.name(), a, b))
         .collect::<Result<Vec<_>>>()?;
     Ok(Validation {
+        runtime: reference.runtime,
         ids: reference.source,
         inputs: fed.iter().map(|(name, t)| FedInput { name: name.clone(), shape: t.shape().to_vec() }).collect(),
         embedding_rel_error,
@@ -314,7 +326,7 @@ fn compare(name: &str, a: &Tensor, b: &Tensor) -> Result<OutputFidelity> {
         )));
     }
     let is_float = a.datum_type().is_float();
-    let fail = |e: TractError| Error::Tract { which: Role::Rewritten, message: format!("output '{name}': {e}"), remedy: vec![] };
+    let fail = |e: TractError| Error::ValidationMismatch(format!("output '{name}': {e}"));
     let (x, y) = (as_f32(a).map_err(fail)?, as_f32(b).map_err(fail)?);
     let max_abs_diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs() as f64).fold(0.0, f64::max);
     let mean_cosine = is_float.then(|| {

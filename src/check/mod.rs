@@ -9,10 +9,14 @@
 
 pub(crate) mod floor;
 mod ids;
+#[cfg(feature = "onnxruntime")]
+mod onnxruntime;
+mod runtime;
 mod text;
 pub(crate) mod tract;
 
 pub use ids::{FedInput, IdSource, OutputFidelity, ValidateOptions, Validation};
+pub use runtime::Runtime;
 pub use text::{HeldOut, ModelKind, TextValidation};
 #[doc(hidden)]
 pub use tract::original_loads;
@@ -27,6 +31,8 @@ use crate::rewrite::find::EmbeddingSite;
 pub(crate) struct References {
     ids: Option<ids::Reference>,
     text: Option<text::TextReference>,
+    /// The runtime both models run in.
+    runtime: Runtime,
 }
 
 /// What checking one candidate found.
@@ -38,7 +44,7 @@ pub(crate) struct Checked {
 impl References {
     /// Runs the original `model` (table of `n` rows) on random ids drawn with `seed` (from
     /// `prior` when given, else uniformly) when `validate` is given, and on `held_out` text when
-    /// given. With `head_moments`, the random-id run also measures the hidden state entering
+    /// given, in `validate`'s runtime (tract without it). With `head_moments`, the random-id run also measures the hidden state entering
     /// the tied heads ([`References::head_moments`]).
     pub(crate) fn run(
         model: &Model,
@@ -50,9 +56,10 @@ impl References {
         held_out: Option<&HeldOut>,
         head_moments: bool,
     ) -> Result<References> {
+        let runtime = validate.map_or(Runtime::Tract, |v| v.runtime);
         let ids = validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior, head_moments)).transpose()?;
-        let text = held_out.map(|h| text::run_original_text(model, candidate, h)).transpose()?;
-        Ok(References { ids, text })
+        let text = held_out.map(|h| text::run_original_text(runtime, model, candidate, h)).transpose()?;
+        Ok(References { ids, text, runtime })
     }
 
     /// The mean square of each column of the hidden state entering the tied LM heads, from the
@@ -86,7 +93,7 @@ impl References {
         let text = match &self.text {
             Some(r) => {
                 on_stage(crate::Stage::HeldOut);
-                Some(text::compare_text(r, original, rewritten, candidate)?)
+                Some(text::compare_text(self.runtime, r, original, rewritten, candidate)?)
             }
             None => None,
         };

@@ -1,5 +1,5 @@
 //! The held-out text check: tokenized sentences run through the original once (prepare stage,
-//! kept as a [`TextReference`]) and through each rewritten candidate, in tract. Encoders are
+//! kept as a [`TextReference`]) and through each rewritten candidate, in the validation's runtime. Encoders are
 //! compared by their mean-pooled sentence embeddings, decoders by their next-token distributions.
 
 use std::time::Instant;
@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde::Serialize;
 use tract_onnx::prelude::*;
 
-use super::tract::{Runner, as_f32, fed_shape, input_values, is_past, make_tensor};
+use super::runtime::{Runner, Runtime};
+use super::tract::{as_f32, fed_shape, input_values, is_past, make_tensor};
 use crate::metrics::{cosine, kl_divergence, mean};
 use crate::error::{Error, Result, Role};
 use crate::onnx::Model;
@@ -126,9 +127,9 @@ pub(crate) struct TextReference {
 
 /// The output to compare: logits over the vocabulary (`[batch, sequence, n]`: a decoder),
 /// else hidden states (`[batch, sequence, _]`) or pooled embeddings (`[batch, _]`).
-fn pick_output(outputs: &[TValue], n: usize, batch: usize) -> Option<(usize, ModelKind)> {
-    let is_float = |v: &TValue| v.datum_type().is_float();
-    let shape = |v: &TValue| v.shape().to_vec();
+fn pick_output(outputs: &[Tensor], n: usize, batch: usize) -> Option<(usize, ModelKind)> {
+    let is_float = |v: &Tensor| v.datum_type().is_float();
+    let shape = |v: &Tensor| v.shape().to_vec();
     outputs
         .iter()
         .position(|v| is_float(v) && shape(v).len() == 3 && shape(v)[2] == n)
@@ -147,7 +148,7 @@ fn bad(reason: String) -> Error {
 }
 
 /// Runs `held_out` through the original model and keeps what the comparisons need.
-pub(crate) fn run_original_text(original: &Model, candidate: &EmbeddingSite, held_out: &HeldOut) -> Result<TextReference> {
+pub(crate) fn run_original_text(runtime: Runtime, original: &Model, candidate: &EmbeddingSite, held_out: &HeldOut) -> Result<TextReference> {
     let start = Instant::now();
     let max_len = held_out.max_len.max(1);
     let sentences: Vec<Vec<u32>> =
@@ -172,18 +173,24 @@ pub(crate) fn run_original_text(original: &Model, candidate: &EmbeddingSite, hel
     };
     let keep = vec![true; reference.sentences.len()];
     let mut picked = None;
-    reference.original = reference.outputs(original, Role::Original, candidate, &keep, &mut picked)?;
+    reference.original = reference.outputs(runtime, original, Role::Original, candidate, &keep, &mut picked)?;
     (reference.output, reference.kind) = picked.expect("at least one batch ran");
     reference.seconds = start.elapsed().as_secs_f64();
     Ok(reference)
 }
 
 /// Runs the held-out sentences of `reference` through `rewritten` and compares.
-pub(crate) fn compare_text(reference: &TextReference, original: &Model, rewritten: &Model, candidate: &EmbeddingSite) -> Result<TextValidation> {
+pub(crate) fn compare_text(
+    runtime: Runtime,
+    reference: &TextReference,
+    original: &Model,
+    rewritten: &Model,
+    candidate: &EmbeddingSite,
+) -> Result<TextValidation> {
     let start = Instant::now();
     let keep: Vec<bool> = reference.original.iter().map(Option::is_some).collect();
     let mut picked = Some((reference.output, reference.kind));
-    let after = reference.outputs(rewritten, Role::Rewritten, candidate, &keep, &mut picked)?;
+    let after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &keep, &mut picked)?;
     let (pairs, tokens): (Vec<(&[f32], &[f32])>, Vec<&[u32]>) = reference
         .original
         .iter()
@@ -243,6 +250,7 @@ impl TextReference {
     /// first batch when `None`.
     fn outputs(
         &self,
+        runtime: Runtime,
         model: &Model,
         role: Role,
         candidate: &EmbeddingSite,
@@ -284,7 +292,7 @@ impl TextReference {
                     })
                     .collect()
             };
-            let runner = Runner::load(model, role, &feed(&members[..batch])?, &[])?;
+            let runner = Runner::load(runtime, model, role, &feed(&members[..batch])?, &[])?;
             for chunk in members.chunks(batch) {
                 let values = runner.run(&feed(chunk)?)?;
                 let (output, kind) = match *picked {
@@ -295,7 +303,7 @@ impl TextReference {
                 };
                 let value = values.get(output).ok_or_else(|| bad(format!("the {role} model has no output {output}")))?;
                 let shape = value.shape().to_vec();
-                let x = as_f32(value).map_err(|e| Error::Tract { which: role, message: format!("{e:#}"), remedy: vec![] })?;
+                let x = as_f32(value).map_err(|e| bad(format!("the {role} model's output {output}: {e:#}")))?;
                 let width = *shape.last().ok_or_else(|| bad("a scalar output".into()))?;
                 for (r, &i) in chunk.iter().enumerate() {
                     let s = &sentences[i];

@@ -19,6 +19,11 @@ pub fn original_loads() -> usize {
     ORIGINAL_LOADS.with(|c| c.get())
 }
 
+/// Counts a load of an original model (in any runtime) for [`original_loads`].
+pub(crate) fn count_original_load() {
+    ORIGINAL_LOADS.with(|c| c.set(c.get() + 1));
+}
+
 thread_local! {
     static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -135,7 +140,7 @@ impl Runner {
     /// added as last outputs. `which` names the model in errors.
     pub(crate) fn load(model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {
         if which == Role::Original {
-            ORIGINAL_LOADS.with(|c| c.set(c.get() + 1));
+            count_original_load();
         }
         let load = || -> TractResult<Runner> {
             // Decoded by hand so the encoded bytes are freed before tract copies the weights
@@ -195,7 +200,8 @@ impl Runner {
 /// ids past a position table) into [`Error::Tract`] naming the model and the inputs.
 fn guarded<T>(which: Role, fed: &[(String, Tensor)], f: impl FnOnce() -> TractResult<T>) -> Result<T> {
     match quietly_catching_panics(f) {
-        Ok(result) => result.map_err(|e| Error::Tract { which, message: format!("{e:#}"), remedy: vec![] }),
+        // onnxruntime runs what tract lacks (contrib operators, 4-bit types)
+        Ok(result) => result.map_err(|e| Error::Tract { which, message: format!("{e:#}"), remedy: vec![Param::Runtime, Param::Validate] }),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()
@@ -208,7 +214,7 @@ fn guarded<T>(which: Role, fed: &[(String, Tensor)], f: impl FnOnce() -> TractRe
                     "tract crashed ({what}) on inputs {:?}",
                     fed.iter().map(|(n, t)| format!("{n}{:?}", t.shape())).collect::<Vec<_>>()
                 ),
-                remedy: vec![Param::Seq, Param::Batch, Param::Validate],
+                remedy: vec![Param::Seq, Param::Batch, Param::Runtime, Param::Validate],
             })
         }
     }

@@ -7,7 +7,7 @@ use crate::corpus::{Holdout, Weighting};
 use crate::data::DataOptions;
 use crate::onnx::io;
 use crate::quant::Bits;
-use crate::{Data, Goal, HotTier, Method, Options, Param, Precision, Setting, Size, Storage, Subspaces, SweepGrid, ValidateOptions};
+use crate::{Data, Goal, HotTier, Method, Options, Param, Precision, Runtime, Setting, Size, Storage, Subspaces, SweepGrid, ValidateOptions};
 
 /// `--weighting` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +23,24 @@ impl From<WeightingArg> for Weighting {
             WeightingArg::None => Self::None,
             WeightingArg::Sqrt => Self::Sqrt,
             WeightingArg::Linear => Self::Linear,
+        }
+    }
+}
+
+/// `--validate` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeArg {
+    /// tract, built in.
+    Tract,
+    /// onnxruntime, from ORT_DYLIB_PATH or the onnxruntime package python3 imports.
+    Onnxruntime,
+}
+
+impl From<RuntimeArg> for Runtime {
+    fn from(r: RuntimeArg) -> Self {
+        match r {
+            RuntimeArg::Tract => Self::Tract,
+            RuntimeArg::Onnxruntime => Self::Onnxruntime,
         }
     }
 }
@@ -145,9 +163,14 @@ pub struct CompressArgs {
     /// sample still assigns all rows once).
     #[arg(long, default_value_t = Options::default().fit.polish_iter)]
     pub polish_iter: usize,
-    /// Skip the validation with tract.
-    #[arg(long)]
+    /// Skip the validation.
+    #[arg(long, conflicts_with = "validate")]
     pub no_validate: bool,
+    /// The runtime that runs the original and the compressed model for the validation and the
+    /// held-out text: tract (built in), or onnxruntime for models tract cannot run (its shared
+    /// library from ORT_DYLIB_PATH, else from the onnxruntime package python3 imports)
+    #[arg(long, value_name = "RUNTIME", value_enum, default_value_t = RuntimeArg::Tract)]
+    pub validate: RuntimeArg,
     /// Sequence length fed to symbolic dimensions during validation.
     #[arg(long, default_value_t = ValidateOptions::default().seq)]
     pub seq: usize,
@@ -239,7 +262,7 @@ impl CompressArgs {
         o.fit.max_iter = self.max_iter;
         o.fit.sample_rows = self.sample_rows;
         o.fit.polish_iter = self.polish_iter;
-        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq));
+        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq).in_runtime(self.validate.into()));
         o.min_cos = self.min_cos;
         o.data = self.data.options();
         let mut storage = Storage::default();
@@ -382,6 +405,10 @@ pub struct SweepArgs {
     /// Coefficient precisions of the grid.
     #[arg(long, value_delimiter = ',', value_parser = parse_bits, default_value = "8,4,2")]
     pub bits: Vec<Precision>,
+    /// The runtime that runs the original and every point's model for the checks: tract, or
+    /// onnxruntime for models tract cannot run (as for the compress command)
+    #[arg(long, value_name = "RUNTIME", value_enum, default_value_t = RuntimeArg::Tract)]
+    pub validate: RuntimeArg,
     #[command(flatten)]
     pub run: RunArgs,
     /// No progress bar on stderr.
@@ -395,6 +422,9 @@ impl SweepArgs {
         let mut o = Options::default();
         self.run.apply(&mut o);
         o.data = self.data.options();
+        if let Some(v) = o.validate.as_mut() {
+            v.runtime = self.validate.into();
+        }
         let g = SweepGrid { ks: self.ks.clone(), ratios: self.ratios.clone(), bits: self.bits.clone(), ..SweepGrid::default() };
         (o, g)
     }
@@ -404,6 +434,9 @@ impl SweepArgs {
     pub fn common_args(&self, counts: Option<&Path>) -> Vec<String> {
         let mut a = self.data.as_args(counts);
         a.extend(self.run.as_args());
+        if self.validate != RuntimeArg::Tract {
+            a.extend(["--validate".to_string(), "onnxruntime".to_string()]);
+        }
         a
     }
 }
@@ -515,6 +548,7 @@ pub fn flag(param: Param) -> &'static str {
         Param::Embedding => "--embedding",
         Param::AllowShared => "--allow-shared",
         Param::Validate => "--no-validate",
+        Param::Runtime => "--validate",
         Param::ExternalData => "--external-data",
         Param::PriorStrength => "--prior-strength",
         Param::PriorShare => "--prior-share",

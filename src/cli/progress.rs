@@ -37,7 +37,7 @@ fn show(bar: &ProgressBar, p: Progress) {
                 ProgressStyle::with_template("counting tokens {bar:30} {pos}/{len} files, {elapsed} {msg}").expect("valid template"),
             );
         }
-        Progress::Stage(Stage::Validate) => spinner(bar, "validating with tract".into()),
+        Progress::Stage(Stage::Validate) => spinner(bar, "validating".into()),
         Progress::Stage(Stage::HeldOut) => spinner(bar, "validating on held-out text".into()),
         Progress::Stage(stage) => spinner(bar, stage.name().into()),
         Progress::Count { files_done, files, tokens } => {

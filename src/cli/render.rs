@@ -103,7 +103,7 @@ pub fn report(r: &Report) -> String {
             crate::check::IdSource::Prior => "token sequences from the tokenizer's prior",
             crate::check::IdSource::Uniform => "uniform random ids",
         };
-        let _ = writeln!(s, "validation  tract, {ids}, inputs {}", inputs.join(", "));
+        let _ = writeln!(s, "validation  {}, {ids}, inputs {}", v.runtime, inputs.join(", "));
         if let Some(e) = v.embedding_rel_error {
             let _ = writeln!(s, "            lookup output = fitted reconstruction (relative difference {e:.1e})");
         }

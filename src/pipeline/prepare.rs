@@ -105,11 +105,11 @@ impl<'m> Prepared<'m> {
         }
         if let Some(v) = &options.validate {
             v.check()?;
-            if site.dtype == FloatType::Bf16 {
+            if site.dtype == FloatType::Bf16 && v.runtime == crate::check::Runtime::Tract {
                 return Err(Error::Tract {
                     which: Role::Original,
                     message: format!("tract cannot run BFLOAT16 tensors such as the table '{}'", site.table),
-                    remedy: vec![Param::Validate],
+                    remedy: vec![Param::Runtime, Param::Validate],
                 });
             }
         }
@@ -160,7 +160,7 @@ impl<'m> Prepared<'m> {
                 .map(|s| Plan::of(s, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))?.serving(&site, options.allow_shared))
                 .transpose()?,
         };
-        // Held-out text is compared in tract: not without validation (and then none is counted
+        // Held-out text is compared in the validation's runtime: not without validation (and then none is counted
         // as held out in the report).
         let held_out = held_out.filter(|_| options.validate.is_some());
         if let Some(figures) = &mut corpus {

@@ -1617,3 +1617,21 @@ fn a_corpus_seeing_little_of_the_prior_is_judged_also_on_its_sequences() {
     let r = run(&args("broad", &["--min-cos", &format!("{}", text - 1e-6), "-q"]));
     assert_eq!(r.code, Some(0), "text {text}, ids {ids}: {r:#?}");
 }
+
+/// `--validate onnxruntime` without an onnxruntime library to load fails before any work,
+/// naming the flag and where the library is looked for; nothing is written.
+#[test]
+fn validation_in_onnxruntime_without_its_library_is_a_clear_error() {
+    let dir = tempdir();
+    let out = dir.path().join("out.onnx");
+    let missing = dir.path().join("libonnxruntime.so");
+    let args = [fixture("encoder.onnx").into_os_string(), out.clone().into_os_string(), "--validate".into(), "onnxruntime".into()];
+    let r = crate::run_with_env(&args, &[("ORT_DYLIB_PATH", missing.as_os_str())]);
+    r.error(&["--validate", "onnxruntime", "ORT_DYLIB_PATH", &missing.to_string_lossy()]);
+    assert!(!out.exists());
+    // and it is no flag to combine with --no-validate
+    let r = run(&[fixture("encoder.onnx").into_os_string(), out.clone().into_os_string(), "--no-validate".into(), "--validate".into(), "tract".into()]);
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    assert!(r.stderr.contains("--no-validate") && r.stderr.contains("--validate"), "{}", r.stderr);
+    assert!(!out.exists());
+}

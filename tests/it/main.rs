@@ -35,6 +35,13 @@ pub fn run<S: AsRef<OsStr>>(args: &[S]) -> Run {
     run_in(None, args)
 }
 
+/// Runs `onnx-embcomp` with `args` and the environment variables `env` set.
+pub fn run_with_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &OsStr)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onnx-embcomp"));
+    cmd.args(args).envs(env.iter().copied());
+    Run::of(cmd.output().expect("the binary runs"))
+}
+
 /// Runs `onnx-embcomp` with `args` in `dir` (the current folder when `None`).
 pub fn run_in<S: AsRef<OsStr>>(dir: Option<&Path>, args: &[S]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_onnx-embcomp"));

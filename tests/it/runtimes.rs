@@ -794,3 +794,110 @@ const REQUANTIZED: &[(&str, &[&str])] = &[
     ("plain_bits4", &["--plain", "--bits", "4"]),
     ("plain_bits2", &["--plain", "--bits", "2"]),
 ];
+
+
+/// The shared library of the pinned onnxruntime (`ONNX_EMBCOMP_PYTHON`'s package), as a user
+/// points `ORT_DYLIB_PATH` at it.
+fn onnxruntime_library(runtimes: &Runtimes) -> PathBuf {
+    let out = Command::new(&runtimes.python)
+        .args(["-c", "import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so*')))[-1])"])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// `--validate onnxruntime`: the same checks as in tract, on the same inputs, through the
+/// library of the pinned onnxruntime wheel; models tract cannot run are validated there.
+#[test]
+#[ignore = "needs the pinned runtimes: run by .ci/run (cargo test -- --ignored runtimes::)"]
+fn validation_in_onnxruntime_checks_what_tract_checks_and_what_it_cannot_run() {
+    let runtimes = Runtimes::from_env();
+    let library = onnxruntime_library(&runtimes);
+    let env = [("ORT_DYLIB_PATH", library.as_os_str())];
+    let dir = crate::cli::corpus_dir();
+    let d = dir.path();
+    let text: Vec<std::ffi::OsString> = vec!["--corpus".into(), d.join("docs").into(), "--tokenizer".into(), d.join("tokenizer.json").into()];
+    // (name, model, args): an encoder and a decoder with held-out text, a decoder with a
+    // key/value cache, a tied 4-bit head (its moments read as extra outputs)
+    let built = |name: &str, m: Model| crate::write_model(d, &format!("{name}.onnx"), &m);
+    let cases: Vec<(&str, PathBuf, Vec<std::ffi::OsString>)> = vec![
+        ("encoder", crate::fixture("encoder.onnx"), text.clone()),
+        ("decoder", crate::fixture("decoder.onnx"), [text.clone(), vec!["--allow-shared".into()]].concat()),
+        ("decoder_cache", built("decoder_cache", fixtures::decoder_with_cache()), vec!["--plain".into(), "--bits".into(), "8".into()]),
+        ("decoder_tied_plain4", crate::fixture("decoder.onnx"), vec!["--plain".into(), "--bits".into(), "4".into()]),
+    ];
+    for (name, model, args) in &cases {
+        let mut figures = Vec::new();
+        for runtime in ["tract", "onnxruntime"] {
+            let (out, json) = (d.join(format!("{name}.{runtime}.onnx")), d.join(format!("{name}.{runtime}.json")));
+            let mut a: Vec<std::ffi::OsString> = vec![model.clone().into(), out.into(), "--validate".into(), runtime.into(), "--json".into(), json.clone().into(), "-q".into()];
+            a.extend(args.iter().cloned());
+            crate::run_with_env(&a, &env).ok();
+            let report = read_json(&json);
+            let v = &report["validation"];
+            assert_eq!(v["runtime"], runtime, "{name}: {v}");
+            let rel = v["embedding_rel_error"].as_f64().unwrap_or_else(|| panic!("{name}: {v}"));
+            assert!(rel <= 1e-5, "{name} in {runtime}: the lookup is not the reconstruction: {rel}");
+            figures.push((v["outputs"].clone(), report["text_validation"]["mean_cosine"].as_f64(), report["embedding_bytes_after"].clone()));
+        }
+        // the same ids, the same outputs compared, the same figures (to float noise)
+        let (tract, ort) = (&figures[0], &figures[1]);
+        let (a, b) = (tract.0.as_array().unwrap(), ort.0.as_array().unwrap());
+        assert_eq!(a.len(), b.len(), "{name}: outputs {a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!((&x["name"], &x["shape"]), (&y["name"], &y["shape"]), "{name}");
+            if let (Some(p), Some(q)) = (x["mean_cosine"].as_f64(), y["mean_cosine"].as_f64()) {
+                assert!((p - q).abs() < 1e-3, "{name}: output {} mean cosine {p} in tract, {q} in onnxruntime", x["name"]);
+            }
+        }
+        assert_eq!(tract.1.is_some(), !args.iter().any(|a| a == "--plain"), "{name}: held-out text expected with the corpus only");
+        if let (Some(p), Some(q)) = (tract.1, ort.1) {
+            assert!((p - q).abs() < 1e-3, "{name}: held-out mean cosine {p} in tract, {q} in onnxruntime");
+        }
+        assert_eq!(tract.2, ort.2, "{name}: the stored bytes differ");
+    }
+
+    // what tract cannot run (4-bit GatherBlockQuantized on uint4 codes, a bf16 table): tract's
+    // validation fails naming it, onnxruntime's passes against the model as given
+    let mut layouts = crate::quantized::onnxruntime_only();
+    assert!(!layouts.is_empty());
+    layouts.push(("encoder_bf16", encoder_bf16()));
+    for (name, m) in layouts {
+        let input = built(name, m);
+        let out = d.join(format!("{name}.out.onnx"));
+        let r = crate::run_with_env(&[input.as_os_str(), out.as_os_str()], &env);
+        r.error(&["tract", "original"]);
+        assert!(!out.exists(), "{name}: written after a failed validation");
+        let json = d.join(format!("{name}.json"));
+        let args = [input.as_os_str(), out.as_os_str(), "--validate".as_ref(), "onnxruntime".as_ref(), "--json".as_ref(), json.as_os_str(), "-q".as_ref()];
+        crate::run_with_env(&args, &env).ok();
+        let v = &read_json(&json)["validation"];
+        assert_eq!(v["runtime"], "onnxruntime", "{name}");
+        assert!(v["embedding_rel_error"].as_f64().is_some_and(|e| e <= 1e-2), "{name}: {v}");
+        for o in v["outputs"].as_array().unwrap() {
+            assert!(o["mean_cosine"].as_f64().is_none_or(|c| c > 0.99), "{name}: {o}");
+        }
+        // a sweep checks its points there too, and the commands it prints say so
+        let sweep = d.join(format!("{name}.sweep"));
+        let args = [
+            "sweep".as_ref(),
+            input.as_os_str(),
+            "--validate".as_ref(),
+            "onnxruntime".as_ref(),
+            "--ks".as_ref(),
+            "1".as_ref(),
+            "--ratios".as_ref(),
+            "0.5".as_ref(),
+            "--bits".as_ref(),
+            "8".as_ref(),
+            "--out".as_ref(),
+            sweep.as_os_str(),
+            "-q".as_ref(),
+        ];
+        let r = crate::run_with_env(&args, &env);
+        r.ok();
+        assert!(r.stdout.contains("--validate onnxruntime"), "{name}: {}", r.stdout);
+        assert!(!read_json(&sweep.join("sweep.json"))["points"].as_array().unwrap().is_empty(), "{name}");
+    }
+}
