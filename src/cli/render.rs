@@ -263,7 +263,7 @@ pub fn summary(summary: &Summary, verbose: bool) -> String {
             let mut r = c.other_readers.iter().map(|r| format!("{} '{}'", r.op_type, r.node)).collect::<Vec<_>>().join(", ");
             if c.only_heads_share() {
                 let heads: Vec<&str> = c.heads.iter().map(|h| h.name.as_str()).collect();
-                r += &format!(" (tied LM head {}: --plain --bits 8 serves it)", heads.join(", "));
+                r += &format!(" (tied LM head {}: served by plain rows: --plain --bits 8 (an integer head) or --bits 4)", heads.join(", "));
             }
             r
         };

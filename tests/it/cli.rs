@@ -99,7 +99,7 @@ fn inspect_decoder_names_the_tied_transpose() {
     let star = r.stdout.lines().find(|l| l.starts_with("* ")).expect("a marked candidate");
     assert!(star.contains(fixtures::DECODER_TABLE), "{star}");
     assert!(star.contains(&format!("other readers: Transpose '{}'", fixtures::DECODER_TIED_TRANSPOSE)), "{star}");
-    assert!(star.contains("(tied LM head /lm_head/MatMul: --plain --bits 8 serves it)"), "{star}");
+    assert!(star.contains("(tied LM head /lm_head/MatMul: served by plain rows: --plain --bits 8 (an integer head) or --bits 4)"), "{star}");
 }
 
 // ---------------------------------------------------------------------------------------------
