@@ -144,10 +144,10 @@ pub(crate) struct Reference {
     runtime: Runtime,
 }
 
-/// Runs the original model (in `options`' runtime) on seeded inputs (token ids below `n`, the table's rows,
-/// for the inputs a lookup of `candidate` reads, drawn with `seed`); with `head_moments`, also
-/// the moments of the hidden state entering its tied heads ([`Reference::head_moments`]). An
-/// error when the runtime cannot load or run it.
+/// Runs the original model in `options`' runtime on seeded inputs (token ids below `n`, the
+/// table's rows, for the inputs a lookup of `candidate` reads, drawn with `seed`); with
+/// `head_moments`, also the moments of the hidden state entering its tied heads
+/// ([`Reference::head_moments`]). An error when the runtime cannot load or run it.
 pub(crate) fn run_original(
     original: &Model,
     candidate: &EmbeddingSite,
@@ -249,8 +249,8 @@ fn column_moments(tensors: &[Tensor], d: usize) -> Option<Vec<f32>> {
 }
 
 /// Runs the rewritten model on the inputs of `reference` and compares its outputs with the
-/// original's. An error when the runtime cannot load or run it, or when a rewritten lookup does not
-/// match `layout`.
+/// original's. An error when the runtime cannot load or run it, or when a rewritten lookup does
+/// not match `layout`.
 pub(crate) fn validate(
     reference: &Reference,
     original: &Model,

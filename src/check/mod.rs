@@ -19,7 +19,7 @@ pub use ids::{FedInput, IdSource, OutputFidelity, ValidateOptions, Validation};
 pub use runtime::Runtime;
 pub use text::{HeldOut, ModelKind, TextValidation};
 #[doc(hidden)]
-pub use tract::original_loads;
+pub use runtime::original_loads;
 pub use crate::metrics::cosine;
 
 use crate::error::Result;
@@ -44,8 +44,8 @@ pub(crate) struct Checked {
 impl References {
     /// Runs the original `model` (table of `n` rows) on random ids drawn with `seed` (from
     /// `prior` when given, else uniformly) when `validate` is given, and on `held_out` text when
-    /// given, in `validate`'s runtime (tract without it). With `head_moments`, the random-id run also measures the hidden state entering
-    /// the tied heads ([`References::head_moments`]).
+    /// given, in `validate`'s runtime (tract without it). With `head_moments`, the random-id run
+    /// also measures the hidden state entering the tied heads ([`References::head_moments`]).
     pub(crate) fn run(
         model: &Model,
         candidate: &EmbeddingSite,

@@ -71,9 +71,6 @@ impl Runner {
     /// infers their types). `which` names the model in errors.
     pub(crate) fn load(model: &Model, which: Role, extra: &[&str]) -> Result<Runner> {
         init()?;
-        if which == Role::Original {
-            super::tract::count_original_load();
-        }
         let fail = |e: ort::Error| Error::Onnxruntime { which, message: e.to_string() };
         let mut bytes = model.encode();
         if !extra.is_empty() {

@@ -32,6 +32,18 @@ impl std::fmt::Display for Runtime {
     }
 }
 
+thread_local! {
+    /// Loads of an original model on this thread, for tests that count them.
+    static ORIGINAL_LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times an original model was loaded (in either runtime) on this thread so far: the
+/// pipeline runs the original once per prepared model, however many candidates it then checks.
+#[doc(hidden)]
+pub fn original_loads() -> usize {
+    ORIGINAL_LOADS.with(|c| c.get())
+}
+
 /// A model loaded in one of the runtimes for fixed input shapes, ready to run many times.
 pub(crate) enum Runner {
     Tract(super::tract::Runner),
@@ -43,6 +55,9 @@ impl Runner {
     /// Loads `model` in `runtime` with the shapes and types of `fed` pinned; `extra` (tensor
     /// names) are added as last outputs. `which` names the model in errors.
     pub(crate) fn load(runtime: Runtime, model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {
+        if which == Role::Original {
+            ORIGINAL_LOADS.with(|c| c.set(c.get() + 1));
+        }
         match runtime {
             Runtime::Tract => super::tract::Runner::load(model, which, fed, extra).map(Runner::Tract),
             #[cfg(feature = "onnxruntime")]

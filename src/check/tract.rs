@@ -8,23 +8,6 @@ use crate::onnx::Model;
 use crate::onnx::proto::{ValueInfoProto, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim};
 
 thread_local! {
-    /// Loads of an original model on this thread, for tests that count them.
-    static ORIGINAL_LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// How many times an original model was loaded into tract on this thread so far: the pipeline
-/// runs the original once per prepared model, however many candidates it then checks.
-#[doc(hidden)]
-pub fn original_loads() -> usize {
-    ORIGINAL_LOADS.with(|c| c.get())
-}
-
-/// Counts a load of an original model (in any runtime) for [`original_loads`].
-pub(crate) fn count_original_load() {
-    ORIGINAL_LOADS.with(|c| c.set(c.get() + 1));
-}
-
-thread_local! {
     static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -139,9 +122,6 @@ impl Runner {
     /// Loads `model` with the shapes and types of `fed` pinned; `extra` (tensor names) are
     /// added as last outputs. `which` names the model in errors.
     pub(crate) fn load(model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {
-        if which == Role::Original {
-            count_original_load();
-        }
         let load = || -> TractResult<Runner> {
             // Decoded by hand so the encoded bytes are freed before tract copies the weights
             // into its tensors (`model_for_read` would hold a third copy).
