@@ -60,7 +60,7 @@ pub struct DataOptions {
     /// Documents held out of the count (default [`Holdout::default`]: one in ten, at most 200
     /// sentences from them; which ones, the run's seed decides).
     pub holdout: Holdout,
-    /// Held-out sentences per tract run (default [`HeldOut::BATCH`]) and tokens per sentence at
+    /// Held-out sentences per run (default [`HeldOut::BATCH`]) and tokens per sentence at
     /// most (default [`HeldOut::MAX_LEN`]).
     pub batch: usize,
     pub max_len: usize,

@@ -214,6 +214,10 @@ pub enum Error {
     #[error("{}", self.describe(Param::name))]
     Tract { which: Role, message: String, remedy: Vec<Param> },
 
+    /// Validation cannot feed a graph input (its type or its declared shape), in any runtime.
+    #[error("{}", self.describe(Param::name))]
+    CannotFeed { input: String, reason: String },
+
     /// onnxruntime could not load or run a model during validation.
     #[error("validation with onnxruntime failed on the {which} model: {message}")]
     Onnxruntime { which: Role, message: String },
@@ -255,6 +259,9 @@ impl Error {
                 name(Param::Bits),
                 name(Param::AllowShared)
             ),
+            Error::CannotFeed { input, reason } => {
+                format!("validation cannot feed input '{input}': {reason} (try {})", name(Param::Validate))
+            }
             Error::Tract { which, message, remedy } => {
                 // the runtime to switch to is onnxruntime
                 let remedy: Vec<String> = remedy

@@ -62,7 +62,7 @@ pub struct Report {
     /// A rank-j' SVD storing no more numbers than the rewritten lookup, for comparison (not for
     /// plain storage).
     pub svd: Option<SvdFigures>,
-    /// Tract validation, when run.
+    /// The validation on random ids (in tract or onnxruntime), when run.
     pub validation: Option<Validation>,
     /// Comparison on held-out text, when given.
     pub text_validation: Option<TextValidation>,

@@ -103,25 +103,30 @@ def _precision(value: Any, name: str) -> str:
 
 def _runtime(validate: Any) -> Optional[str]:
     """``validate`` as the command line's ``--validate`` value (None: no validation). For
-    onnxruntime, ``ORT_DYLIB_PATH`` is pointed at the library of the onnxruntime package this
-    interpreter imports, unless it is set already."""
-    if validate is True or validate == "tract":
-        return "tract"
-    if validate is False:
-        return None
-    if validate != "onnxruntime":
-        raise ParameterError(f"invalid validate: {validate!r}: True, False, \"tract\" or \"onnxruntime\"")
-    if not os.environ.get("ORT_DYLIB_PATH"):
+    onnxruntime without ``ORT_DYLIB_PATH``, that variable is set (for this process and its
+    children) to the library of the onnxruntime package this interpreter has, which is found
+    without importing it."""
+    if isinstance(validate, str):
+        if validate not in ("tract", "onnxruntime"):
+            raise ParameterError(f"invalid validate: {validate!r}: True, False, \"tract\" or \"onnxruntime\"")
+    else:
+        return "tract" if bool(validate) else None
+    if validate == "onnxruntime" and not os.environ.get("ORT_DYLIB_PATH"):
         import glob
         import importlib.util
 
         spec = importlib.util.find_spec("onnxruntime")
+        found = []
         if spec is not None and spec.origin:
             found = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "capi", "*onnxruntime.*")))
-            libraries = [f for f in found if "providers" not in os.path.basename(f)]
-            if libraries:
-                os.environ["ORT_DYLIB_PATH"] = libraries[-1]
-    return "onnxruntime"
+        libraries = [f for f in found if "providers" not in os.path.basename(f)]
+        if not libraries:
+            raise ParameterError(
+                "invalid validate: 'onnxruntime': this interpreter has no onnxruntime package "
+                "(pip install onnxruntime) and ORT_DYLIB_PATH is not set"
+            )
+        os.environ["ORT_DYLIB_PATH"] = libraries[-1]
+    return validate
 
 
 class _Flags:

@@ -101,6 +101,7 @@ def test_validate_onnxruntime_uses_the_installed_package(monkeypatch: pytest.Mon
     assert r.mean_cosine == pytest.approx(tract.mean_cosine, abs=1e-4)
     with pytest.raises(ParameterError, match="validate"):
         onnx_embcomp.compress(ENCODER, validate="onnx", **FAST)
+    assert onnx_embcomp.compress(ENCODER, validate=0, **FAST).validation is None
     monkeypatch.setenv("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
     # the first load in this process is kept: a wrong path later is not read again
     assert onnx_embcomp.compress(ENCODER, validate="onnxruntime", **FAST).model == tract.model

@@ -169,11 +169,7 @@ pub(crate) fn run_original(
             let count = match shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
                 Some(count) if count <= MAX_FED_ELEMENTS => count,
                 _ => {
-                    return Err(Error::Tract {
-                        which: Role::Original,
-                        message: format!("input '{name}' declares shape {shape:?}, too large to feed"),
-                        remedy: vec![Param::Validate],
-                    });
+                    return Err(Error::CannotFeed { input: name, reason: format!("its declared shape {shape:?} is too large") });
                 }
             };
             let reads_ids = candidate.lookups.iter().any(|l| l.ids_input.as_deref() == Some(name.as_str()));

@@ -4,7 +4,7 @@
 //! memory and run many times, its errors turned into [`Error::Onnxruntime`].
 
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use half::f16;
 use ort::session::{Session, SessionInputValue};
@@ -24,8 +24,13 @@ const LIBRARY_VARIABLE: &str = "ORT_DYLIB_PATH";
 /// there).
 fn library() -> std::result::Result<PathBuf, String> {
     if let Some(path) = std::env::var_os(LIBRARY_VARIABLE).filter(|p| !p.is_empty()) {
+        // Absolute, so the library loaded is the file checked here (dlopen would search its own
+        // paths for a bare name).
         let path = PathBuf::from(path);
-        return if path.is_file() { Ok(path) } else { Err(format!("{LIBRARY_VARIABLE} names '{}', which is not a file", path.display())) };
+        return std::fs::canonicalize(&path)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| format!("{LIBRARY_VARIABLE} names '{}', which is not a file", path.display()));
     }
     let asked = std::process::Command::new("python3")
         .args(["-c", "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))"])
@@ -40,22 +45,32 @@ fn library() -> std::result::Result<PathBuf, String> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
         .map_err(|e| format!("cannot list '{}': {e}", capi.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.contains(suffix)))
+        .filter(|p| {
+            // not libonnxruntime_providers_shared, which the wheel ships beside it
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.contains(suffix) && !n.contains("providers"))
+        })
         .collect();
     found.sort();
     found.pop().ok_or_else(|| format!("no onnxruntime library in '{}' (set {LIBRARY_VARIABLE})", capi.display()))
 }
 
-/// Loads the library once per process; later calls give the first outcome.
+/// Loads the library once per process. A failure is not kept: a later call (after
+/// `pip install onnxruntime`, or with `ORT_DYLIB_PATH` set, in a long-lived Python process)
+/// tries again.
 fn init() -> Result<()> {
-    static LOADED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    let outcome = LOADED.get_or_init(|| {
-        let path = library()?;
-        let builder = ort::init_from(&path).map_err(|e| format!("cannot load '{}': {e}", path.display()))?;
+    static LOADED: Mutex<bool> = Mutex::new(false);
+    let mut loaded = LOADED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !*loaded {
+        let path = library().map_err(cannot_load)?;
+        let builder = ort::init_from(&path).map_err(|e| cannot_load(format!("cannot load '{}': {e}", path.display())))?;
         builder.with_name("onnx-embcomp").commit();
-        Ok(())
-    });
-    outcome.clone().map_err(|reason| Error::InvalidParameter { param: Param::Runtime, reason: format!("onnxruntime: {reason}") })
+        *loaded = true;
+    }
+    Ok(())
+}
+
+fn cannot_load(reason: String) -> Error {
+    Error::InvalidParameter { param: Param::Runtime, reason: format!("onnxruntime: {reason}") }
 }
 
 /// A model loaded in onnxruntime, ready to run many times.
@@ -63,6 +78,8 @@ pub(crate) struct Runner {
     session: Mutex<Session>,
     /// The names of the outputs returned: the graph's, then the extra tensors asked.
     outputs: Vec<String>,
+    /// The inputs the session takes as bf16 (fed as f32 by the checks: converted here).
+    bf16_inputs: Vec<String>,
     which: Role,
 }
 
@@ -72,6 +89,12 @@ impl Runner {
     pub(crate) fn load(model: &Model, which: Role, extra: &[&str]) -> Result<Runner> {
         init()?;
         let fail = |e: ort::Error| Error::Onnxruntime { which, message: e.to_string() };
+        if model.encoded_len() > i32::MAX as usize {
+            return Err(Error::Onnxruntime {
+                which,
+                message: "the model is over protobuf's 2 GiB limit, which onnxruntime cannot load from memory".into(),
+            });
+        }
         let mut bytes = model.encode();
         if !extra.is_empty() {
             // Protobuf merges concatenated messages: this appends the extra outputs to the graph's
@@ -84,13 +107,20 @@ impl Runner {
             .map_err(fail)?
             .with_log_level(ort::logging::LogLevel::Fatal)
             .map_err(|e| fail(e.into()))?
-            // Idle threads sleep rather than spin: a sweep fits other points on the same cores.
-            .with_config_entry("session.intra_op.allow_spinning", "0")
+            // One thread a model, as tract: a sweep checks several points at once and fits others
+            // on the same cores (`pipeline::sweep::schedule`).
+            .with_intra_threads(1)
             .map_err(|e| fail(e.into()))?
             .commit_from_memory(&bytes)
             .map_err(fail)?;
         let outputs = model.graph().output.iter().map(|o| o.name().to_string()).chain(extra.iter().map(|s| s.to_string())).collect();
-        Ok(Runner { session: Mutex::new(session), outputs, which })
+        let bf16_inputs = session
+            .inputs()
+            .iter()
+            .filter(|i| matches!(i.dtype(), ValueType::Tensor { ty: TensorElementType::Bfloat16, .. }))
+            .map(|i| i.name().to_string())
+            .collect();
+        Ok(Runner { session: Mutex::new(session), outputs, bf16_inputs, which })
     }
 
     /// Runs on `fed`: the outputs in the order of [`Runner::outputs`].
@@ -99,7 +129,10 @@ impl Runner {
         let fail = |message: String| Error::Onnxruntime { which, message };
         let inputs = fed
             .iter()
-            .map(|(name, t)| Ok((name.as_str(), to_value(t).map_err(|e| fail(format!("input '{name}': {e}")))?)))
+            .map(|(name, t)| {
+                let value = if self.bf16_inputs.contains(name) { to_bf16_value(t) } else { to_value(t) };
+                Ok((name.as_str(), value.map_err(|e| fail(format!("input '{name}': {e}")))?))
+            })
             .collect::<Result<Vec<(&str, SessionInputValue<'static>)>>>()?;
         let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let outputs = session.run(inputs).map_err(|e| fail(e.to_string()))?;
@@ -133,6 +166,14 @@ fn to_value(t: &Tensor) -> std::result::Result<SessionInputValue<'static>, Strin
     }
 }
 
+/// A float tract tensor as an onnxruntime bf16 value.
+fn to_bf16_value(t: &Tensor) -> std::result::Result<SessionInputValue<'static>, String> {
+    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+    let t = t.cast_to::<f32>().map_err(|e| e.to_string())?;
+    let data: Vec<half::bf16> = t.to_plain_array_view::<f32>().map_err(|e| e.to_string())?.iter().map(|&v| half::bf16::from_f32(v)).collect();
+    ort::value::Tensor::from_array((shape, data)).map(SessionInputValue::from).map_err(|e| e.to_string())
+}
+
 /// An onnxruntime output as a tract tensor.
 fn from_value(v: &DynValue) -> std::result::Result<Tensor, String> {
     let ValueType::Tensor { ty, .. } = v.dtype() else {
@@ -155,7 +196,11 @@ fn from_value(v: &DynValue) -> std::result::Result<Tensor, String> {
         TensorElementType::Float64 => take::<f64>(v),
         TensorElementType::Int64 => take::<i64>(v),
         TensorElementType::Int32 => take::<i32>(v),
+        TensorElementType::Int16 => take::<i16>(v),
         TensorElementType::Int8 => take::<i8>(v),
+        TensorElementType::Uint64 => take::<u64>(v),
+        TensorElementType::Uint32 => take::<u32>(v),
+        TensorElementType::Uint16 => take::<u16>(v),
         TensorElementType::Uint8 => take::<u8>(v),
         TensorElementType::Bool => take::<bool>(v),
         other => Err(format!("outputs of type {other:?} are not compared")),

@@ -52,8 +52,8 @@ pub(crate) enum Runner {
 }
 
 impl Runner {
-    /// Loads `model` in `runtime` with the shapes and types of `fed` pinned; `extra` (tensor
-    /// names) are added as last outputs. `which` names the model in errors.
+    /// Loads `model` in `runtime` for inputs like `fed` (tract pins their shapes and types);
+    /// `extra` (tensor names) are added as last outputs. `which` names the model in errors.
     pub(crate) fn load(runtime: Runtime, model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {
         if which == Role::Original {
             ORIGINAL_LOADS.with(|c| c.set(c.get() + 1));

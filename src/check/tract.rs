@@ -69,24 +69,21 @@ pub(crate) fn fed_shape(input: &ValueInfoProto, batch: usize, seq: usize) -> Vec
     }
 }
 
+/// The values fed to `input`, of its declared type; a bf16 input is given as f32 (tract has no
+/// bf16; onnxruntime's runner converts it to the type the session expects).
 pub(crate) fn make_tensor(input: &ValueInfoProto, shape: &[usize], values: &[i64]) -> Result<Tensor> {
-    let fail = |e: TractError| Error::Tract { which: Role::Original, message: format!("input '{}': {e}", input.name()), remedy: vec![] };
+    let fail = |e: TractError| Error::CannotFeed { input: input.name().to_string(), reason: e.to_string() };
     let code = elem_type(input);
     let t = match DataType::try_from(code) {
         Ok(DataType::Int64) => Tensor::from_shape(shape, values),
         Ok(DataType::Int32) => Tensor::from_shape(shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
         Ok(DataType::Bool) => Tensor::from_shape(shape, &values.iter().map(|&v| v != 0).collect::<Vec<_>>()),
-        Ok(DataType::Float) => Tensor::from_shape(shape, &values.iter().map(|&v| v as f32).collect::<Vec<_>>()),
+        Ok(DataType::Float | DataType::Bfloat16) => Tensor::from_shape(shape, &values.iter().map(|&v| v as f32).collect::<Vec<_>>()),
         Ok(DataType::Float16) => Tensor::from_shape(shape, &values.iter().map(|&v| f16::from_f32(v as f32)).collect::<Vec<_>>()),
         _ => {
-            return Err(Error::Tract {
-                which: Role::Original,
-                message: format!(
-                    "input '{}' is of type {}, which validation cannot feed",
-                    input.name(),
-                    crate::onnx::tensor::dtype_name(code)
-                ),
-                remedy: vec![Param::Validate],
+            return Err(Error::CannotFeed {
+                input: input.name().to_string(),
+                reason: format!("values of type {} are not fed", crate::onnx::tensor::dtype_name(code)),
             });
         }
     };

@@ -89,7 +89,7 @@ fn parse_k(s: &str) -> Result<Subspaces, String> {
 ///
 /// `onnx-embcomp IN.onnx OUT.onnx` fits k subspaces of dimension j to the embedding rows,
 /// replaces the embedding Gather by k lookups recombined by Concat + MatMul, validates the
-/// result with tract and writes it. `onnx-embcomp inspect IN.onnx` shows what would be chosen.
+/// result (with tract, or onnxruntime) and writes it. `onnx-embcomp inspect IN.onnx` shows what would be chosen.
 #[derive(Debug, Parser)]
 #[command(name = "onnx-embcomp", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Cli {

@@ -165,14 +165,14 @@ impl Host {
     }
 }
 
-/// The fuzz targets' seeds of each layout (`fuzz/seeds/tiny-q-*.onnx`): the tiny
-/// embedding-only model's `[40, 32]` f32 table stored in each quantized layout.
-/// The layouts tract cannot run (onnxruntime only), by name, with what their lookup writes:
-/// for the validation in onnxruntime (`runtimes::`).
+/// The layouts tract cannot run (onnxruntime only), by name: for the validation in onnxruntime
+/// (`runtimes::`).
 pub fn onnxruntime_only() -> Vec<(&'static str, Model)> {
     layouts().into_iter().filter(|b| !b.tract).map(|b| (b.name, b.model)).collect()
 }
 
+/// The fuzz targets' seeds of each layout (`fuzz/seeds/tiny-q-*.onnx`): the tiny
+/// embedding-only model's `[40, 32]` f32 table stored in each quantized layout.
 pub fn fuzz_seeds() -> Vec<(String, Model)> {
     const TINY: Host = Host {
         table: || {

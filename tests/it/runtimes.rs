@@ -831,7 +831,7 @@ fn validation_in_onnxruntime_checks_what_tract_checks_and_what_it_cannot_run() {
         let mut figures = Vec::new();
         for runtime in ["tract", "onnxruntime"] {
             let (out, json) = (d.join(format!("{name}.{runtime}.onnx")), d.join(format!("{name}.{runtime}.json")));
-            let mut a: Vec<std::ffi::OsString> = vec![model.clone().into(), out.into(), "--validate".into(), runtime.into(), "--json".into(), json.clone().into(), "-q".into()];
+            let mut a: Vec<std::ffi::OsString> = vec![model.clone().into(), out.clone().into(), "--validate".into(), runtime.into(), "--json".into(), json.clone().into(), "-q".into()];
             a.extend(args.iter().cloned());
             crate::run_with_env(&a, &env).ok();
             let report = read_json(&json);
@@ -839,7 +839,7 @@ fn validation_in_onnxruntime_checks_what_tract_checks_and_what_it_cannot_run() {
             assert_eq!(v["runtime"], runtime, "{name}: {v}");
             let rel = v["embedding_rel_error"].as_f64().unwrap_or_else(|| panic!("{name}: {v}"));
             assert!(rel <= 1e-5, "{name} in {runtime}: the lookup is not the reconstruction: {rel}");
-            figures.push((v["outputs"].clone(), report["text_validation"]["mean_cosine"].as_f64(), report["embedding_bytes_after"].clone()));
+            figures.push((v["outputs"].clone(), report["text_validation"]["mean_cosine"].as_f64(), std::fs::read(&out).unwrap()));
         }
         // the same ids, the same outputs compared, the same figures (to float noise)
         let (tract, ort) = (&figures[0], &figures[1]);
@@ -855,7 +855,13 @@ fn validation_in_onnxruntime_checks_what_tract_checks_and_what_it_cannot_run() {
         if let (Some(p), Some(q)) = (tract.1, ort.1) {
             assert!((p - q).abs() < 1e-3, "{name}: held-out mean cosine {p} in tract, {q} in onnxruntime");
         }
-        assert_eq!(tract.2, ort.2, "{name}: the stored bytes differ");
+        // The same file, but for the tied 4-bit head, whose blocks are fitted to moments measured
+        // in each runtime (float noise may round a block differently): the same size then.
+        if *name == "decoder_tied_plain4" {
+            assert_eq!(tract.2.len(), ort.2.len(), "{name}: the files differ in size");
+        } else {
+            assert!(tract.2 == ort.2, "{name}: the files differ");
+        }
     }
 
     // what tract cannot run (4-bit GatherBlockQuantized on uint4 codes, a bf16 table): tract's

@@ -1,5 +1,5 @@
-//! Evaluating sweep points on one prepared model: one worker a thread (tract runs a model on one
-//! thread), the points taken in a given order, each fit made when its first point is reached
+//! Evaluating sweep points on one prepared model: one worker a thread (tract, and onnxruntime as
+//! the checks set it up, run a model on one thread), the points taken in a given order, each fit made when its first point is reached
 //! and dropped after its last (or when the rest of its points are skipped).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
