@@ -807,6 +807,25 @@ fn onnxruntime_library(runtimes: &Runtimes) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The cached decoder with its past given as bf16 (cast to f32 inside): validation must feed a
+/// bf16 input, which tract cannot read.
+fn decoder_with_bf16_past() -> Model {
+    let mut m = fixtures::decoder_with_cache();
+    let g = m.graph_mut();
+    for n in g.node.iter_mut() {
+        for i in n.input.iter_mut().filter(|i| *i == "past_key_values.0.key") {
+            *i = "/cache/past_f32".into();
+        }
+    }
+    let cast = onnx_embcomp::onnx::build::node("/cache/Cast", "Cast", &["past_key_values.0.key"], &["/cache/past_f32"], vec![onnx_embcomp::onnx::build::int_attr("to", DataType::Float as i64)]);
+    g.node.insert(0, cast);
+    let past = g.input.iter_mut().find(|i| i.name() == "past_key_values.0.key").unwrap();
+    if let Some(type_proto::Value::TensorType(t)) = past.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.elem_type = Some(DataType::Bfloat16 as i32);
+    }
+    m
+}
+
 /// `--validate onnxruntime`: the same checks as in tract, on the same inputs, through the
 /// library of the pinned onnxruntime wheel; models tract cannot run are validated there.
 #[test]
@@ -862,6 +881,21 @@ fn validation_in_onnxruntime_checks_what_tract_checks_and_what_it_cannot_run() {
         } else {
             assert!(tract.2 == ort.2, "{name}: the files differ");
         }
+    }
+
+    // a bf16 input (a decoder's past): tract refuses the model, onnxruntime is fed bf16
+    let input = built("decoder_bf16_past", decoder_with_bf16_past());
+    let (out, json) = (d.join("decoder_bf16_past.out.onnx"), d.join("decoder_bf16_past.json"));
+    let plain8 = ["--plain".as_ref(), "--bits".as_ref(), "8".as_ref()];
+    crate::run_with_env(&[[input.as_os_str(), out.as_os_str()].as_slice(), &plain8].concat(), &env).error(&["tract", "Bfloat16"]);
+    let args = [[input.as_os_str(), out.as_os_str(), "--validate".as_ref(), "onnxruntime".as_ref(), "--json".as_ref(), json.as_os_str()].as_slice(), &plain8].concat();
+    crate::run_with_env(&args, &env).ok();
+    let v = &read_json(&json)["validation"];
+    let fed: Vec<&str> = v["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert!(fed.contains(&"past_key_values.0.key"), "{v}");
+    assert_eq!(v["outputs"].as_array().unwrap().len(), 2, "{v}");
+    for o in v["outputs"].as_array().unwrap() {
+        assert!(o["mean_cosine"].as_f64().is_none_or(|c| c > 0.99), "{o}");
     }
 
     // what tract cannot run (4-bit GatherBlockQuantized on uint4 codes, a bf16 table): tract's
