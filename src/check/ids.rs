@@ -50,7 +50,8 @@ impl ValidateOptions {
         ValidateOptions { runtime, ..self }
     }
 
-    /// The options, checked: batch and sequence length at least 1.
+    /// The options, checked: batch and sequence length at least 1, and the runtime available
+    /// (onnxruntime's library is loaded now, before the corpus is counted).
     pub(crate) fn check(&self) -> Result<()> {
         let bad = |param, what: &str| Err(Error::InvalidParameter { param, reason: format!("the validation {what} must be at least 1") });
         if self.seq == 0 {
@@ -59,7 +60,7 @@ impl ValidateOptions {
         if self.batch == 0 {
             return bad(Param::Batch, "batch size");
         }
-        Ok(())
+        super::runtime::check_available(self.runtime)
     }
 }
 
@@ -141,7 +142,6 @@ pub(crate) struct Reference {
     head_moments: Option<Vec<f32>>,
     /// Seconds spent loading and running the original.
     seconds: f64,
-    runtime: Runtime,
 }
 
 /// Runs the original model in `options`' runtime on seeded inputs (token ids below `n`, the
@@ -209,7 +209,7 @@ pub(crate) fn run_original(
     }
     let head_moments = column_moments(&extra, candidate.cols);
     let source = if prior.is_some() { IdSource::Prior } else { IdSource::Uniform };
-    Ok(Reference { fed, ids, source, outputs, head_moments, seconds: start.elapsed().as_secs_f64(), runtime: options.runtime })
+    Ok(Reference { fed, ids, source, outputs, head_moments, seconds: start.elapsed().as_secs_f64() })
 }
 
 impl Reference {
@@ -244,10 +244,11 @@ fn column_moments(tensors: &[Tensor], d: usize) -> Option<Vec<f32>> {
     (!tensors.is_empty() && sum.iter().all(|s| s.is_finite())).then(|| sum.into_iter().map(|s| s as f32).collect())
 }
 
-/// Runs the rewritten model on the inputs of `reference` and compares its outputs with the
+/// Runs the rewritten model in `runtime` (the reference's) on the inputs of `reference` and compares its outputs with the
 /// original's. An error when the runtime cannot load or run it, or when a rewritten lookup does
 /// not match `layout`.
 pub(crate) fn validate(
+    runtime: Runtime,
     reference: &Reference,
     original: &Model,
     rewritten: &Model,
@@ -266,7 +267,7 @@ pub(crate) fn validate(
         })
         .collect();
     let lookup_outputs: Vec<&str> = checked.iter().map(|(output, _)| *output).collect();
-    let after = Runner::load(reference.runtime, rewritten, Role::Rewritten, fed, &lookup_outputs)?.run(fed)?;
+    let after = Runner::load(runtime, rewritten, Role::Rewritten, fed, &lookup_outputs)?.run(fed)?;
 
     let mut embedding_rel_error: Option<f64> = None;
     let lookup_values = &after[after.len() - checked.len()..];
@@ -303,7 +304,7 @@ pub(crate) fn validate(
         .map(|(o, (a, b))| compare(o.name(), a, b))
         .collect::<Result<Vec<_>>>()?;
     Ok(Validation {
-        runtime: reference.runtime,
+        runtime,
         ids: reference.source,
         inputs: fed.iter().map(|(name, t)| FedInput { name: name.clone(), shape: t.shape().to_vec() }).collect(),
         embedding_rel_error,

@@ -86,7 +86,7 @@ impl References {
         let validation = match &self.ids {
             Some(r) => {
                 on_stage(crate::Stage::Validate);
-                Some(ids::validate(r, original, rewritten, candidate, layout)?)
+                Some(ids::validate(self.runtime, r, original, rewritten, candidate, layout)?)
             }
             None => None,
         };

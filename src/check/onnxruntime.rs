@@ -57,7 +57,7 @@ fn library() -> std::result::Result<PathBuf, String> {
 /// Loads the library once per process. A failure is not kept: a later call (after
 /// `pip install onnxruntime`, or with `ORT_DYLIB_PATH` set, in a long-lived Python process)
 /// tries again.
-fn init() -> Result<()> {
+pub(super) fn init() -> Result<()> {
     static LOADED: Mutex<bool> = Mutex::new(false);
     let mut loaded = LOADED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !*loaded {

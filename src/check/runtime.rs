@@ -44,6 +44,27 @@ pub fn original_loads() -> usize {
     ORIGINAL_LOADS.with(|c| c.get())
 }
 
+/// Checks that `runtime` can run here: for onnxruntime, that this build has it and that its
+/// library loads (once a process, [`super::onnxruntime`]).
+pub(crate) fn check_available(runtime: Runtime) -> Result<()> {
+    match runtime {
+        Runtime::Tract => Ok(()),
+        #[cfg(feature = "onnxruntime")]
+        Runtime::Onnxruntime => super::onnxruntime::init(),
+        #[cfg(not(feature = "onnxruntime"))]
+        Runtime::Onnxruntime => Err(without_onnxruntime()),
+    }
+}
+
+/// The error for onnxruntime in a build without it.
+#[cfg(not(feature = "onnxruntime"))]
+fn without_onnxruntime() -> crate::error::Error {
+    crate::error::Error::InvalidParameter {
+        param: crate::error::Param::Runtime,
+        reason: "onnxruntime: this build has no onnxruntime support (the crate's `onnxruntime` feature)".into(),
+    }
+}
+
 /// A model loaded in one of the runtimes for fixed input shapes, ready to run many times.
 pub(crate) enum Runner {
     Tract(super::tract::Runner),
@@ -63,10 +84,7 @@ impl Runner {
             #[cfg(feature = "onnxruntime")]
             Runtime::Onnxruntime => super::onnxruntime::Runner::load(model, which, extra).map(Runner::Onnxruntime),
             #[cfg(not(feature = "onnxruntime"))]
-            Runtime::Onnxruntime => Err(crate::error::Error::InvalidParameter {
-                param: crate::error::Param::Runtime,
-                reason: "onnxruntime: this build has no onnxruntime support (the crate's `onnxruntime` feature)".into(),
-            }),
+            Runtime::Onnxruntime => Err(without_onnxruntime()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The held-out text check: tokenized sentences run through the original once (prepare stage,
-//! kept as a [`TextReference`]) and through each rewritten candidate, in the validation's runtime. Encoders are
-//! compared by their mean-pooled sentence embeddings, decoders by their next-token distributions.
+//! kept as a [`TextReference`]) and through each rewritten candidate, in the validation's
+//! runtime. Encoders are compared by their mean-pooled sentence embeddings, decoders by their
+//! next-token distributions.
 
 use std::time::Instant;
 

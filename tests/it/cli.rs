@@ -1629,6 +1629,11 @@ fn validation_in_onnxruntime_without_its_library_is_a_clear_error() {
     let r = crate::run_with_env(&args, &[("ORT_DYLIB_PATH", missing.as_os_str())]);
     r.error(&["--validate", "onnxruntime", "ORT_DYLIB_PATH", &missing.to_string_lossy()]);
     assert!(!out.exists());
+    // before the corpus is read: with an unreadable tokenizer too, the library is what is named
+    let no_tokenizer = dir.path().join("no-tokenizer.json");
+    let corpus = [&args[..], &["--corpus".into(), dir.path().into(), "--tokenizer".into(), no_tokenizer.clone().into_os_string()]].concat();
+    let line = crate::run_with_env(&corpus, &[("ORT_DYLIB_PATH", missing.as_os_str())]).error(&["--validate", "ORT_DYLIB_PATH"]);
+    assert!(!line.contains("no-tokenizer"), "{line}");
     // and it is no flag to combine with --no-validate
     let r = run(&[fixture("encoder.onnx").into_os_string(), out.clone().into_os_string(), "--no-validate".into(), "--validate".into(), "tract".into()]);
     assert_eq!(r.code, Some(2), "{r:#?}");
