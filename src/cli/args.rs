@@ -166,11 +166,6 @@ pub struct CompressArgs {
     /// Skip the validation.
     #[arg(long, conflicts_with = "validate")]
     pub no_validate: bool,
-    /// The runtime that runs the original and the compressed model for the validation and the
-    /// held-out text: tract (built in), or onnxruntime for models tract cannot run (its shared
-    /// library from ORT_DYLIB_PATH, else from the onnxruntime package python3 imports)
-    #[arg(long, value_name = "RUNTIME", value_enum, default_value_t = RuntimeArg::Tract)]
-    pub validate: RuntimeArg,
     /// Sequence length fed to symbolic dimensions during validation.
     #[arg(long, default_value_t = ValidateOptions::default().seq)]
     pub seq: usize,
@@ -262,7 +257,7 @@ impl CompressArgs {
         o.fit.max_iter = self.max_iter;
         o.fit.sample_rows = self.sample_rows;
         o.fit.polish_iter = self.polish_iter;
-        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq).in_runtime(self.validate.into()));
+        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq).in_runtime(self.run.validate.into()));
         o.min_cos = self.min_cos;
         o.data = self.data.options();
         let mut storage = Storage::default();
@@ -405,10 +400,6 @@ pub struct SweepArgs {
     /// Coefficient precisions of the grid.
     #[arg(long, value_delimiter = ',', value_parser = parse_bits, default_value = "8,4,2")]
     pub bits: Vec<Precision>,
-    /// The runtime that runs the original and every point's model for the checks: tract, or
-    /// onnxruntime for models tract cannot run (as for the compress command)
-    #[arg(long, value_name = "RUNTIME", value_enum, default_value_t = RuntimeArg::Tract)]
-    pub validate: RuntimeArg,
     #[command(flatten)]
     pub run: RunArgs,
     /// No progress bar on stderr.
@@ -422,9 +413,6 @@ impl SweepArgs {
         let mut o = Options::default();
         self.run.apply(&mut o);
         o.data = self.data.options();
-        if let Some(v) = o.validate.as_mut() {
-            v.runtime = self.validate.into();
-        }
         let g = SweepGrid { ks: self.ks.clone(), ratios: self.ratios.clone(), bits: self.bits.clone(), ..SweepGrid::default() };
         (o, g)
     }
@@ -434,9 +422,6 @@ impl SweepArgs {
     pub fn common_args(&self, counts: Option<&Path>) -> Vec<String> {
         let mut a = self.data.as_args(counts);
         a.extend(self.run.as_args());
-        if self.validate != RuntimeArg::Tract {
-            a.extend(["--validate".to_string(), "onnxruntime".to_string()]);
-        }
         a
     }
 }
@@ -458,6 +443,12 @@ pub struct RunArgs {
     /// Threads for the fits, and for a sweep the points checked at once (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// The runtime that runs the original and the compressed models for the checks (the
+    /// validation, the held-out text, a sweep's points): tract (built in), or onnxruntime for
+    /// models tract cannot run (its shared library from ORT_DYLIB_PATH, else from the onnxruntime
+    /// package python3 imports)
+    #[arg(long, value_name = "RUNTIME", value_enum, default_value_t = RuntimeArg::Tract)]
+    pub validate: RuntimeArg,
 }
 
 impl RunArgs {
@@ -466,6 +457,9 @@ impl RunArgs {
         o.allow_shared = self.allow_shared;
         o.seed = self.seed;
         o.threads = self.threads;
+        if let Some(v) = o.validate.as_mut() {
+            v.runtime = self.validate.into();
+        }
     }
 
     /// The flags repeating these settings in a printed command (threads left out: they do not
@@ -480,6 +474,9 @@ impl RunArgs {
         }
         if self.seed != 0 {
             a.extend(["--seed".to_string(), self.seed.to_string()]);
+        }
+        if self.validate != RuntimeArg::Tract {
+            a.extend(["--validate".to_string(), "onnxruntime".to_string()]);
         }
         a
     }
