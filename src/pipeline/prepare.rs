@@ -160,8 +160,8 @@ impl<'m> Prepared<'m> {
                 .map(|s| Plan::of(s, d, n - tiers.as_ref().map_or(0, |t| t.hot.len()))?.serving(&site, options.allow_shared))
                 .transpose()?,
         };
-        // Held-out text is compared in the validation's runtime: not without validation (and then none is counted
-        // as held out in the report).
+        // Held-out text is compared in the validation's runtime: not without validation (and then
+        // none is counted as held out in the report).
         let held_out = held_out.filter(|_| options.validate.is_some());
         if let Some(figures) = &mut corpus {
             figures.held_out = held_out.as_ref().map_or(0, |h| h.sentences.len());

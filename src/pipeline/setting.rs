@@ -154,8 +154,8 @@ pub struct Options {
     pub threads: usize,
     /// Where token statistics come from: counts weigh the rows, held-out text checks the result.
     pub data: Option<Data>,
-    /// Validate on random ids (in tract, or in onnxruntime: [`ValidateOptions::runtime`]), with these settings (`None`: no validation, and no
-    /// held-out comparison either).
+    /// Validate on random ids (in tract, or in onnxruntime: [`ValidateOptions::runtime`]), with
+    /// these settings (`None`: no validation, and no held-out comparison either).
     pub validate: Option<ValidateOptions>,
     /// Fail with [`crate::Error::QualityFloor`] when the mean cosine between original and
     /// rewritten outputs (on held-out text when given, else on the random-id validation) is

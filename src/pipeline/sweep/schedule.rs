@@ -1,6 +1,7 @@
 //! Evaluating sweep points on one prepared model: one worker a thread (tract, and onnxruntime as
-//! the checks set it up, run a model on one thread), the points taken in a given order, each fit made when its first point is reached
-//! and dropped after its last (or when the rest of its points are skipped).
+//! the checks set it up, run a model on one thread), the points taken in a given order, each fit
+//! made when its first point is reached and dropped after its last (or when the rest of its
+//! points are skipped).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
