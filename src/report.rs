@@ -149,6 +149,9 @@ pub struct Point {
     pub min_cosine: f64,
     /// What the cosines were measured on.
     pub on: String,
+    /// The figures are of a part of the held-out text: a search's screen found the point
+    /// clearly below its target and did not run the rest (`TextValidation::screened_of`).
+    pub screened: bool,
     /// Encoders: nearest-neighbour agreement; decoders: top-1 agreement and mean KL.
     pub nn_agreement: Option<f64>,
     pub top1_agreement: Option<f64>,
@@ -157,6 +160,14 @@ pub struct Point {
     pub seconds: f64,
     /// No other point is at most as large and at least as close, and better in one.
     pub on_front: bool,
+}
+
+impl Point {
+    /// Whether the point reaches a mean cosine of `target`: never a screened one, whose figure
+    /// is of a part of the text that put it below its search's target.
+    pub fn meets(&self, target: f64) -> bool {
+        !self.screened && self.mean_cosine >= target
+    }
 }
 
 /// The frequent-token tier of a layout.

@@ -114,6 +114,7 @@ mod tests {
             output: "h".into(),
             sentences: 10,
             prior_share: 0.1,
+            screened_of: None,
             mean_cosine: cosine,
             min_cosine: cosine - 0.05,
             nn_agreement: None,

@@ -18,6 +18,7 @@ pub(crate) mod tract;
 pub use ids::{FedInput, IdSource, OutputFidelity, ValidateOptions, Validation};
 pub use runtime::Runtime;
 pub use text::{HeldOut, ModelKind, TextValidation};
+pub(crate) use text::Screen;
 #[doc(hidden)]
 pub use runtime::original_loads;
 pub use crate::metrics::cosine;
@@ -74,13 +75,15 @@ impl References {
     }
 
     /// Checks `rewritten` (the original with `layout` spliced in for `candidate`'s lookups)
-    /// against the references. `on_stage` hears which check starts.
+    /// against the references, the held-out text behind `screen` when given. `on_stage` hears
+    /// which check starts.
     pub(crate) fn check(
         &self,
         original: &Model,
         rewritten: &Model,
         candidate: &EmbeddingSite,
         layout: &Layout,
+        screen: Option<Screen>,
         on_stage: &mut dyn FnMut(crate::Stage),
     ) -> Result<Checked> {
         let validation = match &self.ids {
@@ -93,7 +96,7 @@ impl References {
         let text = match &self.text {
             Some(r) => {
                 on_stage(crate::Stage::HeldOut);
-                Some(text::compare_text(self.runtime, r, original, rewritten, candidate)?)
+                Some(text::compare_text(self.runtime, r, original, rewritten, candidate, screen)?)
             }
             None => None,
         };

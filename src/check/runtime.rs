@@ -73,6 +73,16 @@ pub(crate) enum Runner {
 }
 
 impl Runner {
+    /// Whether a runner serves only the input shapes it was loaded for (tract's plans are
+    /// optimised for them), or any (onnxruntime).
+    pub(crate) fn pins_shapes(&self) -> bool {
+        match self {
+            Runner::Tract(_) => true,
+            #[cfg(feature = "onnxruntime")]
+            Runner::Onnxruntime(_) => false,
+        }
+    }
+
     /// Loads `model` in `runtime` for inputs like `fed` (tract pins their shapes and types);
     /// `extra` (tensor names) are added as last outputs. `which` names the model in errors.
     pub(crate) fn load(runtime: Runtime, model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {

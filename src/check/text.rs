@@ -57,6 +57,10 @@ pub struct TextValidation {
     pub sentences: usize,
     /// Share of their ordinary tokens drawn from the tokenizer's prior ([`HeldOut::prior_share`]).
     pub prior_share: f64,
+    /// `Some(all)`: a screen ([`Screen`]) ran `sentences` of the `all` held-out sentences and
+    /// found the candidate clearly below the target, so the rest were not run and the figures
+    /// are of those `sentences` only. `None`: every sentence ran.
+    pub screened_of: Option<usize>,
     /// Mean and minimum cosine between original and rewritten: of sentence embeddings for an
     /// encoder, of per-token logit vectors for a decoder.
     pub mean_cosine: f64,
@@ -78,9 +82,13 @@ pub struct TextValidation {
 impl TextValidation {
     /// What the comparison ran on, in words.
     pub fn describe(&self) -> String {
+        let sentences = match self.screened_of {
+            Some(all) => format!("{} of {all} held-out sentences (a screen: clearly below the target)", self.sentences),
+            None => format!("{} held-out sentences", self.sentences),
+        };
         match self.prior_share {
-            s if s > 0.0 => format!("{} held-out sentences, {:.0}% of their tokens drawn from the tokenizer's prior", self.sentences, 100.0 * s),
-            _ => format!("{} held-out sentences", self.sentences),
+            s if s > 0.0 => format!("{sentences}, {:.0}% of their tokens drawn from the tokenizer's prior", 100.0 * s),
+            _ => sentences,
         }
     }
 }
@@ -101,6 +109,53 @@ impl std::fmt::Display for ModelKind {
             ModelKind::Encoder => "encoder",
             ModelKind::Decoder => "decoder",
         })
+    }
+}
+
+/// Screening a candidate of a search for a target cosine: an encoder's held-out sentences run
+/// first on a part of them (every [`Screen::EVERY`]th of each length bucket), and when that part
+/// puts the mean cosine of all of them clearly below the target (its upper confidence bound,
+/// [`Screen::Z`] standard errors above the estimate, is under it) the rest are not run. A
+/// candidate that passes the screen runs the rest and is judged on every sentence, as without a
+/// screen; so a screen can only save the rest of a check that fails.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Screen {
+    /// The target cosine.
+    pub(crate) target: f64,
+}
+
+impl Screen {
+    /// One sentence in this many, in each length bucket, runs first.
+    pub(crate) const EVERY: usize = 4;
+    /// The part must hold at least this many sentences, else no screen.
+    pub(crate) const MIN_SENTENCES: usize = 32;
+    /// Standard errors above the part's estimate that must still be under the target.
+    pub(crate) const Z: f64 = 3.5;
+
+    /// Whether the cosines `part` (each with its sentence's bucket) of a stratified part of `all`
+    /// sentences, `bucket_sizes` of them in each bucket, put the mean of all clearly below the
+    /// target.
+    /// The estimate weighs each bucket by its share of all sentences; its standard error is
+    /// that of a simple random sample of the part's size (the proportional stratified sample's
+    /// is no larger), with the finite-population correction.
+    fn rejects(&self, part: &[(usize, f64)], bucket_sizes: &std::collections::BTreeMap<usize, usize>, all: usize) -> bool {
+        let n = part.len();
+        if n < Self::MIN_SENTENCES || n >= all {
+            return false;
+        }
+        let mut estimate = 0.0;
+        for (&bucket, &size) in bucket_sizes {
+            let values: Vec<f64> = part.iter().filter(|(b, _)| *b == bucket).map(|(_, c)| *c).collect();
+            if values.is_empty() {
+                return false; // every bucket is in the part by construction; be safe otherwise
+            }
+            estimate += size as f64 / all as f64 * mean(&values);
+        }
+        let values: Vec<f64> = part.iter().map(|(_, c)| *c).collect();
+        let m = mean(&values);
+        let variance = values.iter().map(|c| (c - m).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let standard_error = (variance / n as f64 * (1.0 - n as f64 / all as f64)).sqrt();
+        estimate.is_finite() && estimate + Self::Z * standard_error < self.target
     }
 }
 
@@ -174,24 +229,57 @@ pub(crate) fn run_original_text(runtime: Runtime, original: &Model, candidate: &
     };
     let keep = vec![true; reference.sentences.len()];
     let mut picked = None;
-    reference.original = reference.outputs(runtime, original, Role::Original, candidate, &keep, &mut picked)?;
+    reference.original = reference.outputs(runtime, original, Role::Original, candidate, &keep, &mut picked, &mut None)?;
     (reference.output, reference.kind) = picked.expect("at least one batch ran");
     reference.seconds = start.elapsed().as_secs_f64();
     Ok(reference)
 }
 
 /// Runs the held-out sentences of `reference` through `rewritten` and compares.
+/// With `screen` (an encoder's), a part of the sentences runs first and the rest only when that
+/// part does not put the candidate clearly below the target ([`Screen`]).
 pub(crate) fn compare_text(
     runtime: Runtime,
     reference: &TextReference,
     original: &Model,
     rewritten: &Model,
     candidate: &EmbeddingSite,
+    screen: Option<Screen>,
 ) -> Result<TextValidation> {
     let start = Instant::now();
     let keep: Vec<bool> = reference.original.iter().map(Option::is_some).collect();
     let mut picked = Some((reference.output, reference.kind));
-    let after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &keep, &mut picked)?;
+    let mut screened_of = None;
+    // (onnxruntime's session serves every length, and both parts of a screen)
+    let mut runner = None;
+    let after = match screen.filter(|_| reference.kind == ModelKind::Encoder) {
+        None => reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &keep, &mut picked, &mut runner)?,
+        Some(screen) => {
+            let all = keep.iter().filter(|&&k| k).count();
+            let part = reference.screen_part(&keep);
+            let mut after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &part, &mut picked, &mut runner)?;
+            let mut bucket_sizes = std::collections::BTreeMap::new();
+            for i in (0..keep.len()).filter(|&i| keep[i]) {
+                *bucket_sizes.entry(reference.bucket_of(reference.sentences[i].len())).or_insert(0) += 1;
+            }
+            let cosines: Vec<(usize, f64)> = (0..keep.len())
+                .filter(|&i| part[i])
+                .filter_map(|i| Some((reference.bucket_of(reference.sentences[i].len()), cosine(reference.original[i].as_deref()?, after[i].as_deref()?))))
+                .collect();
+            if screen.rejects(&cosines, &bucket_sizes, all) {
+                screened_of = Some(all);
+            } else {
+                let rest: Vec<bool> = keep.iter().zip(&part).map(|(&k, &p)| k && !p).collect();
+                let more = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &rest, &mut picked, &mut runner)?;
+                for (a, m) in after.iter_mut().zip(more) {
+                    if m.is_some() {
+                        *a = m;
+                    }
+                }
+            }
+            after
+        }
+    };
     let (pairs, tokens): (Vec<(&[f32], &[f32])>, Vec<&[u32]>) = reference
         .original
         .iter()
@@ -233,6 +321,7 @@ pub(crate) fn compare_text(
         output: original.graph().output.get(reference.output).map_or_else(String::new, |o| o.name().to_string()),
         sentences: pairs.len(),
         prior_share: reference.prior_share,
+        screened_of,
         mean_cosine: mean(&cosines),
         min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
         nn_agreement,
@@ -245,10 +334,34 @@ pub(crate) fn compare_text(
 }
 
 impl TextReference {
+    /// The length bucket a sentence of `len` tokens runs in: 16, 32, 64, ... tokens, at most
+    /// the maximum length's power of two.
+    fn bucket_of(&self, len: usize) -> usize {
+        len.next_power_of_two().max(16).min(self.max_len.next_power_of_two())
+    }
+
+    /// The sentences a screen runs first: of those marked in `keep`, every [`Screen::EVERY`]th
+    /// of each length bucket (the first, the fifth, ... in the order they come), so that the
+    /// part has each bucket's share of the sentences.
+    fn screen_part(&self, keep: &[bool]) -> Vec<bool> {
+        let mut seen = std::collections::HashMap::new();
+        (0..keep.len())
+            .map(|i| {
+                keep[i] && {
+                    let k = seen.entry(self.bucket_of(self.sentences[i].len())).or_insert(0usize);
+                    *k += 1;
+                    (*k - 1) % Screen::EVERY == 0
+                }
+            })
+            .collect()
+    }
+
     /// Runs the sentences marked in `keep` through `model`, in buckets of similar length (16,
     /// 32, 64, ... tokens, one plan per bucket), and returns per sentence the pooled output
     /// (encoder) or its tokens' logits (decoder). `picked` is the output to take, chosen from the
-    /// first batch when `None`.
+    /// first batch when `None`. `runner` keeps a runner that serves any shapes (onnxruntime's)
+    /// for the next call; tract loads the model for each bucket.
+    #[allow(clippy::too_many_arguments)]
     fn outputs(
         &self,
         runtime: Runtime,
@@ -257,13 +370,13 @@ impl TextReference {
         candidate: &EmbeddingSite,
         keep: &[bool],
         picked: &mut Option<(usize, ModelKind)>,
+        runner: &mut Option<Runner>,
     ) -> Result<Vec<Option<Vec<f32>>>> {
         let ids_input = candidate.ids_input().ok_or_else(|| bad("the token ids do not come from a graph input".into()))?;
         let view = GraphView::new(model.graph());
         let inputs: Vec<_> = view.runtime_inputs().cloned().collect();
         let sentences = &self.sentences;
-        let cap = self.max_len.next_power_of_two();
-        let bucket_of = |len: usize| len.next_power_of_two().max(16).min(cap);
+        let bucket_of = |len: usize| self.bucket_of(len);
         let mut buckets: Vec<usize> = (0..sentences.len()).filter(|&i| keep[i]).map(|i| bucket_of(sentences[i].len())).collect();
         buckets.sort_unstable();
         buckets.dedup();
@@ -293,7 +406,10 @@ impl TextReference {
                     })
                     .collect()
             };
-            let runner = Runner::load(runtime, model, role, &feed(&members[..batch])?, &[])?;
+            if runner.as_ref().is_none_or(Runner::pins_shapes) {
+                *runner = Some(Runner::load(runtime, model, role, &feed(&members[..batch])?, &[])?);
+            }
+            let runner = runner.as_ref().expect("loaded above");
             for chunk in members.chunks(batch) {
                 let values = runner.run(&feed(chunk)?)?;
                 let (output, kind) = match *picked {
@@ -366,6 +482,29 @@ mod tests {
         assert!((log_softmax_at(&[3.0; 4], 2) + 4f64.ln()).abs() < 1e-12);
         assert!((log_softmax_at(&[0.0, 2f32.ln()], 1) - (2.0f64 / 3.0).ln()).abs() < 1e-6);
         assert_eq!(log_softmax_at(&[0.0], 5), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn a_screen_rejects_only_a_part_clearly_below_the_target() {
+        let screen = Screen { target: 0.99 };
+        let one_bucket = |n: usize| std::collections::BTreeMap::from([(16usize, n)]);
+        let part = |values: &[f64]| values.iter().map(|&c| (16usize, c)).collect::<Vec<_>>();
+        // 40 of 200 sentences at 0.90: clearly below
+        assert!(screen.rejects(&part(&[0.90; 40]), &one_bucket(200), 200));
+        // mean 0.985 with a spread of 0.02: within 3.5 standard errors of 0.99, so not rejected
+        let near: Vec<f64> = (0..40).map(|i| if i % 2 == 0 { 0.965 } else { 1.005 }).collect();
+        assert!(!screen.rejects(&part(&near), &one_bucket(200), 200));
+        // ... but rejected against a target far above it
+        assert!(Screen { target: 0.999 }.rejects(&part(&near), &one_bucket(200), 200));
+        // too few sentences, or the part is all of them: no screen
+        assert!(!screen.rejects(&part(&[0.5; 31]), &one_bucket(200), 200));
+        assert!(!screen.rejects(&part(&[0.5; 40]), &one_bucket(40), 40));
+        // Buckets weigh by their share of all sentences, not of the part: 150 short sentences
+        // at 0.999 (10 in the part) and 50 long ones at 0.9 (30 in the part) average 0.974.
+        let buckets = std::collections::BTreeMap::from([(16usize, 150usize), (64, 50)]);
+        let mixed: Vec<(usize, f64)> = [(16usize, 0.999); 10].into_iter().chain([(64usize, 0.9); 30]).collect();
+        assert!(!Screen { target: 0.95 }.rejects(&mixed, &buckets, 200), "the part's own mean (0.925) would reject");
+        assert!(Screen { target: 0.999 }.rejects(&mixed, &buckets, 200));
     }
 
     #[test]

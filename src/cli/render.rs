@@ -201,7 +201,8 @@ pub fn report(r: &Report) -> String {
         let _ = writeln!(s, "search      {} points of the family, smallest first, on {}{skipped}:", r.points.len(), r.points[c].on);
         for (i, p) in r.points.iter().enumerate() {
             let mark = if i == c { " <- chosen" } else if p.on_front { " (front)" } else { "" };
-            let _ = writeln!(s, "            {:<18} {:>10} bytes {:>6.2}%  mean cosine {:.4}{mark}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine);
+            let screened = if p.screened { " (screened: a part of the text)" } else { "" };
+            let _ = writeln!(s, "            {:<18} {:>10} bytes {:>6.2}%  mean cosine {:.4}{screened}{mark}", p.label, p.bytes, 100.0 * p.share, p.mean_cosine);
         }
         let reference: Vec<String> = r
             .points

@@ -4,6 +4,7 @@
 use super::fit::{self, Fitted};
 use super::prepare::Prepared;
 use super::setting::{Plan, Shared};
+use crate::check::Screen;
 use crate::error::Result;
 use crate::onnx::Model;
 use crate::progress::{Clock, Phase, Progress, Stage};
@@ -98,17 +99,24 @@ pub(crate) fn build(prepared: &mut Prepared, plan: &Plan, release: Release, prog
     if release == Release::Table {
         prepared.release_table();
     }
-    let mut built = rewrite_and_check(prepared, plan, stored, svd, seconds, progress)?;
+    let mut built = rewrite_and_check(prepared, plan, stored, svd, seconds, None, progress)?;
     built.report.seconds.insert(0, Phase { phase: Stage::Fit, seconds: fit_seconds });
     Ok(built)
 }
 
 /// Stores `fitted` (or the table's rows, for plain storage) as the plan's storage asks,
-/// rewrites the model and checks it, on a shared prepared model (the sweep runs several at
-/// once; the table is kept). Its report's seconds are the stages after the fit.
-pub(crate) fn evaluate(prepared: &Prepared, plan: &Plan, fitted: Option<&Fitted>, progress: &mut dyn FnMut(Progress)) -> Result<Built> {
+/// rewrites the model and checks it (its held-out text behind `screen` when given), on a shared
+/// prepared model (the sweep runs several at once; the table is kept). Its report's seconds are
+/// the stages after the fit.
+pub(crate) fn evaluate(
+    prepared: &Prepared,
+    plan: &Plan,
+    fitted: Option<&Fitted>,
+    screen: Option<Screen>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Built> {
     let (stored, svd, seconds) = store_with_baseline(prepared, plan, fitted, Vec::new(), progress)?;
-    rewrite_and_check(prepared, plan, stored, svd, seconds, progress)
+    rewrite_and_check(prepared, plan, stored, svd, seconds, screen, progress)
 }
 
 /// The store stage and, after a fit, the SVD baseline at the same numbers.
@@ -143,6 +151,7 @@ fn rewrite_and_check(
     stored: StoredLayout,
     svd: Option<SvdFigures>,
     mut seconds: Vec<Phase>,
+    screen: Option<Screen>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Built> {
     let mut clock = Clock::start();
@@ -161,7 +170,7 @@ fn rewrite_and_check(
     let mut checked = None;
     if !prepared.references.is_empty() {
         let mut stage = None;
-        let result = prepared.references.check(model, &rewritten, &prepared.site, &stored.layout, &mut |s| {
+        let result = prepared.references.check(model, &rewritten, &prepared.site, &stored.layout, screen, &mut |s| {
             if let Some(previous) = stage.replace(s) {
                 clock.lap(&mut seconds, previous);
             }

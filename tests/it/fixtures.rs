@@ -710,6 +710,18 @@ pub fn unigram_tokenizer(words: &[&str]) -> String {
     json.to_string()
 }
 
+/// `lines` seeded lines of `shortest` to `longest` words drawn from `words`.
+pub fn varied_word_corpus(words: &[&str], lines: usize, shortest: usize, longest: usize, seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..lines)
+        .map(|_| {
+            let len = rng.random_range(shortest..=longest);
+            (0..len).map(|_| words[rng.random_range(0..words.len())]).collect::<Vec<_>>().join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `lines` seeded lines of 8 words drawn from `words`.
 pub fn word_corpus(words: &[&str], lines: usize, seed: u64) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

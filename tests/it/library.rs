@@ -446,6 +446,45 @@ fn every_setting_rule_fails_before_the_fit() {
     }
 }
 
+/// A search screens each point's held-out text: a point that a quarter of the sentences (of
+/// each length bucket) puts clearly below the target runs no more of them. The screen never
+/// drops a point that meets the target: the search chooses what the full sweep says, with the
+/// same figure to the bit (a point that passes the screen runs the rest and is judged on every
+/// sentence), and each screened point's full figure is below the target.
+#[test]
+fn the_search_screens_points_clearly_below_the_target_and_still_chooses_what_the_sweep_says() {
+    let dir = crate::tempdir();
+    std::fs::write(dir.path().join("tokenizer.json"), fixtures::word_level_tokenizer(crate::cli::WORDS)).unwrap();
+    // 30 files of 100 lines of 3 to 40 words: 3 files held out, 200 held-out sentences in the
+    // 16-, 32- and 64-token buckets.
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    for f in 0..30 {
+        let text = fixtures::varied_word_corpus(crate::cli::WORDS, 100, 3, 40, f);
+        std::fs::write(dir.path().join(format!("docs/{f:02}.txt")), text).unwrap();
+    }
+    let model = read_model(&fixture("encoder.onnx")).unwrap();
+    let options = data_aware(dir.path());
+    let grid = onnx_embcomp::SweepGrid::default();
+    let full = onnx_embcomp::sweep(&model, &options, &grid, &mut |_| {}).unwrap();
+    assert!(full.points.iter().all(|p| !p.screened && p.on.starts_with("200 held-out sentences")), "a sweep runs every sentence");
+    let mut screened = 0;
+    for p in full.front().iter().filter(|p| p.mean_cosine < 0.9999) {
+        let target = p.mean_cosine;
+        let expected = full.points.iter().filter(|q| q.mean_cosine >= target).min_by_key(|q| q.bytes).unwrap();
+        let (_, report, searched) = onnx_embcomp::compress_to_front(&model, &options, &grid, onnx_embcomp::Goal::Cosine(target), &mut |_| {}).unwrap();
+        let chosen = &searched.points[report.chosen.unwrap()];
+        assert_eq!((chosen.bytes, chosen.mean_cosine.to_bits()), (expected.bytes, expected.mean_cosine.to_bits()), "target {target}: {} vs {}", chosen.label, expected.label);
+        assert!(!chosen.screened && report.text_validation.as_ref().unwrap().sentences == 200);
+        for q in searched.points.iter().filter(|q| q.screened) {
+            screened += 1;
+            let all = full.points.iter().find(|a| a.label == q.label).unwrap();
+            assert!(all.mean_cosine < target, "{} screened out at {target} but keeps {}", q.label, all.mean_cosine);
+            assert!(q.on.contains("of 200 held-out sentences") && q.on.contains("screen"), "{}", q.on);
+        }
+    }
+    assert!(screened > 0, "no point was screened");
+}
+
 /// The search for a cosine checks the family smallest first and stops early; it must choose
 /// what the full sweep's points say: the smallest point reaching the target. Targets at each
 /// front point's own cosine (the hardest case: the point that meets it exactly, whose size

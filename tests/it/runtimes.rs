@@ -840,8 +840,17 @@ fn validation_in_onnxruntime_checks_what_tract_checks_and_what_it_cannot_run() {
     // (name, model, args): an encoder and a decoder with held-out text, a decoder with a
     // key/value cache, a tied 4-bit head (its moments read as extra outputs)
     let built = |name: &str, m: Model| crate::write_model(d, &format!("{name}.onnx"), &m);
+    // Sentences of 3 to 40 words (several length buckets, one onnxruntime session for all), 200
+    // held out: a search screens its points there too.
+    std::fs::create_dir(d.join("varied")).unwrap();
+    for f in 0..30 {
+        std::fs::write(d.join(format!("varied/{f:02}.txt")), fixtures::varied_word_corpus(crate::cli::WORDS, 100, 3, 40, f)).unwrap();
+    }
+    let search: Vec<std::ffi::OsString> =
+        vec!["--target-cos".into(), "0.99".into(), "--corpus".into(), d.join("varied").into(), "--tokenizer".into(), d.join("tokenizer.json").into()];
     let cases: Vec<(&str, PathBuf, Vec<std::ffi::OsString>)> = vec![
         ("encoder", crate::fixture("encoder.onnx"), text.clone()),
+        ("encoder_search", crate::fixture("encoder.onnx"), search),
         ("decoder", crate::fixture("decoder.onnx"), [text.clone(), vec!["--allow-shared".into()]].concat()),
         ("decoder_cache", built("decoder_cache", fixtures::decoder_with_cache()), vec!["--plain".into(), "--bits".into(), "8".into()]),
         ("decoder_tied_plain4", crate::fixture("decoder.onnx"), vec!["--plain".into(), "--bits".into(), "4".into()]),
@@ -858,6 +867,11 @@ fn validation_in_onnxruntime_checks_what_tract_checks_and_what_it_cannot_run() {
             assert_eq!(v["runtime"], runtime, "{name}: {v}");
             let rel = v["embedding_rel_error"].as_f64().unwrap_or_else(|| panic!("{name}: {v}"));
             assert!(rel <= 1e-5, "{name} in {runtime}: the lookup is not the reconstruction: {rel}");
+            if *name == "encoder_search" {
+                let points = report["points"].as_array().unwrap();
+                assert!(points.iter().any(|p| p["screened"] == true), "{name} in {runtime}: no point screened");
+                assert_eq!(report["text_validation"]["sentences"], 200, "{name} in {runtime}");
+            }
             figures.push((v["outputs"].clone(), report["text_validation"]["mean_cosine"].as_f64(), std::fs::read(&out).unwrap()));
         }
         // the same ids, the same outputs compared, the same figures (to float noise)

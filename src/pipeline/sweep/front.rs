@@ -31,7 +31,7 @@ pub enum Goal {
 /// the smallest reaching the cosine, or the closest within the bytes; `None` when none does.
 pub(crate) fn pick(points: &[Point], goal: Goal, fp32_bytes: u64) -> Option<usize> {
     let chosen = match goal {
-        Goal::Cosine(x) => points.iter().enumerate().filter(|(_, p)| p.mean_cosine >= x).min_by_key(|(_, p)| p.bytes),
+        Goal::Cosine(x) => points.iter().enumerate().filter(|(_, p)| p.meets(x)).min_by_key(|(_, p)| p.bytes),
         Goal::MaxBytes(_) | Goal::MaxShare(_) => {
             let b = max_bytes(goal, fp32_bytes).expect("a byte goal");
             points
@@ -71,6 +71,7 @@ mod tests {
             mean_cosine,
             min_cosine: mean_cosine,
             on: String::new(),
+            screened: false,
             nn_agreement: None,
             top1_agreement: None,
             mean_kl: None,
@@ -97,5 +98,15 @@ mod tests {
         for q in points.iter().filter(|q| !q.on_front) {
             assert!(points.iter().any(|o| o.bytes <= q.bytes && o.mean_cosine >= q.mean_cosine && o.label != q.label));
         }
+    }
+
+    #[test]
+    fn a_screened_point_is_never_picked_for_a_cosine() {
+        // A screen's figure is of a part of the text; the point was found below the target.
+        let mut screened = p("screened", 10, 0.995);
+        screened.screened = true;
+        let points = vec![screened, p("checked", 20, 0.991)];
+        assert_eq!(pick(&points, Goal::Cosine(0.99), 100), Some(1));
+        assert_eq!(pick(&points, Goal::Cosine(0.999), 100), None);
     }
 }

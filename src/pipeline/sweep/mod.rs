@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::prepare::Prepared;
-use super::setting::{Options, Plan};
+use super::candidate::Built;
+use super::setting::{Options, Plan, Setting};
 use crate::check::ModelKind;
-use crate::check::floor;
+use crate::check::{Screen, floor};
 use crate::error::{Error, Param, Result};
 use crate::onnx::Model;
 use crate::progress::{Clock, Progress};
@@ -70,21 +71,26 @@ impl Sweep {
 /// fit settings and validation; the settings are the grid's). Needs a check: the validation,
 /// and held-out text when there is a corpus.
 pub fn sweep(model: &Model, options: &Options, grid: &SweepGrid, progress: &mut dyn FnMut(Progress)) -> Result<Sweep> {
-    let (prepared, sweep, _) = run(model, options, grid, None, progress)?;
+    let (prepared, sweep, _, _) = run(model, options, grid, None, progress)?;
     drop(prepared);
     Ok(sweep)
 }
 
+/// What [`run`] gives: the prepared model (for a rebuild of one point), the sweep, the plans
+/// of its points, and a search's choice as built (setting and model), when there is one.
+type Run<'m> = (Prepared<'m>, Sweep, Vec<Plan>, Option<(Setting, Built)>);
+
 /// The sweep (every point, or with `target` the smallest first until none left can be smaller
-/// than one that reached it), the plans of its points, and the prepared model (for a rebuild
-/// of one point: the points' models are not kept, they would take too much memory).
+/// than one that reached it), the plans of its points, and the prepared model. The points'
+/// models are not kept (they would take too much memory), but for a search's: the model of the
+/// smallest point that met the target so far is, so that its choice is not built again.
 fn run<'m>(
     model: &'m Model,
     options: &Options,
     grid: &SweepGrid,
     target: Option<f64>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(Prepared<'m>, Sweep, Vec<Plan>)> {
+) -> Result<Run<'m>> {
     if options.validate.is_none() {
         floor::Evidence::default().require(Param::TargetCos)?;
     }
@@ -144,12 +150,23 @@ fn run<'m>(
     let mut points: Vec<Option<Point>> = vec![None; all.len()];
     let (mut kind, mut table_kept, mut done) = (None, false, 0);
     progress(Progress::Point { done: 0, of: all.len() });
-    evaluate_points(&prepared, &all, &plans, &order, options.threads, &skip, &mut |i, report: Report, seconds| {
+    // A search screens each point's held-out text: a point clearly below the target runs only a
+    // part of it (the rest of a point that passes the screen runs, so met points are judged on
+    // all of it).
+    let screen = target.map(|target| Screen { target });
+    // (the built points of the least bytes that met the target so far)
+    let mut smallest_met: Vec<(usize, Built)> = Vec::new();
+    evaluate_points(&prepared, &all, &plans, &order, options.threads, screen, &skip, &mut |i, built: Built, seconds| {
+        let report = &built.report;
         kind = kind.or(report.text_validation.as_ref().map(|t| t.kind));
         table_kept |= report.table_kept;
-        let p = point(&all[i], &report, fp32_bytes, seconds)?;
-        if target.is_some_and(|x| p.mean_cosine >= x) {
-            met.fetch_min(p.bytes, Ordering::Relaxed);
+        let p = point(&all[i], report, fp32_bytes, seconds)?;
+        if target.is_some_and(|x| p.meets(x)) {
+            let least = met.fetch_min(p.bytes, Ordering::Relaxed).min(p.bytes);
+            smallest_met.retain(|(_, b)| b.report.embedding_bytes_after == least);
+            if p.bytes == least {
+                smallest_met.push((i, built));
+            }
         }
         points[i] = Some(p);
         done += 1;
@@ -162,7 +179,8 @@ fn run<'m>(
     let met = met.into_inner();
     // (and the point that met it, whose bound may be exact: the first in grid order of those
     // of its size that met it and were checked)
-    let chosen = target.and_then(|x| (0..all.len()).find(|&i| points[i].as_ref().is_some_and(|p| p.bytes == met && p.mean_cosine >= x)));
+    let chosen = target.and_then(|x| (0..all.len()).find(|&i| points[i].as_ref().is_some_and(|p| p.bytes == met && p.meets(x))));
+    let chosen_built = chosen.and_then(|c| smallest_met.into_iter().find(|(i, _)| *i == c)).map(|(c, b)| (all[c].setting, b));
     let keep = |i: usize| reference(i) || bounds[i].0 < met || Some(i) == chosen;
     let (mut kept, mut kept_plans) = (Vec::new(), Vec::new());
     for (i, (p, plan)) in points.into_iter().zip(plans).enumerate() {
@@ -175,7 +193,8 @@ fn run<'m>(
     mark_front(&mut kept);
     let counts = prepared.tokens.as_ref().and_then(|t| t.counts.clone());
     let points_seconds = clock.elapsed();
-    Ok((prepared, Sweep { points: kept, fp32_bytes, kind, prepare_seconds, points_seconds, table_kept, skipped, unserved, counts }, kept_plans))
+    let sweep = Sweep { points: kept, fp32_bytes, kind, prepare_seconds, points_seconds, table_kept, skipped, unserved, counts };
+    Ok((prepared, sweep, kept_plans, chosen_built))
 }
 
 /// The points' indices grouped by the fit they need (groups in order of first appearance, grid
@@ -210,6 +229,7 @@ fn point(s: &GridPoint, report: &Report, fp32_bytes: u64, seconds: f64) -> Resul
         mean_cosine: measured.cosine,
         min_cosine,
         on: measured.on,
+        screened: text.is_some_and(|t| t.screened_of.is_some()),
         nn_agreement: text.and_then(|t| t.nn_agreement),
         top1_agreement: text.and_then(|t| t.top1_agreement),
         mean_kl: text.and_then(|t| t.mean_kl),
@@ -236,7 +256,7 @@ pub fn compress_to_front(
         Goal::Cosine(x) => Some(x),
         _ => None,
     };
-    let (mut prepared, sweep, plans) = run(model, options, grid, target, progress)?;
+    let (mut prepared, sweep, plans, chosen) = run(model, options, grid, target, progress)?;
     let Some(i) = pick(&sweep.points, goal, sweep.fp32_bytes) else {
         return Err(match (goal, max_bytes(goal, sweep.fp32_bytes)) {
             (Goal::Cosine(x), _) => {
@@ -255,19 +275,30 @@ pub fn compress_to_front(
             }
         });
     };
-    let built = super::candidate::build(&mut prepared, &plans[i], super::candidate::Release::Table, progress)?;
-    let mut report = built.report;
-    if report.embedding_bytes_after != sweep.points[i].bytes {
-        return Err(Error::Numerical(format!(
-            "the rebuilt point {} stores {} bytes, the sweep's {}",
-            sweep.points[i].label, report.embedding_bytes_after, sweep.points[i].bytes
-        )));
-    }
     let search = crate::progress::Phase { phase: crate::progress::Stage::Search, seconds: sweep.points_seconds };
-    report.seconds = [prepared.seconds.clone(), vec![search], report.seconds].concat();
+    let (model, mut report) = match chosen.filter(|(setting, _)| *setting == plans[i].setting) {
+        // the search's choice, as it was built and checked (its stages are the search's)
+        Some((_, built)) => {
+            let mut report = built.report;
+            report.seconds = [prepared.seconds.clone(), vec![search]].concat();
+            (built.model, report)
+        }
+        None => {
+            let built = super::candidate::build(&mut prepared, &plans[i], super::candidate::Release::Table, progress)?;
+            let mut report = built.report;
+            if report.embedding_bytes_after != sweep.points[i].bytes {
+                return Err(Error::Numerical(format!(
+                    "the rebuilt point {} stores {} bytes, the sweep's {}",
+                    sweep.points[i].label, report.embedding_bytes_after, sweep.points[i].bytes
+                )));
+            }
+            report.seconds = [prepared.seconds.clone(), vec![search], report.seconds].concat();
+            (built.model, report)
+        }
+    };
     report.points = sweep.points.clone();
     report.chosen = Some(i);
     report.skipped = sweep.skipped;
-    Ok((built.model, report, sweep))
+    Ok((model, report, sweep))
 }
 

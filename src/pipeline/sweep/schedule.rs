@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use super::grid::GridPoint;
+use crate::check::Screen;
 use crate::error::{Error, Result};
-use crate::pipeline::candidate::evaluate;
+use crate::pipeline::candidate::{Built, evaluate};
 use crate::pipeline::fit::{self, Fitted};
 use crate::pipeline::prepare::Prepared;
 use crate::pipeline::setting::Plan;
 use crate::progress::Clock;
-use crate::report::Report;
 
 /// The fit a point needs ([`GridPoint::fit_key`]).
 type FitKey = Option<(usize, u64, Option<u64>)>;
@@ -68,18 +68,20 @@ impl Group {
     }
 }
 
-/// Evaluates `points` (with their `plans`) in `order` on `threads` workers (0: one a core).
-/// `skip(i)`, asked as point `i` comes up, leaves it out; `done(i, report, seconds)` hears each
-/// point evaluated, on the calling thread, in the order they finish. The first error stops the
-/// rest.
+/// Evaluates `points` (with their `plans`) in `order` on `threads` workers (0: one a core), their
+/// held-out text behind `screen` when given. `skip(i)`, asked as point `i` comes up, leaves it
+/// out; `done(i, built, seconds)` hears each point evaluated (its model and report), on the
+/// calling thread, in the order they finish. The first error stops the rest.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_points(
     prepared: &Prepared,
     points: &[GridPoint],
     plans: &[Plan],
     order: &[usize],
     threads: usize,
+    screen: Option<Screen>,
     skip: &(dyn Fn(usize) -> bool + Sync),
-    done: &mut dyn FnMut(usize, Report, f64) -> Result<()>,
+    done: &mut dyn FnMut(usize, Built, f64) -> Result<()>,
 ) -> Result<()> {
     // Group by fit: the points of one (k, ratio, tier) share it; plain ones need none.
     let mut groups: Vec<Group> = Vec::new();
@@ -109,7 +111,7 @@ pub(crate) fn evaluate_points(
     .clamp(1, order.len().max(1));
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, Result<(Report, f64)>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<(Built, f64)>)>();
     let mut first_error = None;
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -125,9 +127,9 @@ pub(crate) fn evaluate_points(
                     }
                     let result = group.fitted(prepared, &plans[i]).and_then(|(fitted, fit_share)| {
                         let clock = Clock::start();
-                        let built = evaluate(prepared, &plans[i], fitted.as_deref(), &mut |_| {});
+                        let built = evaluate(prepared, &plans[i], fitted.as_deref(), screen, &mut |_| {});
                         group.done_one();
-                        built.map(|b| (b.report, clock.elapsed() + fit_share))
+                        built.map(|b| (b, clock.elapsed() + fit_share))
                     });
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
@@ -140,7 +142,7 @@ pub(crate) fn evaluate_points(
         }
         drop(tx);
         for (i, result) in rx {
-            if let Err(e) = result.and_then(|(report, seconds)| done(i, report, seconds)) {
+            if let Err(e) = result.and_then(|(built, seconds)| done(i, built, seconds)) {
                 failed.store(true, Ordering::Relaxed);
                 first_error.get_or_insert(e);
             }
