@@ -450,7 +450,8 @@ fn every_setting_rule_fails_before_the_fit() {
 /// each length bucket) puts clearly below the target runs no more of them. The screen never
 /// drops a point that meets the target: the search chooses what the full sweep says, with the
 /// same figure to the bit (a point that passes the screen runs the rest and is judged on every
-/// sentence), and each screened point's full figure is below the target.
+/// sentence), and each screened point's full figure is below the target. A clustering fit's
+/// 4- and 2-bit points are not checked once its 8-bit point missed.
 #[test]
 fn the_search_screens_points_clearly_below_the_target_and_still_chooses_what_the_sweep_says() {
     let dir = crate::tempdir();
@@ -467,7 +468,7 @@ fn the_search_screens_points_clearly_below_the_target_and_still_chooses_what_the
     let grid = onnx_embcomp::SweepGrid::default();
     let full = onnx_embcomp::sweep(&model, &options, &grid, &mut |_| {}).unwrap();
     assert!(full.points.iter().all(|p| !p.screened && p.on.starts_with("200 held-out sentences")), "a sweep runs every sentence");
-    let mut screened = 0;
+    let (mut screened, mut chained) = (0, 0);
     for p in full.front().iter().filter(|p| p.mean_cosine < 0.9999) {
         let target = p.mean_cosine;
         let expected = full.points.iter().filter(|q| q.mean_cosine >= target).min_by_key(|q| q.bytes).unwrap();
@@ -475,6 +476,15 @@ fn the_search_screens_points_clearly_below_the_target_and_still_chooses_what_the
         let chosen = &searched.points[report.chosen.unwrap()];
         assert_eq!((chosen.bytes, chosen.mean_cosine.to_bits()), (expected.bytes, expected.mean_cosine.to_bits()), "target {target}: {} vs {}", chosen.label, expected.label);
         assert!(!chosen.screened && report.text_validation.as_ref().unwrap().sentences == 200);
+        // A fit's 8-bit point below plain 4b's size that misses leads its 4- and 2-bit points
+        // (its chain): they are not checked, so not listed, though smaller than the choice.
+        let plain4 = full.points.iter().find(|a| a.label == "plain 4b").unwrap().bytes;
+        for head in full.points.iter().filter(|a| a.label.ends_with(" 8b") && a.k.is_some() && a.bytes < plain4 && a.mean_cosine < target) {
+            let fit = head.label.trim_end_matches(" 8b");
+            let behind: Vec<&onnx_embcomp::Point> = full.points.iter().filter(|a| a.label == format!("{fit} 4b") || a.label == format!("{fit} 2b")).collect();
+            assert!(searched.points.iter().all(|q| behind.iter().all(|b| b.label != q.label)), "{} missed {target}, yet {fit}'s 4b/2b were checked", head.label);
+            chained += behind.iter().filter(|b| b.bytes < chosen.bytes).count();
+        }
         for q in searched.points.iter().filter(|q| q.screened) {
             screened += 1;
             let all = full.points.iter().find(|a| a.label == q.label).unwrap();
@@ -483,6 +493,7 @@ fn the_search_screens_points_clearly_below_the_target_and_still_chooses_what_the
         }
     }
     assert!(screened > 0, "no point was screened");
+    assert!(chained > 0, "no chain left a point out: {:#?}", full.points.iter().map(|p| (&p.label, p.bytes, p.mean_cosine)).collect::<Vec<_>>());
 }
 
 /// The search for a cosine checks the family smallest first and stops early; it must choose

@@ -87,6 +87,21 @@ impl GridPoint {
         self.k_ratio().map(|(k, r)| (k, r.to_bits(), self.setting.storage.hot.map(|h| h.mass.to_bits())))
     }
 
+    /// Whether this point stores the same fit as `other` (the same [`GridPoint::fit_key`]: the
+    /// same subspaces, coefficients and tier rows) at least as precisely everywhere: its
+    /// coefficients and its tier rows at no fewer bits, the same block. It then keeps at least
+    /// as much of the table as `other`: a search takes `other` to miss a target this point
+    /// missed.
+    pub(crate) fn refines(&self, other: &GridPoint) -> bool {
+        let (a, b) = (&self.setting.storage, &other.setting.storage);
+        let tier = match (a.hot, b.hot) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.mass == y.mass && width(x.bits) >= width(y.bits),
+            _ => false,
+        };
+        self.fit_key().is_some() && self.fit_key() == other.fit_key() && a.block == b.block && width(a.bits) >= width(b.bits) && tier
+    }
+
     pub(crate) fn label(&self) -> String {
         let storage = &self.setting.storage;
         let b = |p: Precision| match p {
@@ -115,6 +130,14 @@ impl GridPoint {
             (_, Some((k, r))) => format!("k{k} r{r} {}", b(storage.bits)),
             _ => "?".into(),
         }
+    }
+}
+
+/// Bits a stored value takes at `p` (floats: 32, more than any quantized width).
+fn width(p: Precision) -> u32 {
+    match p {
+        Precision::Float => 32,
+        Precision::Bits(b) => b.count() as u32,
     }
 }
 
@@ -180,5 +203,26 @@ mod tests {
         let tiny = settings(&SweepGrid::default(), &Storage::default(), false, 100, 8);
         assert!(tiny.iter().all(|s| s.k_ratio() != Some((8, 0.8))));
         assert_eq!(all[0].setting, Setting::new(Method::subspaces(1, Size::Ratio(0.5)), Storage::default()));
+    }
+
+    #[test]
+    fn a_point_refines_the_points_of_its_fit_at_fewer_bits_only() {
+        let all = settings(&SweepGrid::default(), &Storage::default(), true, 30522, 384);
+        let find = |label: &str| all.iter().find(|p| p.label() == label).unwrap_or_else(|| panic!("{label}"));
+        let refines = |a: &str, b: &str| find(a).refines(find(b));
+        // the same fit, fewer bits
+        assert!(refines("k4 r0.8 8b", "k4 r0.8 4b") && refines("k4 r0.8 8b", "k4 r0.8 2b") && refines("k4 r0.8 4b", "k4 r0.8 2b"));
+        assert!(refines("k4 r0.5 float", "k4 r0.5 8b") && refines("k4 r0.8 4b", "k4 r0.8 4b"));
+        assert!(!refines("k4 r0.8 2b", "k4 r0.8 4b"));
+        // other fits: another k, another ratio, another tier (its fit is of the other rows)
+        assert!(!refines("k8 r0.8 8b", "k4 r0.8 2b") && !refines("k4 r0.5 8b", "k4 r0.8 2b") && !refines("k4 r0.8 8b", "k4 r0.8 2b+4b"));
+        // under one tier: the coefficients and the tier rows at no fewer bits
+        assert!(refines("k4 r0.8 4b+4b", "k4 r0.8 2b+4b") && !refines("k4 r0.8 4b+4b", "k4 r0.8 2b+4b@0.99"));
+        // no fit, no chain: plain rows, tiers of plain rows, codes
+        assert!(!refines("plain 8b", "plain 4b") && !refines("tiers 4b+8b", "tiers 2b+4b") && !refines("codes 4", "codes 4"));
+        // another block
+        let mut other = find("k4 r0.8 4b").clone();
+        other.setting.storage.block = 16;
+        assert!(!find("k4 r0.8 8b").refines(&other));
     }
 }

@@ -10,6 +10,7 @@ use super::grid::GridPoint;
 use crate::check::Screen;
 use crate::error::{Error, Result};
 use crate::pipeline::candidate::{Built, evaluate};
+use crate::report::Report;
 use crate::pipeline::fit::{self, Fitted};
 use crate::pipeline::prepare::Prepared;
 use crate::pipeline::setting::Plan;
@@ -68,25 +69,29 @@ impl Group {
     }
 }
 
-/// Evaluates `points` (with their `plans`) in `order` on `threads` workers (0: one a core), their
-/// held-out text behind `screen` when given. `skip(i)`, asked as point `i` comes up, leaves it
-/// out; `done(i, built, seconds)` hears each point evaluated (its model and report), on the
+/// Evaluates `points` (with their `plans`) on `threads` workers (0: one a core), their held-out
+/// text behind `screen` when given, a task of `tasks` at a time in their order. A task of one
+/// point: `skip(i)`, asked as it comes up, leaves it out. A chain (a task of several points:
+/// its first refines the others, [`GridPoint::refines`]): its first is always checked, and the
+/// others, one after the other as singles, only when `misses(first, report)` does not say it
+/// missed the target. `done(i, built, seconds)` hears each point evaluated (its model and report), on the
 /// calling thread, in the order they finish. The first error stops the rest.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_points(
     prepared: &Prepared,
     points: &[GridPoint],
     plans: &[Plan],
-    order: &[usize],
+    tasks: &[Vec<usize>],
     threads: usize,
     screen: Option<Screen>,
     skip: &(dyn Fn(usize) -> bool + Sync),
+    misses: &(dyn Fn(usize, &Report) -> bool + Sync),
     done: &mut dyn FnMut(usize, Built, f64) -> Result<()>,
 ) -> Result<()> {
     // Group by fit: the points of one (k, ratio, tier) share it; plain ones need none.
     let mut groups: Vec<Group> = Vec::new();
     let mut group_of = vec![0; points.len()];
-    for &i in order {
+    for &i in tasks.iter().flatten() {
         let p = &points[i];
         let key = p.fit_key();
         let g = match groups.iter().position(|g| g.key == key) {
@@ -108,7 +113,7 @@ pub(crate) fn evaluate_points(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         t => t,
     }
-    .clamp(1, order.len().max(1));
+    .clamp(1, tasks.len().max(1));
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<(usize, Result<(Built, f64)>)>();
@@ -118,24 +123,31 @@ pub(crate) fn evaluate_points(
             let tx = tx.clone();
             let (groups, group_of, next, failed) = (&groups, &group_of, &next, &failed);
             scope.spawn(move || {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                    let group = &groups[group_of[i]];
-                    if skip(i) {
-                        group.done_one();
-                        continue;
-                    }
-                    let result = group.fitted(prepared, &plans[i]).and_then(|(fitted, fit_share)| {
-                        let clock = Clock::start();
-                        let built = evaluate(prepared, &plans[i], fitted.as_deref(), screen, &mut |_| {});
-                        group.done_one();
-                        built.map(|b| (b, clock.elapsed() + fit_share))
-                    });
-                    if result.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    if tx.send((i, result)).is_err() {
-                        break;
+                'tasks: while !failed.load(Ordering::Relaxed) {
+                    let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                    let chain = task.len() > 1;
+                    let mut first_missed = false;
+                    for (position, &i) in task.iter().enumerate() {
+                        let group = &groups[group_of[i]];
+                        // (a chain's first is always checked; the rest not when it missed)
+                        if (chain && position > 0 && first_missed) || (!(chain && position == 0) && skip(i)) {
+                            group.done_one();
+                            continue;
+                        }
+                        let result = group.fitted(prepared, &plans[i]).and_then(|(fitted, fit_share)| {
+                            let clock = Clock::start();
+                            let built = evaluate(prepared, &plans[i], fitted.as_deref(), screen, &mut |_| {});
+                            group.done_one();
+                            built.map(|b| (b, clock.elapsed() + fit_share))
+                        });
+                        match &result {
+                            Err(_) => failed.store(true, Ordering::Relaxed),
+                            Ok((built, _)) if position == 0 => first_missed = misses(i, &built.report),
+                            Ok(_) => {}
+                        }
+                        if tx.send((i, result)).is_err() || failed.load(Ordering::Relaxed) {
+                            break 'tasks;
+                        }
                     }
                 }
             });
