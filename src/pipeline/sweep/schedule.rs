@@ -10,11 +10,11 @@ use super::grid::GridPoint;
 use crate::check::Screen;
 use crate::error::{Error, Result};
 use crate::pipeline::candidate::{Built, evaluate};
-use crate::report::Report;
 use crate::pipeline::fit::{self, Fitted};
 use crate::pipeline::prepare::Prepared;
 use crate::pipeline::setting::Plan;
 use crate::progress::Clock;
+use crate::report::Report;
 
 /// The fit a point needs ([`GridPoint::fit_key`]).
 type FitKey = Option<(usize, u64, Option<u64>)>;
@@ -74,8 +74,8 @@ impl Group {
 /// point: `skip(i)`, asked as it comes up, leaves it out. A chain (a task of several points:
 /// its first refines the others, [`GridPoint::refines`]): its first is always checked, and the
 /// others, one after the other as singles, only when `misses(first, report)` does not say it
-/// missed the target. `done(i, built, seconds)` hears each point evaluated (its model and report), on the
-/// calling thread, in the order they finish. The first error stops the rest.
+/// missed the target. `done(i, built, seconds)` hears each point evaluated (its model and
+/// report), on the calling thread, in the order they finish. The first error stops the rest.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_points(
     prepared: &Prepared,
