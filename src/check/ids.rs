@@ -244,9 +244,9 @@ fn column_moments(tensors: &[Tensor], d: usize) -> Option<Vec<f32>> {
     (!tensors.is_empty() && sum.iter().all(|s| s.is_finite())).then(|| sum.into_iter().map(|s| s as f32).collect())
 }
 
-/// Runs the rewritten model in `runtime` (the reference's) on the inputs of `reference` and compares its outputs with the
-/// original's. An error when the runtime cannot load or run it, or when a rewritten lookup does
-/// not match `layout`.
+/// Runs the rewritten model in `runtime` (the reference's) on the inputs of `reference` and
+/// compares its outputs with the original's. An error when the runtime cannot load or run it, or
+/// when a rewritten lookup does not match `layout`.
 pub(crate) fn validate(
     runtime: Runtime,
     reference: &Reference,

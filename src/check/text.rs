@@ -260,11 +260,11 @@ pub(crate) fn compare_text(
             let mut after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &part, &mut picked, &mut runner)?;
             let mut bucket_sizes = std::collections::BTreeMap::new();
             for i in (0..keep.len()).filter(|&i| keep[i]) {
-                *bucket_sizes.entry(reference.bucket_of(reference.sentences[i].len())).or_insert(0) += 1;
+                *bucket_sizes.entry(reference.bucket_of(i)).or_insert(0) += 1;
             }
             let cosines: Vec<(usize, f64)> = (0..keep.len())
                 .filter(|&i| part[i])
-                .filter_map(|i| Some((reference.bucket_of(reference.sentences[i].len()), cosine(reference.original[i].as_deref()?, after[i].as_deref()?))))
+                .filter_map(|i| Some((reference.bucket_of(i), cosine(reference.original[i].as_deref()?, after[i].as_deref()?))))
                 .collect();
             if screen.rejects(&cosines, &bucket_sizes, all) {
                 screened_of = Some(all);
@@ -334,10 +334,10 @@ pub(crate) fn compare_text(
 }
 
 impl TextReference {
-    /// The length bucket a sentence of `len` tokens runs in: 16, 32, 64, ... tokens, at most
-    /// the maximum length's power of two.
-    fn bucket_of(&self, len: usize) -> usize {
-        len.next_power_of_two().max(16).min(self.max_len.next_power_of_two())
+    /// The length bucket sentence `i` runs in: 16, 32, 64, ... tokens, at most the maximum
+    /// length's power of two.
+    fn bucket_of(&self, i: usize) -> usize {
+        self.sentences[i].len().next_power_of_two().max(16).min(self.max_len.next_power_of_two())
     }
 
     /// The sentences a screen runs first: of those marked in `keep`, every [`Screen::EVERY`]th
@@ -348,7 +348,7 @@ impl TextReference {
         (0..keep.len())
             .map(|i| {
                 keep[i] && {
-                    let k = seen.entry(self.bucket_of(self.sentences[i].len())).or_insert(0usize);
+                    let k = seen.entry(self.bucket_of(i)).or_insert(0usize);
                     *k += 1;
                     (*k - 1) % Screen::EVERY == 0
                 }
@@ -376,15 +376,14 @@ impl TextReference {
         let view = GraphView::new(model.graph());
         let inputs: Vec<_> = view.runtime_inputs().cloned().collect();
         let sentences = &self.sentences;
-        let bucket_of = |len: usize| self.bucket_of(len);
-        let mut buckets: Vec<usize> = (0..sentences.len()).filter(|&i| keep[i]).map(|i| bucket_of(sentences[i].len())).collect();
+        let mut buckets: Vec<usize> = (0..sentences.len()).filter(|&i| keep[i]).map(|i| self.bucket_of(i)).collect();
         buckets.sort_unstable();
         buckets.dedup();
         let mut out: Vec<Option<Vec<f32>>> = vec![None; sentences.len()];
         let mut kept_floats = 0usize;
         for len in buckets {
             let members: Vec<usize> =
-                (0..sentences.len()).filter(|&i| keep[i] && bucket_of(sentences[i].len()) == len).collect();
+                (0..sentences.len()).filter(|&i| keep[i] && self.bucket_of(i) == len).collect();
             let batch = self.batch.clamp(1, members.len());
             let feed = |chunk: &[usize]| -> Result<Vec<(String, Tensor)>> {
                 let (mut ids, mut mask) = (Vec::with_capacity(batch * len), Vec::with_capacity(batch * len));

@@ -252,12 +252,13 @@ impl CompressArgs {
     /// The library options these flags ask for: what the run fixes, and the setting.
     pub fn options(&self) -> (Options, Setting) {
         let mut o = Options::default();
-        self.run.apply(&mut o);
         o.fit.restarts = self.restarts;
         o.fit.max_iter = self.max_iter;
         o.fit.sample_rows = self.sample_rows;
         o.fit.polish_iter = self.polish_iter;
-        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq).in_runtime(self.run.validate.into()));
+        o.validate = (!self.no_validate).then(|| ValidateOptions::new(self.batch, self.seq));
+        // (after the validation's settings: it sets their runtime)
+        self.run.apply(&mut o);
         o.min_cos = self.min_cos;
         o.data = self.data.options();
         let mut storage = Storage::default();

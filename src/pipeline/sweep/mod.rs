@@ -216,14 +216,16 @@ fn search_tasks(all: &[GridPoint], bounds: &[(u64, u64)], reference: &dyn Fn(usi
         if chained[i] {
             continue;
         }
-        // the most precise point of i's fit below the cap that refines i and others of its fit
+        // the point of i's fit below the cap that refines i and the most others of its fit, and
+        // those others (smallest first)
+        let behind = |h: usize| -> Vec<usize> { order.iter().copied().filter(|&o| o != h && !chained[o] && all[h].refines(&all[o])).collect() };
         let head = order
             .iter()
             .copied()
             .filter(|&h| !chained[h] && bounds[h].0 < cap && all[h].refines(&all[i]))
-            .max_by_key(|&h| (order.iter().filter(|&&o| !chained[o] && o != h && all[h].refines(&all[o])).count(), std::cmp::Reverse(h)));
-        let behind = |h: usize| -> Vec<usize> { order.iter().copied().filter(|&o| o != h && !chained[o] && all[h].refines(&all[o])).collect() };
-        let task = match head.map(|h| (h, behind(h))) {
+            .map(|h| (h, behind(h)))
+            .max_by_key(|(h, rest)| (rest.len(), std::cmp::Reverse(*h)));
+        let task = match head {
             Some((h, rest)) if rest.len() >= 2 => [vec![h], rest].concat(),
             _ => vec![i],
         };
