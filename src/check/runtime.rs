@@ -77,7 +77,7 @@ impl Runner {
     /// optimised for them), or any (onnxruntime).
     pub(crate) fn pins_shapes(&self) -> bool {
         match self {
-            Runner::Tract(_) => true,
+            Runner::Tract(r) => !r.any_length(),
             #[cfg(feature = "onnxruntime")]
             Runner::Onnxruntime(_) => false,
         }
@@ -95,6 +95,21 @@ impl Runner {
             Runtime::Onnxruntime => super::onnxruntime::Runner::load(model, which, extra).map(Runner::Onnxruntime),
             #[cfg(not(feature = "onnxruntime"))]
             Runtime::Onnxruntime => Err(without_onnxruntime()),
+        }
+    }
+
+    /// [`Runner::load`] for inputs like `fed` at any sequence length: each input fed as
+    /// `[batch, len]` may then be fed at another length (onnxruntime's sessions serve any shapes;
+    /// tract's plan is made with a symbolic length, [`super::tract::Runner::load_any_length`]).
+    pub(crate) fn load_any_length(runtime: Runtime, model: &Model, which: Role, fed: &[(String, Tensor)], len: usize) -> Result<Runner> {
+        match runtime {
+            Runtime::Tract => {
+                if which == Role::Original {
+                    ORIGINAL_LOADS.with(|c| c.set(c.get() + 1));
+                }
+                super::tract::Runner::load_any_length(model, which, fed, &[], len).map(Runner::Tract)
+            }
+            _ => Self::load(runtime, model, which, fed, &[]),
         }
     }
 

@@ -179,6 +179,8 @@ pub(crate) struct TextReference {
     /// (encoder) or the logits of its tokens (decoder); `None` past [`MAX_KEPT_LOGITS`].
     original: Vec<Option<Vec<f32>>>,
     seconds: f64,
+    /// The original could not run at a symbolic length in tract: every model runs in buckets.
+    pinned_only: std::sync::atomic::AtomicBool,
 }
 
 /// The output to compare: logits over the vocabulary (`[batch, sequence, n]`: a decoder),
@@ -205,6 +207,12 @@ fn bad(reason: String) -> Error {
 
 /// Runs `held_out` through the original model and keeps what the comparisons need.
 pub(crate) fn run_original_text(runtime: Runtime, original: &Model, candidate: &EmbeddingSite, held_out: &HeldOut) -> Result<TextReference> {
+    run_original_in(runtime, original, candidate, held_out, false)
+}
+
+/// [`run_original_text`], every model in length buckets when `buckets` (as where tract cannot
+/// plan the original at a symbolic length).
+fn run_original_in(runtime: Runtime, original: &Model, candidate: &EmbeddingSite, held_out: &HeldOut, buckets: bool) -> Result<TextReference> {
     let start = Instant::now();
     let max_len = held_out.max_len.max(1);
     let sentences: Vec<Vec<u32>> =
@@ -226,6 +234,7 @@ pub(crate) fn run_original_text(runtime: Runtime, original: &Model, candidate: &
         kind: ModelKind::Encoder,
         original: Vec::new(),
         seconds: 0.0,
+        pinned_only: buckets.into(),
     };
     let keep = vec![true; reference.sentences.len()];
     let mut picked = None;
@@ -334,8 +343,9 @@ pub(crate) fn compare_text(
 }
 
 impl TextReference {
-    /// The length bucket sentence `i` runs in: 16, 32, 64, ... tokens, at most the maximum
-    /// length's power of two.
+    /// The length bucket of sentence `i`: 16, 32, 64, ... tokens, at most the maximum length's
+    /// power of two. The strata of a screen, and the length it is padded to where the model runs
+    /// in buckets.
     fn bucket_of(&self, i: usize) -> usize {
         self.sentences[i].len().next_power_of_two().max(16).min(self.max_len.next_power_of_two())
     }
@@ -356,11 +366,16 @@ impl TextReference {
             .collect()
     }
 
-    /// Runs the sentences marked in `keep` through `model`, in buckets of similar length (16,
-    /// 32, 64, ... tokens, one plan per bucket), and returns per sentence the pooled output
-    /// (encoder) or its tokens' logits (decoder). `picked` is the output to take, chosen from the
-    /// first batch when `None`. `runner` keeps a runner that serves any shapes (onnxruntime's)
-    /// for the next call; tract loads the model for each bucket.
+    /// Runs the sentences marked in `keep` through `model` and returns per sentence the pooled
+    /// output (encoder) or its tokens' logits (decoder). `picked` is the output to take, chosen
+    /// from the first batch when `None`. `runner` keeps the model loaded for any length for the
+    /// next call (both parts of a screen).
+    ///
+    /// The sentences run by length, [`TextReference::batch`] at a time, each batch padded to its
+    /// longest: one load of the model serves them all (tract's plan with a symbolic length).
+    /// Where tract cannot make or run such a plan, they run in buckets of 16, 32, 64, ... tokens,
+    /// padded to the bucket, one plan per bucket, as before (and for every later model when the
+    /// original could not).
     #[allow(clippy::too_many_arguments)]
     fn outputs(
         &self,
@@ -372,79 +387,123 @@ impl TextReference {
         picked: &mut Option<(usize, ModelKind)>,
         runner: &mut Option<Runner>,
     ) -> Result<Vec<Option<Vec<f32>>>> {
-        let ids_input = candidate.ids_input().ok_or_else(|| bad("the token ids do not come from a graph input".into()))?;
-        let view = GraphView::new(model.graph());
-        let inputs: Vec<_> = view.runtime_inputs().cloned().collect();
-        let sentences = &self.sentences;
-        let mut buckets: Vec<usize> = (0..sentences.len()).filter(|&i| keep[i]).map(|i| self.bucket_of(i)).collect();
-        buckets.sort_unstable();
-        buckets.dedup();
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; sentences.len()];
-        let mut kept_floats = 0usize;
-        for len in buckets {
-            let members: Vec<usize> =
-                (0..sentences.len()).filter(|&i| keep[i] && self.bucket_of(i) == len).collect();
-            let batch = self.batch.clamp(1, members.len());
-            let feed = |chunk: &[usize]| -> Result<Vec<(String, Tensor)>> {
-                let (mut ids, mut mask) = (Vec::with_capacity(batch * len), Vec::with_capacity(batch * len));
-                for r in 0..batch {
-                    // Missing rows of the last batch repeat its first sentence; their results are dropped.
-                    let s = &sentences[*chunk.get(r).unwrap_or(&chunk[0])];
-                    for t in 0..len {
-                        ids.push(s.get(t).map_or(self.pad_id as i64, |&id| id as i64));
-                        mask.push(i64::from(t < s.len()));
+        let mut order: Vec<usize> = (0..self.sentences.len()).filter(|&i| keep[i]).collect();
+        order.sort_by_key(|&i| (self.sentences[i].len(), i));
+        let batch = self.batch.clamp(1, self.sentences.len());
+        if !self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut any_length = |runner: &mut Option<Runner>| -> Result<Vec<Option<Vec<f32>>>> {
+                let mut out = vec![None; self.sentences.len()];
+                let mut kept_floats = 0;
+                for chunk in order.chunks(batch) {
+                    let len = chunk.iter().map(|&i| self.sentences[i].len()).max().expect("a chunk is not empty");
+                    let fed = self.feed(model, candidate, chunk, batch, len)?;
+                    if runner.as_ref().is_none_or(Runner::pins_shapes) {
+                        *runner = Some(Runner::load_any_length(runtime, model, role, &fed, len)?);
                     }
+                    let values = runner.as_ref().expect("loaded above").run(&fed)?;
+                    self.take(&values, role, candidate, chunk, batch, len, picked, &mut kept_floats, &mut out)?;
                 }
-                inputs
-                    .iter()
-                    .map(|i| {
-                        // A decoder's cache is fed empty (a first step); every other input is [batch, len].
-                        let shape = if is_past(i.name()) { fed_shape(i, batch, len) } else { vec![batch, len] };
-                        let values = input_values(i.name(), Some(ids_input), &shape, &ids, &mask);
-                        Ok((i.name().to_string(), make_tensor(i, &shape, &values)?))
-                    })
-                    .collect()
+                Ok(out)
             };
-            if runner.as_ref().is_none_or(Runner::pins_shapes) {
-                *runner = Some(Runner::load(runtime, model, role, &feed(&members[..batch])?, &[])?);
-            }
-            let runner = runner.as_ref().expect("loaded above");
-            for chunk in members.chunks(batch) {
-                let values = runner.run(&feed(chunk)?)?;
-                let (output, kind) = match *picked {
-                    Some(p) => p,
-                    None => *picked.insert(pick_output(&values, candidate.rows, batch).ok_or_else(|| {
-                        bad("no float output of shape [batch, sequence, _] or [batch, _] to compare".into())
-                    })?),
-                };
-                let value = values.get(output).ok_or_else(|| bad(format!("the {role} model has no output {output}")))?;
-                let shape = value.shape().to_vec();
-                let x = as_f32(value).map_err(|e| bad(format!("the {role} model's output {output}: {e:#}")))?;
-                let width = *shape.last().ok_or_else(|| bad("a scalar output".into()))?;
-                for (r, &i) in chunk.iter().enumerate() {
-                    let s = &sentences[i];
-                    let row = |t: usize| &x[(r * len + t) * width..(r * len + t + 1) * width];
-                    out[i] = Some(match (shape.len(), kind) {
-                        (2, _) => x[r * width..(r + 1) * width].to_vec(),
-                        (_, ModelKind::Decoder) => {
-                            if role == Role::Original && kept_floats + s.len() * width > MAX_KEPT_LOGITS {
-                                continue;
-                            }
-                            kept_floats += s.len() * width;
-                            (0..s.len()).flat_map(row).copied().collect()
-                        }
-                        (_, ModelKind::Encoder) => {
-                            let mut acc = vec![0f32; width];
-                            for t in 0..s.len() {
-                                acc.iter_mut().zip(row(t)).for_each(|(m, v)| *m += v / s.len() as f32);
-                            }
-                            acc
-                        }
-                    });
+            match any_length(runner) {
+                Ok(out) => return Ok(out),
+                Err(e) if runtime != Runtime::Tract => return Err(e),
+                Err(_) => {
+                    // (a model tract cannot plan or run at a symbolic length: the buckets below,
+                    // which report tract's error if it fails there too)
+                    *runner = None;
+                    if role == Role::Original {
+                        self.pinned_only.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
         }
+        let mut out = vec![None; self.sentences.len()];
+        let mut kept_floats = 0;
+        for bucket in order.chunk_by(|&a, &b| self.bucket_of(a) == self.bucket_of(b)) {
+            let len = self.bucket_of(bucket[0]);
+            let batch = self.batch.clamp(1, bucket.len());
+            let loaded = Runner::load(runtime, model, role, &self.feed(model, candidate, &bucket[..batch], batch, len)?, &[])?;
+            for chunk in bucket.chunks(batch) {
+                let values = loaded.run(&self.feed(model, candidate, chunk, batch, len)?)?;
+                self.take(&values, role, candidate, chunk, batch, len, picked, &mut kept_floats, &mut out)?;
+            }
+        }
         Ok(out)
+    }
+
+    /// The inputs of `model` for the sentences `chunk`, `batch` rows of `len` tokens: short
+    /// sentences padded (masked out), missing rows repeating the chunk's first sentence (their
+    /// results are dropped).
+    fn feed(&self, model: &Model, candidate: &EmbeddingSite, chunk: &[usize], batch: usize, len: usize) -> Result<Vec<(String, Tensor)>> {
+        let ids_input = candidate.ids_input().ok_or_else(|| bad("the token ids do not come from a graph input".into()))?;
+        let (mut ids, mut mask) = (Vec::with_capacity(batch * len), Vec::with_capacity(batch * len));
+        for r in 0..batch {
+            let s = &self.sentences[*chunk.get(r).unwrap_or(&chunk[0])];
+            for t in 0..len {
+                ids.push(s.get(t).map_or(self.pad_id as i64, |&id| id as i64));
+                mask.push(i64::from(t < s.len()));
+            }
+        }
+        GraphView::new(model.graph())
+            .runtime_inputs()
+            .map(|i| {
+                // A decoder's cache is fed empty (a first step); every other input is [batch, len].
+                let shape = if is_past(i.name()) { fed_shape(i, batch, len) } else { vec![batch, len] };
+                let values = input_values(i.name(), Some(ids_input), &shape, &ids, &mask);
+                Ok((i.name().to_string(), make_tensor(i, &shape, &values)?))
+            })
+            .collect()
+    }
+
+    /// Keeps in `out` what the comparison needs of one run's `values` for the sentences
+    /// `chunk` (fed `batch` rows of `len` tokens): the pooled output or the tokens' logits.
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &self,
+        values: &[Tensor],
+        role: Role,
+        candidate: &EmbeddingSite,
+        chunk: &[usize],
+        batch: usize,
+        len: usize,
+        picked: &mut Option<(usize, ModelKind)>,
+        kept_floats: &mut usize,
+        out: &mut [Option<Vec<f32>>],
+    ) -> Result<()> {
+        let (output, kind) = match *picked {
+            Some(p) => p,
+            None => *picked.insert(
+                pick_output(values, candidate.rows, batch)
+                    .ok_or_else(|| bad("no float output of shape [batch, sequence, _] or [batch, _] to compare".into()))?,
+            ),
+        };
+        let value = values.get(output).ok_or_else(|| bad(format!("the {role} model has no output {output}")))?;
+        let shape = value.shape().to_vec();
+        let x = as_f32(value).map_err(|e| bad(format!("the {role} model's output {output}: {e:#}")))?;
+        let width = *shape.last().ok_or_else(|| bad("a scalar output".into()))?;
+        for (r, &i) in chunk.iter().enumerate() {
+            let s = &self.sentences[i];
+            let row = |t: usize| &x[(r * len + t) * width..(r * len + t + 1) * width];
+            out[i] = Some(match (shape.len(), kind) {
+                (2, _) => x[r * width..(r + 1) * width].to_vec(),
+                (_, ModelKind::Decoder) => {
+                    if role == Role::Original && *kept_floats + s.len() * width > MAX_KEPT_LOGITS {
+                        continue;
+                    }
+                    *kept_floats += s.len() * width;
+                    (0..s.len()).flat_map(row).copied().collect()
+                }
+                (_, ModelKind::Encoder) => {
+                    let mut acc = vec![0f32; width];
+                    for t in 0..s.len() {
+                        acc.iter_mut().zip(row(t)).for_each(|(m, v)| *m += v / s.len() as f32);
+                    }
+                    acc
+                }
+            });
+        }
+        Ok(())
     }
 }
 
@@ -504,6 +563,44 @@ mod tests {
         let mixed: Vec<(usize, f64)> = [(16usize, 0.999); 10].into_iter().chain([(64usize, 0.9); 30]).collect();
         assert!(!Screen { target: 0.95 }.rejects(&mixed, &buckets, 200), "the part's own mean (0.925) would reject");
         assert!(Screen { target: 0.999 }.rejects(&mixed, &buckets, 200));
+    }
+
+    /// Held-out sentences of 1 to 60 tokens of a `[n, d]` table's lookup model, and its site.
+    fn lookup_and_sentences(n: usize, d: usize) -> (Model, EmbeddingSite, HeldOut) {
+        let data: Vec<f32> = (0..n * d).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+        let model = crate::onnx::build::lookup_model(n, d, &data, "text test");
+        let site = crate::rewrite::find::find_embedding(&GraphView::new(model.graph()), None).unwrap().chosen().unwrap().clone();
+        let sentences: Vec<Vec<u32>> = (0..37).map(|s| (0..1 + s * 23 % 60).map(|t| ((s * 13 + t * 5) % n) as u32).collect()).collect();
+        (model, site, HeldOut::new(sentences, 0))
+    }
+
+    #[test]
+    fn sentences_run_at_their_own_length_in_one_plan_as_in_buckets() {
+        let (model, site, held_out) = lookup_and_sentences(50, 8);
+        let exact = run_original_text(Runtime::Tract, &model, &site, &held_out).unwrap();
+        assert!(!exact.pinned_only.load(std::sync::atomic::Ordering::Relaxed), "the lookup runs at a symbolic length in tract");
+        let buckets = run_original_in(Runtime::Tract, &model, &site, &held_out, true).unwrap();
+        assert_eq!(exact.original.len(), 37);
+        // The mean of each sentence's own rows, however long the batch it ran in
+        for (s, (a, b)) in held_out.sentences.iter().zip(exact.original.iter().zip(&buckets.original)) {
+            let (a, b) = (a.as_deref().unwrap(), b.as_deref().unwrap());
+            let mut want = vec![0f32; 8];
+            for &id in s {
+                for (c, w) in want.iter_mut().enumerate() {
+                    *w += ((id as usize * 8 + c) * 7919 % 101) as f32 / 50.0 - 1.0;
+                }
+            }
+            for (c, w) in want.iter().enumerate() {
+                let w = w / s.len() as f32;
+                assert!((a[c] - w).abs() <= 1e-5 && (b[c] - w).abs() <= 1e-5, "{} tokens: {} and {} for {w}", s.len(), a[c], b[c]);
+            }
+        }
+        // A candidate (the same model) compared with either: both parts of a screen, every length
+        for reference in [&exact, &buckets] {
+            let v = compare_text(Runtime::Tract, reference, &model, &model, &site, Some(Screen { target: 0.99 })).unwrap();
+            assert_eq!((v.sentences, v.screened_of), (37, None));
+            assert!(v.min_cosine > 1.0 - 1e-6, "{}", v.min_cosine);
+        }
     }
 
     #[test]

@@ -107,18 +107,38 @@ pub(crate) fn input_values(name: &str, ids_input: Option<&str>, shape: &[usize],
     }
 }
 
-/// A model loaded in tract for fixed input shapes, ready to run many times.
+/// A model loaded in tract for fixed input shapes (or any sequence length), ready to run many
+/// times.
 pub(crate) struct Runner {
     plan: Arc<TypedRunnableModel>,
     /// Input names in tract's order.
     order: Vec<String>,
     which: Role,
+    /// Loaded with the sequence axis free ([`Runner::load_any_length`]).
+    any_length: bool,
 }
 
 impl Runner {
     /// Loads `model` with the shapes and types of `fed` pinned; `extra` (tensor names) are
     /// added as last outputs. `which` names the model in errors.
     pub(crate) fn load(model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {
+        Self::load_with(model, which, fed, extra, None)
+    }
+
+    /// [`Runner::load`], but each input fed as `[batch, len]` is declared `[batch, S]` with a
+    /// symbolic `S`: one plan serves every sequence length (as fast per run as a plan pinned to
+    /// the length, measured on all-mpnet-base-v2, and the same outputs), where pinned plans
+    /// need a load (most of a second on a 12-layer model) per length.
+    pub(crate) fn load_any_length(model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str], len: usize) -> Result<Runner> {
+        Self::load_with(model, which, fed, extra, Some(len))
+    }
+
+    /// Whether the plan serves any sequence length.
+    pub(crate) fn any_length(&self) -> bool {
+        self.any_length
+    }
+
+    fn load_with(model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str], free: Option<usize>) -> Result<Runner> {
         let load = || -> TractResult<Runner> {
             // Decoded by hand so the encoded bytes are freed before tract copies the weights
             // into its tensors (`model_for_read` would hold a third copy).
@@ -128,6 +148,7 @@ impl Runner {
             };
             let mut m = tract_onnx::onnx().with_ignore_value_info(true).model_for_proto_model(&proto)?;
             drop(proto);
+            let length = free.map(|_| m.symbols.sym("S"));
             let mut order = Vec::new();
             for i in 0..m.input_outlets()?.len() {
                 let name = m.node(m.input_outlets()?[i].node).name.clone();
@@ -135,7 +156,13 @@ impl Runner {
                     .iter()
                     .find(|(n, _)| *n == name)
                     .ok_or_else(|| anyhow::anyhow!("tract sees an input '{name}' the graph does not declare"))?;
-                m.set_input_fact(i, InferenceFact::from(tensor.clone()).without_value())?;
+                let fact = match (&length, free) {
+                    (Some(s), Some(len)) if tensor.rank() == 2 && tensor.shape()[1] == len => {
+                        InferenceFact::dt_shape(tensor.datum_type(), tvec!(TDim::from(tensor.shape()[0] as i64), s.clone().into()))
+                    }
+                    _ => InferenceFact::from(tensor.clone()).without_value(),
+                };
+                m.set_input_fact(i, fact)?;
                 order.push(name);
             }
             if !extra.is_empty() {
@@ -149,7 +176,7 @@ impl Runner {
                 }
                 m.select_output_outlets(&outputs)?;
             }
-            Ok(Runner { plan: m.into_optimized()?.into_runnable()?, order, which })
+            Ok(Runner { plan: m.into_optimized()?.into_runnable()?, order, which, any_length: free.is_some() })
         };
         guarded(which, fed, load)
     }
