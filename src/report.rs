@@ -69,7 +69,8 @@ pub struct Report {
     /// With `--target-cos`: every ratio probed, in order.
     pub probes: Vec<Probe>,
     /// A search across the family: every point evaluated (the front marked), and which was
-    /// chosen. Plain 8- and 4-bit storage are always among them: the reference.
+    /// chosen. Plain 4-bit storage is always among them (the reference), plain 8-bit when no
+    /// smaller point met the target.
     pub points: Vec<Point>,
     pub chosen: Option<usize>,
     /// Points of the family a search did not check: none could be smaller than the choice.

@@ -78,6 +78,15 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
     let layout = Layout { n: table.nrows(), d: table.ncols(), dtype, basis_dtype, branches };
     let (relative_error, weighted_relative_error) = layout.errors(table.view(), prepared.weights.as_deref(), prepared.run.threads);
     let footprint = layout.footprint();
+    // (the search leaves points out by this size before their store)
+    debug_assert!(
+        fitted.is_none_or(|f| {
+            let hot = tiers.as_ref().map_or(0, |t| t.hot.len());
+            plan.bytes_after_fit(layout.n, layout.d, hot, dtype, f).is_none_or(|b| b == footprint.bytes())
+        }),
+        "the size after the fit differs from the stored layout's {}",
+        footprint.bytes()
+    );
     let tiers = tiers.map(|t| TierFigures { hot_rows: t.hot.len(), mass: t.mass, hot: footprint.branches[0] });
     Ok(StoredLayout { layout, fitted, tried, relative_error, weighted_relative_error, tiers })
 }

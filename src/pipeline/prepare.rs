@@ -177,11 +177,11 @@ impl<'m> Prepared<'m> {
             Some(validate) => {
                 progress(Progress::Stage(Stage::RunOriginal));
                 let prior = tokens.as_ref().and_then(|t| t.prior.as_ref());
-                let r = References::run(model, &site, n, Some(validate), options.seed, prior, held_out.as_ref(), head_moments)?;
+                let r = References::run(model, &site, n, Some(validate), options.seed, prior, held_out.as_ref(), head_moments, options.threads)?;
                 clock.lap(&mut seconds, Stage::RunOriginal);
                 r
             }
-            None => References::run(model, &site, n, None, options.seed, None, None, false)?,
+            None => References::run(model, &site, n, None, options.seed, None, None, false, options.threads)?,
         };
 
         progress(Progress::Stage(Stage::Prepare));

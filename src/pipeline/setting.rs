@@ -342,37 +342,18 @@ impl Plan {
     /// used, the least when all but one are left empty (each empty one saves its zero row and
     /// its basis, and one branch needs no index). Exact for plain storage.
     pub(crate) fn bytes_bounds(&self, n: usize, d: usize, hot: usize, dtype: FloatType) -> (u64, u64) {
-        let tier = self.hot.filter(|_| hot > 0);
-        let rest = n - hot;
         let (mut least, mut most) = (u64::MAX, 0u64);
-        let mut consider = |branches: usize, k: usize, j: usize| {
-            let zero = usize::from(branches > 1);
-            let mut bytes = tier.map_or(0, |(_, q)| storage::values_bytes(hot + zero, d, q.as_ref(), dtype));
-            let index = if branches > 1 { storage::index_part(n).bytes } else { 0 };
-            bytes += index;
-            let (rows_bytes, spare) = match k {
-                0 => (storage::values_bytes(rest + zero, d, self.quant.as_ref(), dtype), 0),
-                k => {
-                    let basis = if self.quant.is_some() { FloatType::F16 } else { dtype };
-                    let per_cluster = storage::values_bytes(zero, j, self.quant.as_ref(), dtype) + (j * d * basis.size()) as u64;
-                    let bytes = storage::values_bytes(rest + k * zero, j, self.quant.as_ref(), dtype) + (k * j * d * basis.size()) as u64;
-                    // all but one cluster empty: their zero rows and bases go, and with no tier
-                    // the one branch left needs no index nor zero row
-                    let single = if tier.is_none() { index + storage::values_bytes(zero, j, self.quant.as_ref(), dtype) } else { 0 };
-                    (bytes, (k as u64 - 1) * per_cluster + if k > 1 { single } else { 0 })
-                }
-            };
-            bytes += rows_bytes;
-            least = least.min(bytes - spare.min(bytes));
-            most = most.max(bytes);
-        };
         match self.setting.method {
-            Method::Plain => consider(1 + usize::from(tier.is_some()), 0, 0),
+            Method::Plain => {
+                let bytes = self.bytes_with(n, d, hot, dtype, 0, 0);
+                return (bytes, bytes);
+            }
             Method::Codes { .. } => return self.codes_bytes(n, d, hot, dtype),
             Method::Subspaces { adaptive, .. } => {
                 for f in &self.fits {
                     let j = if adaptive { d } else { f.j };
-                    consider(f.k + usize::from(tier.is_some()), f.k, j);
+                    least = least.min(self.bytes_with(n, d, hot, dtype, 1, j));
+                    most = most.max(self.bytes_with(n, d, hot, dtype, f.k, j));
                 }
                 if adaptive {
                     least = 0; // dimensions shared out unevenly: no bound below
@@ -380,6 +361,38 @@ impl Plan {
             }
         }
         (least, most)
+    }
+
+    /// The bytes its layout stores once `fitted` is made (the clusters it left empty are
+    /// dropped): exact, where [`Plan::bytes_bounds`] must allow for any of them to be empty.
+    /// `None` for adaptive dimensions (their share is made by the fit, and known after the store).
+    pub(crate) fn bytes_after_fit(&self, n: usize, d: usize, hot: usize, dtype: FloatType, fitted: &crate::pipeline::fit::Fitted) -> Option<u64> {
+        match self.setting.method {
+            Method::Subspaces { adaptive: false, .. } => Some(self.bytes_with(n, d, hot, dtype, fitted.layout.branches.len(), fitted.j)),
+            _ => None,
+        }
+    }
+
+    /// The bytes stored with `used` non-empty clusters of `j` dimensions (0 for plain storage)
+    /// and the tier's `hot` rows: each branch (the tier, each cluster) with a zero row when there
+    /// are several, and then an index.
+    fn bytes_with(&self, n: usize, d: usize, hot: usize, dtype: FloatType, used: usize, j: usize) -> u64 {
+        let tier = self.hot.filter(|_| hot > 0);
+        let rest = n - hot;
+        let branches = used.max(1) + usize::from(tier.is_some());
+        let zero = usize::from(branches > 1);
+        let mut bytes = tier.map_or(0, |(_, q)| storage::values_bytes(hot + zero, d, q.as_ref(), dtype));
+        if branches > 1 {
+            bytes += storage::index_part(n).bytes;
+        }
+        bytes += match used {
+            0 => storage::values_bytes(rest + zero, d, self.quant.as_ref(), dtype),
+            used => {
+                let basis = if self.quant.is_some() { FloatType::F16 } else { dtype };
+                storage::values_bytes(rest + used * zero, j, self.quant.as_ref(), dtype) + (used * j * d * basis.size()) as u64
+            }
+        };
+        bytes
     }
 
     /// [`Plan::bytes_bounds`] of coded rows: exact.

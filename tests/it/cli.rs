@@ -1378,8 +1378,8 @@ fn family_target_cos_out_of_reach_writes_nothing_and_exits_1() {
     assert!(r.stderr.contains("quality floor not met") && r.stderr.contains("--target-cos 1"), "{}", r.stderr);
     assert!(!out.exists());
     // Reachable: the smallest point of the family that keeps 0.99 is written; its report lists
-    // the points checked (smallest first, until none left could be smaller) and the plain
-    // references.
+    // the points checked (smallest first, until none left could be smaller) and the plain 4-bit
+    // reference.
     let json = dir.path().join("r.json");
     let counts = counts_file(dir.path());
     run(&[
@@ -1401,7 +1401,10 @@ fn family_target_cos_out_of_reach_writes_nothing_and_exits_1() {
     let smallest = points.iter().filter(|p| p["mean_cosine"].as_f64().unwrap() >= 0.99).map(|p| p["bytes"].as_u64().unwrap()).min();
     assert_eq!(chosen["bytes"].as_u64(), smallest);
     assert_eq!(report["embedding_bytes_after"], chosen["bytes"]);
-    assert!(points.iter().any(|p| p["label"] == "plain 8b") && points.iter().any(|p| p["label"] == "plain 4b"));
+    // The plain 4-bit reference; plain 8 bits, larger than it and than the choice, is not checked.
+    let plain4 = points.iter().find(|p| p["label"] == "plain 4b").expect("the plain 4-bit reference");
+    assert!(plain4["mean_cosine"].as_f64().unwrap() >= 0.99 && plain4["bytes"].as_u64() > smallest, "{plain4}");
+    assert!(!points.iter().any(|p| p["label"] == "plain 8b"), "{points:?}");
     assert!(out.is_file());
     // The whole sweep (every point, tiers too with token counts) agrees: the same point is the
     // smallest that keeps 0.99.

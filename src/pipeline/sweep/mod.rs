@@ -5,7 +5,8 @@
 //!
 //! One fit per (k, ratio) serves all its storage variants. A sweep checks every point in grid
 //! order; the search for a target cosine ([`compress_to_front`]) checks them smallest first and
-//! stops once no point left can be smaller than one that met the target.
+//! stops once no point left can be smaller than one that met the target (a clustering point's
+//! size is known exactly once its fit is made: which clusters it left empty).
 
 mod front;
 mod grid;
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 use super::prepare::Prepared;
 use super::candidate::Built;
+use super::fit::Fitted;
 use super::setting::{Options, Plan, Setting};
 use crate::check::ModelKind;
 use crate::check::{Screen, floor};
@@ -127,22 +129,28 @@ fn run<'m>(
     // The order: a sweep takes the points by fit (grid order within), so that about one fit
     // per worker is alive at once; a search takes them smallest first, and skips a point that
     // cannot be smaller than one that met the target.
-    let mut bounds = Vec::with_capacity(plans.len());
+    let (mut bounds, mut hots) = (Vec::with_capacity(plans.len()), Vec::with_capacity(plans.len()));
     for plan in &plans {
         let hot = match plan.hot {
             Some((h, _)) => prepared.tiers_for(h.mass)?.hot.len(),
             None => 0,
         };
         bounds.push(plan.bytes_bounds(n, d, hot, prepared.site.dtype));
+        hots.push(hot);
     }
-    // Plain 8- and 4-bit storage are always checked: the reference a search's report shows.
-    let reference = |i: usize| all[i].family == Family::Plain && matches!(all[i].setting.storage.bits, Precision::Bits(b) if b.count() >= 4);
+    // Plain 4-bit storage is always checked: the reference a search's report shows (plain 8-bit
+    // is checked when nothing smaller met the target, as any point).
+    let reference = |i: usize| all[i].family == Family::Plain && matches!(all[i].setting.storage.bits, Precision::Bits(b) if b.count() == 4);
     let tasks: Vec<Vec<usize>> = match target {
         None => by_fit(&all).into_iter().map(|i| vec![i]).collect(),
         Some(_) => search_tasks(&all, &bounds, &reference),
     };
     let met = AtomicU64::new(u64::MAX);
-    let skip = |i: usize| !reference(i) && bounds[i].0 >= met.load(Ordering::Relaxed);
+    // (a point's least bytes, exact once its fit is made)
+    let least = |i: usize, fitted: Option<&Fitted>| {
+        fitted.and_then(|f| plans[i].bytes_after_fit(n, d, hots[i], prepared.site.dtype, f)).unwrap_or(bounds[i].0)
+    };
+    let skip = |i: usize, fitted: Option<&Fitted>| !reference(i) && least(i, fitted) >= met.load(Ordering::Relaxed);
     let misses = |i: usize, report: &Report| !point(&all[i], report, fp32_bytes, 0.0).is_ok_and(|p| target.is_some_and(|x| p.meets(x)));
     let mut points: Vec<Option<Point>> = vec![None; all.len()];
     let (mut kind, mut table_kept, mut done) = (None, false, 0);
@@ -171,17 +179,16 @@ fn run<'m>(
         Ok(())
     })?;
     // Which points a worker reached before the target was met depends on timing: the search
-    // keeps those that could be smaller than its choice (and the references), the same set
-    // whatever the threads did, so its report is too.
+    // keeps those smaller than its choice (and the reference), the same set whatever the
+    // threads did (each was checked: none was left out), so its report is too.
     let met = met.into_inner();
-    // (and the point that met it, whose bound may be exact: the first in grid order of those
-    // of its size that met it and were checked)
+    // (and the point that met it: the first in grid order of those of its size that met it)
     let chosen = target.and_then(|x| (0..all.len()).find(|&i| points[i].as_ref().is_some_and(|p| p.bytes == met && p.meets(x))));
     let chosen_built = chosen.and_then(|c| smallest_met.into_iter().find(|(i, _)| *i == c)).map(|(c, b)| (all[c].setting, b));
-    let keep = |i: usize| reference(i) || bounds[i].0 < met || Some(i) == chosen;
+    let keep = |i: usize, p: &Point| reference(i) || p.bytes < met || Some(i) == chosen;
     let (mut kept, mut kept_plans) = (Vec::new(), Vec::new());
     for (i, (p, plan)) in points.into_iter().zip(plans).enumerate() {
-        if let Some(p) = p.filter(|_| keep(i)) {
+        if let Some(p) = p.filter(|p| keep(i, p)) {
             kept.push(p);
             kept_plans.push(plan);
         }
@@ -199,9 +206,10 @@ fn run<'m>(
 /// least two others ([`GridPoint::refines`]): that point is checked first (where its group's
 /// first point would be), and the others only when it met the target. On all-mpnet-base-v2 a
 /// clustering fit's 8-bit point misses 0.99 by far and its 4- and 2-bit points are not checked.
-/// (A chain's first point is checked even when larger than the choice: with one point behind it
-/// a chain could not save a check. A point at the reference's size or above leads no chain:
-/// the search seldom needs it.)
+/// (A chain's first point is checked even when larger than the choice, unless once the fit is
+/// made every point of the chain is at least the choice's size: with one point behind it a
+/// chain could not save a check. A point at the reference's size or above leads no chain: the
+/// search seldom needs it.)
 fn search_tasks(all: &[GridPoint], bounds: &[(u64, u64)], reference: &dyn Fn(usize) -> bool) -> Vec<Vec<usize>> {
     let cap = (0..all.len())
         .filter(|&i| reference(i) && matches!(all[i].setting.storage.bits, Precision::Bits(b) if b.count() == 4))

@@ -71,11 +71,13 @@ impl Group {
 
 /// Evaluates `points` (with their `plans`) on `threads` workers (0: one a core), their held-out
 /// text behind `screen` when given, a task of `tasks` at a time in their order. A task of one
-/// point: `skip(i)`, asked as it comes up, leaves it out. A chain (a task of several points:
-/// its first refines the others, [`GridPoint::refines`]): its first is always checked, and the
-/// others, one after the other as singles, only when `misses(first, report)` does not say it
-/// missed the target. `done(i, built, seconds)` hears each point evaluated (its model and
-/// report), on the calling thread, in the order they finish. The first error stops the rest.
+/// point: `skip(i, fitted)`, asked as it comes up and again once its fit is made (`fitted`:
+/// then its exact size is known), leaves it out. A chain (a task of several points: its first
+/// refines the others, [`GridPoint::refines`]): its first is checked unless, its fit made, `skip`
+/// says so of every point of the chain; the others, one after the other as singles, only when
+/// `misses(first, report)` does not say it missed the target. `done(i, built, seconds)` hears
+/// each point evaluated (its model and report), on the calling thread, in the order they
+/// finish. The first error stops the rest.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_points(
     prepared: &Prepared,
@@ -84,7 +86,7 @@ pub(crate) fn evaluate_points(
     tasks: &[Vec<usize>],
     threads: usize,
     screen: Option<Screen>,
-    skip: &(dyn Fn(usize) -> bool + Sync),
+    skip: &(dyn Fn(usize, Option<&Fitted>) -> bool + Sync),
     misses: &(dyn Fn(usize, &Report) -> bool + Sync),
     done: &mut dyn FnMut(usize, Built, f64) -> Result<()>,
 ) -> Result<()> {
@@ -116,7 +118,7 @@ pub(crate) fn evaluate_points(
     .clamp(1, tasks.len().max(1));
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, Result<(Built, f64)>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<Option<(Built, f64)>>)>();
     let mut first_error = None;
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -126,23 +128,34 @@ pub(crate) fn evaluate_points(
                 'tasks: while !failed.load(Ordering::Relaxed) {
                     let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                     let chain = task.len() > 1;
-                    let mut first_missed = false;
+                    // (a chain's rest is not checked when its first missed, or was left out with them)
+                    let mut rest_out = false;
                     for (position, &i) in task.iter().enumerate() {
                         let group = &groups[group_of[i]];
-                        // (a chain's first is always checked; the rest not when it missed)
-                        if (chain && position > 0 && first_missed) || (!(chain && position == 0) && skip(i)) {
+                        let head = chain && position == 0;
+                        if (chain && position > 0 && rest_out) || (!head && skip(i, None)) {
                             group.done_one();
                             continue;
                         }
                         let result = group.fitted(prepared, &plans[i]).and_then(|(fitted, fit_share)| {
+                            // The fit made, the exact sizes may leave the point (a chain's first: the chain) out.
+                            let out = match head {
+                                true => task.iter().all(|&p| skip(p, fitted.as_deref())),
+                                false => skip(i, fitted.as_deref()),
+                            };
+                            if out {
+                                group.done_one();
+                                return Ok(None);
+                            }
                             let clock = Clock::start();
                             let built = evaluate(prepared, &plans[i], fitted.as_deref(), screen, &mut |_| {});
                             group.done_one();
-                            built.map(|b| (b, clock.elapsed() + fit_share))
+                            built.map(|b| Some((b, clock.elapsed() + fit_share)))
                         });
                         match &result {
                             Err(_) => failed.store(true, Ordering::Relaxed),
-                            Ok((built, _)) if position == 0 => first_missed = misses(i, &built.report),
+                            Ok(Some((built, _))) if head => rest_out = misses(i, &built.report),
+                            Ok(None) if head => rest_out = true,
                             Ok(_) => {}
                         }
                         if tx.send((i, result)).is_err() || failed.load(Ordering::Relaxed) {
@@ -154,7 +167,7 @@ pub(crate) fn evaluate_points(
         }
         drop(tx);
         for (i, result) in rx {
-            if let Err(e) = result.and_then(|(built, seconds)| done(i, built, seconds)) {
+            if let Err(e) = result.and_then(|r| r.map_or(Ok(()), |(built, seconds)| done(i, built, seconds))) {
                 failed.store(true, Ordering::Relaxed);
                 first_error.get_or_insert(e);
             }
