@@ -47,6 +47,8 @@ impl References {
     /// `prior` when given, else uniformly) when `validate` is given, and on `held_out` text when
     /// given, in `validate`'s runtime (tract without it). With `head_moments`, the random-id run
     /// also measures the hidden state entering the tied heads ([`References::head_moments`]).
+    /// The two runs take a thread each unless `threads` is 1 (each runs a model on one thread).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         model: &Model,
         candidate: &EmbeddingSite,
@@ -56,10 +58,25 @@ impl References {
         prior: Option<&crate::prior::Prior>,
         held_out: Option<&HeldOut>,
         head_moments: bool,
+        threads: usize,
     ) -> Result<References> {
         let runtime = validate.map_or(Runtime::Tract, |v| v.runtime);
-        let ids = validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior, head_moments)).transpose()?;
-        let text = held_out.map(|h| text::run_original_text(runtime, model, candidate, h)).transpose()?;
+        let ids = || validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior, head_moments)).transpose();
+        let text = || held_out.map(|h| text::run_original_text(runtime, model, candidate, h)).transpose();
+        let (ids, text) = match (threads, validate.is_some() && held_out.is_some()) {
+            (1, _) | (_, false) => (ids()?, text()?),
+            _ => std::thread::scope(|scope| {
+                let text = scope.spawn(|| {
+                    let before = runtime::original_loads();
+                    (text(), runtime::original_loads() - before)
+                });
+                let ids = ids();
+                let (text, loads) = text.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                // (the loads are counted as of the calling thread)
+                runtime::count_original_loads(loads);
+                Ok::<_, crate::error::Error>((ids?, text?))
+            })?,
+        };
         Ok(References { ids, text, runtime })
     }
 

@@ -44,6 +44,11 @@ pub fn original_loads() -> usize {
     ORIGINAL_LOADS.with(|c| c.get())
 }
 
+/// Counts `loads` loads of an original model on this thread (made for it on another).
+pub(crate) fn count_original_loads(loads: usize) {
+    ORIGINAL_LOADS.with(|c| c.set(c.get() + loads));
+}
+
 /// Checks that `runtime` can run here: for onnxruntime, that this build has it and that its
 /// library loads (once a process, [`super::onnxruntime`]).
 pub(crate) fn check_available(runtime: Runtime) -> Result<()> {
