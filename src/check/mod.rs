@@ -47,7 +47,8 @@ impl References {
     /// `prior` when given, else uniformly) when `validate` is given, and on `held_out` text when
     /// given, in `validate`'s runtime (tract without it). With `head_moments`, the random-id run
     /// also measures the hidden state entering the tied heads ([`References::head_moments`]).
-    /// The two runs take a thread each unless `threads` is 1 (each runs a model on one thread).
+    /// The two runs take a thread each, and the held-out text two, unless `threads` is 1 (a
+    /// model runs on one thread).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         model: &Model,
@@ -62,7 +63,9 @@ impl References {
     ) -> Result<References> {
         let runtime = validate.map_or(Runtime::Tract, |v| v.runtime);
         let ids = || validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior, head_moments)).transpose();
-        let text = || held_out.map(|h| text::run_original_text(runtime, model, candidate, h)).transpose();
+        // (the held-out batches two at a time: the random-id run is the shorter)
+        let workers = if threads == 1 { 1 } else { 2 };
+        let text = || held_out.map(|h| text::run_original_text(runtime, model, candidate, h, workers)).transpose();
         let (ids, text) = match (threads, validate.is_some() && held_out.is_some()) {
             (1, _) | (_, false) => (ids()?, text()?),
             _ => std::thread::scope(|scope| {

@@ -205,14 +205,22 @@ fn bad(reason: String) -> Error {
     Error::ValidationMismatch(format!("held-out text: {reason}"))
 }
 
-/// Runs `held_out` through the original model and keeps what the comparisons need.
-pub(crate) fn run_original_text(runtime: Runtime, original: &Model, candidate: &EmbeddingSite, held_out: &HeldOut) -> Result<TextReference> {
-    run_original_in(runtime, original, candidate, held_out, false)
+/// Runs `held_out` through the original model, `workers` batches at once, and keeps what the
+/// comparisons need.
+pub(crate) fn run_original_text(runtime: Runtime, original: &Model, candidate: &EmbeddingSite, held_out: &HeldOut, workers: usize) -> Result<TextReference> {
+    run_original_in(runtime, original, candidate, held_out, workers, false)
 }
 
 /// [`run_original_text`], every model in length buckets when `buckets` (as where tract cannot
 /// plan the original at a symbolic length).
-fn run_original_in(runtime: Runtime, original: &Model, candidate: &EmbeddingSite, held_out: &HeldOut, buckets: bool) -> Result<TextReference> {
+fn run_original_in(
+    runtime: Runtime,
+    original: &Model,
+    candidate: &EmbeddingSite,
+    held_out: &HeldOut,
+    workers: usize,
+    buckets: bool,
+) -> Result<TextReference> {
     let start = Instant::now();
     let max_len = held_out.max_len.max(1);
     let sentences: Vec<Vec<u32>> =
@@ -238,7 +246,7 @@ fn run_original_in(runtime: Runtime, original: &Model, candidate: &EmbeddingSite
     };
     let keep = vec![true; reference.sentences.len()];
     let mut picked = None;
-    reference.original = reference.outputs(runtime, original, Role::Original, candidate, &keep, &mut picked, &mut None)?;
+    reference.original = reference.outputs(runtime, original, Role::Original, candidate, &keep, &mut picked, &mut None, workers)?;
     (reference.output, reference.kind) = picked.expect("at least one batch ran");
     reference.seconds = start.elapsed().as_secs_f64();
     Ok(reference)
@@ -262,11 +270,11 @@ pub(crate) fn compare_text(
     // (onnxruntime's session serves every length, and both parts of a screen)
     let mut runner = None;
     let after = match screen.filter(|_| reference.kind == ModelKind::Encoder) {
-        None => reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &keep, &mut picked, &mut runner)?,
+        None => reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &keep, &mut picked, &mut runner, 1)?,
         Some(screen) => {
             let all = keep.iter().filter(|&&k| k).count();
             let part = reference.screen_part(&keep);
-            let mut after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &part, &mut picked, &mut runner)?;
+            let mut after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &part, &mut picked, &mut runner, 1)?;
             let mut bucket_sizes = std::collections::BTreeMap::new();
             for i in (0..keep.len()).filter(|&i| keep[i]) {
                 *bucket_sizes.entry(reference.bucket_of(i)).or_insert(0) += 1;
@@ -279,7 +287,7 @@ pub(crate) fn compare_text(
                 screened_of = Some(all);
             } else {
                 let rest: Vec<bool> = keep.iter().zip(&part).map(|(&k, &p)| k && !p).collect();
-                let more = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &rest, &mut picked, &mut runner)?;
+                let more = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &rest, &mut picked, &mut runner, 1)?;
                 for (a, m) in after.iter_mut().zip(more) {
                     if m.is_some() {
                         *a = m;
@@ -372,7 +380,8 @@ impl TextReference {
     /// next call (both parts of a screen).
     ///
     /// The sentences run by length, [`TextReference::batch`] at a time, each batch padded to its
-    /// longest: one load of the model serves them all (tract's plan with a symbolic length).
+    /// longest: one load of the model serves them all (tract's plan with a symbolic length), and
+    /// `workers` batches run at once (each on one thread).
     /// Where tract cannot make or run such a plan, they run in buckets of 16, 32, 64, ... tokens,
     /// padded to the bucket, one plan per bucket, as before (and for every later model when the
     /// original could not).
@@ -386,6 +395,7 @@ impl TextReference {
         keep: &[bool],
         picked: &mut Option<(usize, ModelKind)>,
         runner: &mut Option<Runner>,
+        workers: usize,
     ) -> Result<Vec<Option<Vec<f32>>>> {
         let mut order: Vec<usize> = (0..self.sentences.len()).filter(|&i| keep[i]).collect();
         order.sort_by_key(|&i| (self.sentences[i].len(), i));
@@ -394,14 +404,29 @@ impl TextReference {
             let mut any_length = |runner: &mut Option<Runner>| -> Result<Vec<Option<Vec<f32>>>> {
                 let mut out = vec![None; self.sentences.len()];
                 let mut kept_floats = 0;
-                for chunk in order.chunks(batch) {
-                    let len = chunk.iter().map(|&i| self.sentences[i].len()).max().expect("a chunk is not empty");
-                    let fed = self.feed(model, candidate, chunk, batch, len)?;
-                    if runner.as_ref().is_none_or(Runner::pins_shapes) {
-                        *runner = Some(Runner::load_any_length(runtime, model, role, &fed, len)?);
+                let chunks: Vec<&[usize]> = order.chunks(batch).collect();
+                let len_of = |chunk: &[usize]| chunk.iter().map(|&i| self.sentences[i].len()).max().expect("a chunk is not empty");
+                let mut next = 0;
+                while next < chunks.len() {
+                    // (the first chunk loads the model; then `workers` chunks run at once)
+                    let loaded = runner.as_ref().is_some_and(|r| !r.pins_shapes());
+                    let wave = &chunks[next..(next + if loaded { workers.max(1) } else { 1 }).min(chunks.len())];
+                    let feeds = wave.iter().map(|c| self.feed(model, candidate, c, batch, len_of(c))).collect::<Result<Vec<_>>>()?;
+                    if !loaded {
+                        *runner = Some(Runner::load_any_length(runtime, model, role, &feeds[0], len_of(wave[0]))?);
                     }
-                    let values = runner.as_ref().expect("loaded above").run(&fed)?;
-                    self.take(&values, role, candidate, chunk, batch, len, picked, &mut kept_floats, &mut out)?;
+                    let r = runner.as_ref().expect("loaded above");
+                    let values: Vec<Result<Vec<Tensor>>> = std::thread::scope(|scope| {
+                        let others: Vec<_> = feeds[1..].iter().map(|f| scope.spawn(move || r.run(f))).collect();
+                        let first = r.run(&feeds[0]);
+                        std::iter::once(first)
+                            .chain(others.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))))
+                            .collect()
+                    });
+                    for (chunk, values) in wave.iter().zip(values) {
+                        self.take(&values?, role, candidate, chunk, batch, len_of(chunk), picked, &mut kept_floats, &mut out)?;
+                    }
+                    next += wave.len();
                 }
                 Ok(out)
             };
@@ -577,9 +602,9 @@ mod tests {
     #[test]
     fn sentences_run_at_their_own_length_in_one_plan_as_in_buckets() {
         let (model, site, held_out) = lookup_and_sentences(50, 8);
-        let exact = run_original_text(Runtime::Tract, &model, &site, &held_out).unwrap();
+        let exact = run_original_text(Runtime::Tract, &model, &site, &held_out, 2).unwrap();
         assert!(!exact.pinned_only.load(std::sync::atomic::Ordering::Relaxed), "the lookup runs at a symbolic length in tract");
-        let buckets = run_original_in(Runtime::Tract, &model, &site, &held_out, true).unwrap();
+        let buckets = run_original_in(Runtime::Tract, &model, &site, &held_out, 2, true).unwrap();
         assert_eq!(exact.original.len(), 37);
         // The mean of each sentence's own rows, however long the batch it ran in
         for (s, (a, b)) in held_out.sentences.iter().zip(exact.original.iter().zip(&buckets.original)) {
