@@ -44,11 +44,6 @@ pub fn original_loads() -> usize {
     ORIGINAL_LOADS.with(|c| c.get())
 }
 
-/// Counts `loads` loads of an original model on this thread (made for it on another).
-pub(crate) fn count_original_loads(loads: usize) {
-    ORIGINAL_LOADS.with(|c| c.set(c.get() + loads));
-}
-
 /// Checks that `runtime` can run here: for onnxruntime, that this build has it and that its
 /// library loads (once a process, [`super::onnxruntime`]).
 pub(crate) fn check_available(runtime: Runtime) -> Result<()> {
@@ -70,7 +65,8 @@ fn without_onnxruntime() -> crate::error::Error {
     }
 }
 
-/// A model loaded in one of the runtimes for fixed input shapes, ready to run many times.
+/// A model loaded in one of the runtimes for the input shapes it was fed at load (onnxruntime,
+/// and tract with [`Runner::load_any_length`]: any sequence length), ready to run many times.
 pub(crate) enum Runner {
     Tract(super::tract::Runner),
     #[cfg(feature = "onnxruntime")]
@@ -78,16 +74,6 @@ pub(crate) enum Runner {
 }
 
 impl Runner {
-    /// Whether a runner serves only the input shapes it was loaded for (tract's plans are
-    /// optimised for them), or any (onnxruntime).
-    pub(crate) fn pins_shapes(&self) -> bool {
-        match self {
-            Runner::Tract(r) => !r.any_length(),
-            #[cfg(feature = "onnxruntime")]
-            Runner::Onnxruntime(_) => false,
-        }
-    }
-
     /// Loads `model` in `runtime` for inputs like `fed` (tract pins their shapes and types);
     /// `extra` (tensor names) are added as last outputs. `which` names the model in errors.
     pub(crate) fn load(runtime: Runtime, model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str]) -> Result<Runner> {

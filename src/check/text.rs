@@ -159,6 +159,14 @@ impl Screen {
     }
 }
 
+/// A model's plans for the held-out text across calls of [`TextReference::outputs`] (both
+/// parts of a screen): its plan for any length, or that tract could not make or run one.
+#[derive(Default)]
+struct Plans {
+    any_length: Option<Runner>,
+    no_any_length: bool,
+}
+
 /// The original's logits kept for a decoder's comparison, at most (floats): 256 MiB. Sentences
 /// past it are left out of the comparison (their number is in the report).
 const MAX_KEPT_LOGITS: usize = 64 << 20;
@@ -181,6 +189,8 @@ pub(crate) struct TextReference {
     seconds: f64,
     /// The original could not run at a symbolic length in tract: every model runs in buckets.
     pinned_only: std::sync::atomic::AtomicBool,
+    /// Per sentence the length it runs at otherwise ([`TextReference::run_len`]).
+    padded: Vec<usize>,
 }
 
 /// The output to compare: logits over the vocabulary (`[batch, sequence, n]`: a decoder),
@@ -243,10 +253,19 @@ fn run_original_in(
         original: Vec::new(),
         seconds: 0.0,
         pinned_only: buckets.into(),
+        padded: Vec::new(),
     };
+    // Sorted by length, [`HeldOut::batch`] at a time: each runs at the longest of its batch.
+    let mut order: Vec<usize> = (0..reference.sentences.len()).collect();
+    order.sort_by_key(|&i| (reference.sentences[i].len(), i));
+    reference.padded = vec![0; order.len()];
+    for chunk in order.chunks(reference.batch.clamp(1, order.len())) {
+        let longest = chunk.iter().map(|&i| reference.sentences[i].len()).max().expect("a chunk is not empty");
+        chunk.iter().for_each(|&i| reference.padded[i] = longest);
+    }
     let keep = vec![true; reference.sentences.len()];
     let mut picked = None;
-    reference.original = reference.outputs(runtime, original, Role::Original, candidate, &keep, &mut picked, &mut None, workers)?;
+    reference.original = reference.outputs(runtime, original, Role::Original, candidate, &keep, &mut picked, &mut Plans::default(), workers)?;
     (reference.output, reference.kind) = picked.expect("at least one batch ran");
     reference.seconds = start.elapsed().as_secs_f64();
     Ok(reference)
@@ -267,14 +286,14 @@ pub(crate) fn compare_text(
     let keep: Vec<bool> = reference.original.iter().map(Option::is_some).collect();
     let mut picked = Some((reference.output, reference.kind));
     let mut screened_of = None;
-    // (onnxruntime's session serves every length, and both parts of a screen)
-    let mut runner = None;
+    // (one plan serves every length, and both parts of a screen)
+    let mut plans = Plans::default();
     let after = match screen.filter(|_| reference.kind == ModelKind::Encoder) {
-        None => reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &keep, &mut picked, &mut runner, 1)?,
+        None => reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &keep, &mut picked, &mut plans, 1)?,
         Some(screen) => {
             let all = keep.iter().filter(|&&k| k).count();
             let part = reference.screen_part(&keep);
-            let mut after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &part, &mut picked, &mut runner, 1)?;
+            let mut after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &part, &mut picked, &mut plans, 1)?;
             let mut bucket_sizes = std::collections::BTreeMap::new();
             for i in (0..keep.len()).filter(|&i| keep[i]) {
                 *bucket_sizes.entry(reference.bucket_of(i)).or_insert(0) += 1;
@@ -287,7 +306,7 @@ pub(crate) fn compare_text(
                 screened_of = Some(all);
             } else {
                 let rest: Vec<bool> = keep.iter().zip(&part).map(|(&k, &p)| k && !p).collect();
-                let more = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &rest, &mut picked, &mut runner, 1)?;
+                let more = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &rest, &mut picked, &mut plans, 1)?;
                 for (a, m) in after.iter_mut().zip(more) {
                     if m.is_some() {
                         *a = m;
@@ -374,17 +393,27 @@ impl TextReference {
             .collect()
     }
 
+    /// The length sentence `i` runs at, padded, for every model alike (so that a model that
+    /// attends to padding sees the same in the original and in a candidate, whatever part of the
+    /// sentences runs): the longest of its batch among all the sentences sorted by length, or
+    /// its bucket ([`TextReference::bucket_of`]) where the original ran in buckets.
+    fn run_len(&self, i: usize) -> usize {
+        match self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) {
+            true => self.bucket_of(i),
+            false => self.padded[i],
+        }
+    }
+
     /// Runs the sentences marked in `keep` through `model` and returns per sentence the pooled
     /// output (encoder) or its tokens' logits (decoder). `picked` is the output to take, chosen
-    /// from the first batch when `None`. `runner` keeps the model loaded for any length for the
-    /// next call (both parts of a screen).
+    /// from the first batch when `None`. `plans` keeps the model loaded for any length for the
+    /// next call (both parts of a screen), or that tract could not load or run it so.
     ///
-    /// The sentences run by length, [`TextReference::batch`] at a time, each batch padded to its
-    /// longest: one load of the model serves them all (tract's plan with a symbolic length), and
-    /// `workers` batches run at once (each on one thread).
-    /// Where tract cannot make or run such a plan, they run in buckets of 16, 32, 64, ... tokens,
-    /// padded to the bucket, one plan per bucket, as before (and for every later model when the
-    /// original could not).
+    /// Each sentence runs at its [`TextReference::run_len`], [`TextReference::batch`] at a time:
+    /// one load of the model serves every length (tract's plan with a symbolic length), and
+    /// `workers` batches run at once (each on one thread). Where tract cannot make or run such a
+    /// plan, one plan pinned to each length runs (for the original: the buckets, as for every
+    /// later model then).
     #[allow(clippy::too_many_arguments)]
     fn outputs(
         &self,
@@ -394,28 +423,28 @@ impl TextReference {
         candidate: &EmbeddingSite,
         keep: &[bool],
         picked: &mut Option<(usize, ModelKind)>,
-        runner: &mut Option<Runner>,
+        plans: &mut Plans,
         workers: usize,
     ) -> Result<Vec<Option<Vec<f32>>>> {
         let mut order: Vec<usize> = (0..self.sentences.len()).filter(|&i| keep[i]).collect();
-        order.sort_by_key(|&i| (self.sentences[i].len(), i));
-        let batch = self.batch.clamp(1, self.sentences.len());
-        if !self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) {
-            let mut any_length = |runner: &mut Option<Runner>| -> Result<Vec<Option<Vec<f32>>>> {
-                let mut out = vec![None; self.sentences.len()];
-                let mut kept_floats = 0;
-                let chunks: Vec<&[usize]> = order.chunks(batch).collect();
-                let len_of = |chunk: &[usize]| chunk.iter().map(|&i| self.sentences[i].len()).max().expect("a chunk is not empty");
+        order.sort_by_key(|&i| (self.run_len(i), self.sentences[i].len(), i));
+        // (the sentences of one run length)
+        let groups: Vec<&[usize]> = order.chunk_by(|&a, &b| self.run_len(a) == self.run_len(b)).collect();
+        let mut out = vec![None; self.sentences.len()];
+        let mut kept_floats = 0;
+        if !self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) && !plans.no_any_length {
+            let batch = self.batch.clamp(1, self.sentences.len());
+            let chunks: Vec<&[usize]> = groups.iter().flat_map(|g| g.chunks(batch)).collect();
+            let mut any_length = || -> Result<()> {
                 let mut next = 0;
                 while next < chunks.len() {
                     // (the first chunk loads the model; then `workers` chunks run at once)
-                    let loaded = runner.as_ref().is_some_and(|r| !r.pins_shapes());
-                    let wave = &chunks[next..(next + if loaded { workers.max(1) } else { 1 }).min(chunks.len())];
-                    let feeds = wave.iter().map(|c| self.feed(model, candidate, c, batch, len_of(c))).collect::<Result<Vec<_>>>()?;
-                    if !loaded {
-                        *runner = Some(Runner::load_any_length(runtime, model, role, &feeds[0], len_of(wave[0]))?);
+                    let wave = &chunks[next..(next + if plans.any_length.is_some() { workers.max(1) } else { 1 }).min(chunks.len())];
+                    let feeds = wave.iter().map(|c| self.feed(model, candidate, c, batch, self.run_len(c[0]))).collect::<Result<Vec<_>>>()?;
+                    if plans.any_length.is_none() {
+                        plans.any_length = Some(Runner::load_any_length(runtime, model, role, &feeds[0], self.run_len(wave[0][0]))?);
                     }
-                    let r = runner.as_ref().expect("loaded above");
+                    let r = plans.any_length.as_ref().expect("loaded above");
                     let values: Vec<Result<Vec<Tensor>>> = std::thread::scope(|scope| {
                         let others: Vec<_> = feeds[1..].iter().map(|f| scope.spawn(move || r.run(f))).collect();
                         let first = r.run(&feeds[0]);
@@ -424,32 +453,33 @@ impl TextReference {
                             .collect()
                     });
                     for (chunk, values) in wave.iter().zip(values) {
-                        self.take(&values?, role, candidate, chunk, batch, len_of(chunk), picked, &mut kept_floats, &mut out)?;
+                        self.take(&values?, role, candidate, chunk, batch, self.run_len(chunk[0]), picked, &mut kept_floats, &mut out)?;
                     }
                     next += wave.len();
                 }
-                Ok(out)
+                Ok(())
             };
-            match any_length(runner) {
-                Ok(out) => return Ok(out),
-                Err(e) if runtime != Runtime::Tract => return Err(e),
-                Err(_) => {
-                    // (a model tract cannot plan or run at a symbolic length: the buckets below,
-                    // which report tract's error if it fails there too)
-                    *runner = None;
+            match any_length() {
+                Ok(()) => return Ok(out),
+                // (a model tract cannot plan or run at a symbolic length: plans pinned to each
+                // length, which report tract's error if it fails there too)
+                Err(Error::Tract { .. }) if runtime == Runtime::Tract => {
+                    (plans.any_length, plans.no_any_length) = (None, true);
                     if role == Role::Original {
+                        // (the original, and every later model, in buckets)
                         self.pinned_only.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return self.outputs(runtime, model, role, candidate, keep, picked, plans, workers);
                     }
+                    (out, kept_floats) = (vec![None; self.sentences.len()], 0);
                 }
+                Err(e) => return Err(e),
             }
         }
-        let mut out = vec![None; self.sentences.len()];
-        let mut kept_floats = 0;
-        for bucket in order.chunk_by(|&a, &b| self.bucket_of(a) == self.bucket_of(b)) {
-            let len = self.bucket_of(bucket[0]);
-            let batch = self.batch.clamp(1, bucket.len());
-            let loaded = Runner::load(runtime, model, role, &self.feed(model, candidate, &bucket[..batch], batch, len)?, &[])?;
-            for chunk in bucket.chunks(batch) {
+        for group in groups {
+            let len = self.run_len(group[0]);
+            let batch = self.batch.clamp(1, group.len());
+            let loaded = Runner::load(runtime, model, role, &self.feed(model, candidate, &group[..batch], batch, len)?, &[])?;
+            for chunk in group.chunks(batch) {
                 let values = loaded.run(&self.feed(model, candidate, chunk, batch, len)?)?;
                 self.take(&values, role, candidate, chunk, batch, len, picked, &mut kept_floats, &mut out)?;
             }
@@ -605,6 +635,7 @@ mod tests {
         let exact = run_original_text(Runtime::Tract, &model, &site, &held_out, 2).unwrap();
         assert!(!exact.pinned_only.load(std::sync::atomic::Ordering::Relaxed), "the lookup runs at a symbolic length in tract");
         let buckets = run_original_in(Runtime::Tract, &model, &site, &held_out, 2, true).unwrap();
+        assert!(buckets.pinned_only.load(std::sync::atomic::Ordering::Relaxed));
         assert_eq!(exact.original.len(), 37);
         // The mean of each sentence's own rows, however long the batch it ran in
         for (s, (a, b)) in held_out.sentences.iter().zip(exact.original.iter().zip(&buckets.original)) {
@@ -625,6 +656,30 @@ mod tests {
             let v = compare_text(Runtime::Tract, reference, &model, &model, &site, Some(Screen { target: 0.99 })).unwrap();
             assert_eq!((v.sentences, v.screened_of), (37, None));
             assert!(v.min_cosine > 1.0 - 1e-6, "{}", v.min_cosine);
+        }
+    }
+
+    #[test]
+    fn a_sentence_runs_padded_alike_whatever_part_of_the_sentences_runs() {
+        // A model whose every position sees the padding (no mask): each row plus the mean of
+        // the sequence's rows, pads included.
+        use crate::onnx::build::{int_attr, ints_attr, node};
+        let (mut model, site, held_out) = lookup_and_sentences(50, 8);
+        let g = model.proto.graph.as_mut().unwrap();
+        g.node[0].output[0] = "rows".into();
+        g.node.push(node("mean", "ReduceMean", &["rows"], &["mean"], vec![ints_attr("axes", &[1]), int_attr("keepdims", 1)]));
+        g.node.push(node("add", "Add", &["rows", "mean"], &["embeddings"], vec![]));
+        let reference = run_original_text(Runtime::Tract, &model, &site, &held_out, 2).unwrap();
+        assert!(!reference.pinned_only.load(std::sync::atomic::Ordering::Relaxed));
+        assert!((0..37).filter(|&i| reference.padded[i] > reference.sentences[i].len()).count() > 10, "few padded sentences");
+        let all = vec![true; 37];
+        let every_third: Vec<bool> = (0..37).map(|i| i % 3 == 0).collect();
+        for keep in [every_third, reference.screen_part(&all), all.clone()] {
+            let mut picked = Some((reference.output, reference.kind));
+            let out = reference.outputs(Runtime::Tract, &model, Role::Rewritten, &site, &keep, &mut picked, &mut Plans::default(), 1).unwrap();
+            for i in (0..37).filter(|&i| keep[i]) {
+                assert_eq!(out[i], reference.original[i], "sentence {i} of {} tokens", reference.sentences[i].len());
+            }
         }
     }
 

@@ -1,5 +1,6 @@
-//! tract as the checks use it: a model loaded for fixed input shapes and run many times, its
-//! errors and panics turned into [`Error::Tract`], and the inputs fed to it.
+//! tract as the checks use it: a model loaded for fixed input shapes (or any sequence length)
+//! and run many times, its errors and panics turned into [`Error::Tract`], and the inputs fed to
+//! it.
 
 use tract_onnx::prelude::*;
 
@@ -114,8 +115,6 @@ pub(crate) struct Runner {
     /// Input names in tract's order.
     order: Vec<String>,
     which: Role,
-    /// Loaded with the sequence axis free ([`Runner::load_any_length`]).
-    any_length: bool,
 }
 
 impl Runner {
@@ -131,11 +130,6 @@ impl Runner {
     /// need a load (most of a second on a 12-layer model) per length.
     pub(crate) fn load_any_length(model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str], len: usize) -> Result<Runner> {
         Self::load_with(model, which, fed, extra, Some(len))
-    }
-
-    /// Whether the plan serves any sequence length.
-    pub(crate) fn any_length(&self) -> bool {
-        self.any_length
     }
 
     fn load_with(model: &Model, which: Role, fed: &[(String, Tensor)], extra: &[&str], free: Option<usize>) -> Result<Runner> {
@@ -176,7 +170,7 @@ impl Runner {
                 }
                 m.select_output_outlets(&outputs)?;
             }
-            Ok(Runner { plan: m.into_optimized()?.into_runnable()?, order, which, any_length: free.is_some() })
+            Ok(Runner { plan: m.into_optimized()?.into_runnable()?, order, which })
         };
         guarded(which, fed, load)
     }
