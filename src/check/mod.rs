@@ -47,8 +47,7 @@ impl References {
     /// `prior` when given, else uniformly) when `validate` is given, and on `held_out` text when
     /// given, in `validate`'s runtime (tract without it). With `head_moments`, the random-id run
     /// also measures the hidden state entering the tied heads ([`References::head_moments`]).
-    /// The two runs take a thread each, and the held-out text two, unless `threads` is 1 (a
-    /// model runs on one thread).
+    /// The held-out text runs two batches at once unless `threads` is 1.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         model: &Model,
@@ -62,24 +61,12 @@ impl References {
         threads: usize,
     ) -> Result<References> {
         let runtime = validate.map_or(Runtime::Tract, |v| v.runtime);
-        let ids = || validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior, head_moments)).transpose();
-        // (the held-out batches two at a time: the random-id run is the shorter)
+        let ids = validate.map(|v| ids::run_original(model, candidate, n, v, seed, prior, head_moments)).transpose()?;
+        // (one plan of the original at a time: a second copy of a large model would cost more
+        // memory than the two runs side by side save time; its held-out batches two at a time
+        // share the plan)
         let workers = if threads == 1 { 1 } else { 2 };
-        let text = || held_out.map(|h| text::run_original_text(runtime, model, candidate, h, workers)).transpose();
-        let (ids, text) = match (threads, validate.is_some() && held_out.is_some()) {
-            (1, _) | (_, false) => (ids()?, text()?),
-            _ => std::thread::scope(|scope| {
-                let text = scope.spawn(|| {
-                    let before = runtime::original_loads();
-                    (text(), runtime::original_loads() - before)
-                });
-                let ids = ids();
-                let (text, loads) = text.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                // (the loads are counted as of the calling thread)
-                runtime::count_original_loads(loads);
-                Ok::<_, crate::error::Error>((ids?, text?))
-            })?,
-        };
+        let text = held_out.map(|h| text::run_original_text(runtime, model, candidate, h, workers)).transpose()?;
         Ok(References { ids, text, runtime })
     }
 
