@@ -73,7 +73,9 @@ pub struct Report {
     /// smaller point met the target.
     pub points: Vec<Point>,
     pub chosen: Option<usize>,
-    /// Points of the family a search did not check: none could be smaller than the choice.
+    /// Points of the family a search does not list: not checked (none could be smaller than the
+    /// choice, or a more precise point of the same fit missed the target), or checked while the
+    /// choice was not yet known and found no smaller than it.
     pub skipped: usize,
     /// Token statistics the weights came from, when data-aware.
     pub corpus: Option<CorpusFigures>,

@@ -196,7 +196,7 @@ pub fn report(r: &Report) -> String {
     if let Some(c) = r.chosen {
         let skipped = match r.skipped {
             0 => String::new(),
-            k => format!(" ({k} more not checked: none could be smaller than the choice, or a more precise point of the same fit missed the target)"),
+            k => format!(" ({k} more not listed: none could be smaller than the choice, or a more precise point of the same fit missed the target)"),
         };
         let _ = writeln!(s, "search      {} points of the family, smallest first, on {}{skipped}:", r.points.len(), r.points[c].on);
         for (i, p) in r.points.iter().enumerate() {

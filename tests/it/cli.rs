@@ -1401,7 +1401,7 @@ fn family_target_cos_out_of_reach_writes_nothing_and_exits_1() {
     let smallest = points.iter().filter(|p| p["mean_cosine"].as_f64().unwrap() >= 0.99).map(|p| p["bytes"].as_u64().unwrap()).min();
     assert_eq!(chosen["bytes"].as_u64(), smallest);
     assert_eq!(report["embedding_bytes_after"], chosen["bytes"]);
-    // The plain 4-bit reference; plain 8 bits, larger than it and than the choice, is not checked.
+    // The plain 4-bit reference; plain 8 bits, larger than it and than the choice, is not listed.
     let plain4 = points.iter().find(|p| p["label"] == "plain 4b").expect("the plain 4-bit reference");
     assert!(plain4["mean_cosine"].as_f64().unwrap() >= 0.99 && plain4["bytes"].as_u64() > smallest, "{plain4}");
     assert!(!points.iter().any(|p| p["label"] == "plain 8b"), "{points:?}");

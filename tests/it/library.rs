@@ -328,7 +328,7 @@ fn a_six_probe_target_search_runs_the_original_once() {
     let model = read_model(&fixture("encoder.onnx")).unwrap();
     let options = data_aware(dir.path());
     let setting = crate::float_subspaces(Subspaces::Fixed(1), Size::Ratio(0.4));
-    // Loads of the original on this thread: one for the random ids, one per held-out bucket.
+    // Loads of the original on this thread: one for the random ids, one for the held-out text.
     let before = original_loads();
     compress(&model, &options, &setting, &mut |_| {}).unwrap();
     let once = original_loads() - before;

@@ -49,8 +49,9 @@ pub struct Sweep {
     /// The table stays for its other readers (`allow_shared`) in the model of some point: every
     /// point whose storage cannot serve a tied LM head stores more than the table alone.
     pub table_kept: bool,
-    /// Points of the grid not evaluated: a search for a cosine stops once no point left can be
-    /// smaller than one that met it.
+    /// Points of the grid not listed: a search for a cosine stops once no point left can be
+    /// smaller than one that met it, and lists the points smaller than its choice (see
+    /// [`Report::skipped`]).
     pub skipped: usize,
     /// Points of the grid whose storage cannot serve the table's tied LM head, not evaluated
     /// (without `allow_shared`; see `Plan::serving`).
@@ -150,7 +151,8 @@ fn run<'m>(
     let least = |i: usize, fitted: Option<&Fitted>| {
         fitted.and_then(|f| plans[i].bytes_after_fit(n, d, hots[i], prepared.site.dtype, f)).unwrap_or(bounds[i].0)
     };
-    let skip = |i: usize, fitted: Option<&Fitted>| !reference(i) && least(i, fitted) >= met.load(Ordering::Relaxed);
+    // (a point of the size that met is checked: the first in grid order of that size is chosen)
+    let skip = |i: usize, fitted: Option<&Fitted>| !reference(i) && least(i, fitted) > met.load(Ordering::Relaxed);
     let misses = |i: usize, report: &Report| !point(&all[i], report, fp32_bytes, 0.0).is_ok_and(|p| target.is_some_and(|x| p.meets(x)));
     let mut points: Vec<Option<Point>> = vec![None; all.len()];
     let (mut kind, mut table_kept, mut done) = (None, false, 0);
@@ -182,7 +184,8 @@ fn run<'m>(
     // keeps those smaller than its choice (and the reference), the same set whatever the
     // threads did (each was checked: none was left out), so its report is too.
     let met = met.into_inner();
-    // (and the point that met it: the first in grid order of those of its size that met it)
+    // (and the point that met it: the first in grid order of those of its size that met it,
+    // every one of which was checked)
     let chosen = target.and_then(|x| (0..all.len()).find(|&i| points[i].as_ref().is_some_and(|p| p.bytes == met && p.meets(x))));
     let chosen_built = chosen.and_then(|c| smallest_met.into_iter().find(|(i, _)| *i == c)).map(|(c, b)| (all[c].setting, b));
     let keep = |i: usize, p: &Point| reference(i) || p.bytes < met || Some(i) == chosen;
@@ -372,7 +375,7 @@ mod tests {
             }
         };
         let bounds: Vec<(u64, u64)> = all.iter().map(|p| (bytes(p), bytes(p))).collect();
-        let reference = |i: usize| all[i].family == Family::Plain && matches!(all[i].setting.storage.bits, Precision::Bits(b) if b.count() >= 4);
+        let reference = |i: usize| all[i].family == Family::Plain && matches!(all[i].setting.storage.bits, Precision::Bits(b) if b.count() == 4);
         let tasks = search_tasks(&all, &bounds, &reference);
         let labels: Vec<Vec<String>> = tasks.iter().map(|t| t.iter().map(|&i| all[i].label()).collect()).collect();
         // every point once

@@ -73,8 +73,9 @@ impl Group {
 /// text behind `screen` when given, a task of `tasks` at a time in their order. A task of one
 /// point: `skip(i, fitted)`, asked as it comes up and again once its fit is made (`fitted`:
 /// then its exact size is known), leaves it out. A chain (a task of several points: its first
-/// refines the others, [`GridPoint::refines`]): its first is checked unless, its fit made, `skip`
-/// says so of every point of the chain; the others, one after the other as singles, only when
+/// refines the others, [`GridPoint::refines`]): its first is checked unless `skip` says so of
+/// every point of the chain (before the fit, or once it is made); the others, one after the
+/// other as singles, only when
 /// `misses(first, report)` does not say it missed the target. `done(i, built, seconds)` hears
 /// each point evaluated (its model and report), on the calling thread, in the order they
 /// finish. The first error stops the rest.
@@ -133,7 +134,14 @@ pub(crate) fn evaluate_points(
                     for (position, &i) in task.iter().enumerate() {
                         let group = &groups[group_of[i]];
                         let head = chain && position == 0;
-                        if (chain && position > 0 && rest_out) || (!head && skip(i, None)) {
+                        // (a chain whose every point is larger than the choice by its least size
+                        // needs not even its fit)
+                        let out = match head {
+                            true => task.iter().all(|&p| skip(p, None)),
+                            false => rest_out || skip(i, None),
+                        };
+                        if out {
+                            rest_out |= head;
                             group.done_one();
                             continue;
                         }
