@@ -113,7 +113,7 @@ impl std::fmt::Display for ModelKind {
 }
 
 /// Screening a candidate of a search for a target cosine: an encoder's held-out sentences run
-/// first on a part of them (every [`Screen::EVERY`]th of each length bucket), and when that part
+/// first on a part of them (every [`Screen::EVERY`]th batch of each length stratum), and when that part
 /// puts the mean cosine of all of them clearly below the target (its upper confidence bound,
 /// [`Screen::Z`] standard errors above the estimate, is under it) the rest are not run. A
 /// candidate that passes the screen runs the rest and is judged on every sentence, as without a
@@ -125,7 +125,7 @@ pub(crate) struct Screen {
 }
 
 impl Screen {
-    /// One sentence in this many, in each length bucket, runs first.
+    /// One batch (or, in buckets, one sentence) in this many, in each length stratum, runs first.
     pub(crate) const EVERY: usize = 4;
     /// The part must hold at least this many sentences, else no screen.
     pub(crate) const MIN_SENTENCES: usize = 32;
@@ -189,8 +189,13 @@ pub(crate) struct TextReference {
     seconds: f64,
     /// The original could not run at a symbolic length in tract: every model runs in buckets.
     pinned_only: std::sync::atomic::AtomicBool,
-    /// Per sentence the length it runs at otherwise ([`TextReference::run_len`]).
+    /// The batches the sentences run in otherwise: sorted by length, [`HeldOut::batch`] at a
+    /// time (every model runs the same batches, or the part of them a call keeps).
+    chunks: Vec<Vec<usize>>,
+    /// Per sentence the length it runs at then: the longest of its batch.
     padded: Vec<usize>,
+    /// Per sentence the shortest sentence of its batch.
+    first_of_chunk: Vec<usize>,
 }
 
 /// The output to compare: logits over the vocabulary (`[batch, sequence, n]`: a decoder),
@@ -253,15 +258,19 @@ fn run_original_in(
         original: Vec::new(),
         seconds: 0.0,
         pinned_only: buckets.into(),
+        chunks: Vec::new(),
         padded: Vec::new(),
+        first_of_chunk: Vec::new(),
     };
-    // Sorted by length, [`HeldOut::batch`] at a time: each runs at the longest of its batch.
     let mut order: Vec<usize> = (0..reference.sentences.len()).collect();
     order.sort_by_key(|&i| (reference.sentences[i].len(), i));
-    reference.padded = vec![0; order.len()];
-    for chunk in order.chunks(reference.batch.clamp(1, order.len())) {
+    reference.chunks = order.chunks(reference.batch.clamp(1, order.len())).map(<[usize]>::to_vec).collect();
+    (reference.padded, reference.first_of_chunk) = (vec![0; order.len()], vec![0; order.len()]);
+    for chunk in &reference.chunks {
         let longest = chunk.iter().map(|&i| reference.sentences[i].len()).max().expect("a chunk is not empty");
-        chunk.iter().for_each(|&i| reference.padded[i] = longest);
+        for &i in chunk {
+            (reference.padded[i], reference.first_of_chunk[i]) = (longest, chunk[0]);
+        }
     }
     let keep = vec![true; reference.sentences.len()];
     let mut picked = None;
@@ -296,11 +305,11 @@ pub(crate) fn compare_text(
             let mut after = reference.outputs(runtime, rewritten, Role::Rewritten, candidate, &part, &mut picked, &mut plans, 1)?;
             let mut bucket_sizes = std::collections::BTreeMap::new();
             for i in (0..keep.len()).filter(|&i| keep[i]) {
-                *bucket_sizes.entry(reference.bucket_of(i)).or_insert(0) += 1;
+                *bucket_sizes.entry(reference.stratum_of(i)).or_insert(0) += 1;
             }
             let cosines: Vec<(usize, f64)> = (0..keep.len())
                 .filter(|&i| part[i])
-                .filter_map(|i| Some((reference.bucket_of(i), cosine(reference.original[i].as_deref()?, after[i].as_deref()?))))
+                .filter_map(|i| Some((reference.stratum_of(i), cosine(reference.original[i].as_deref()?, after[i].as_deref()?))))
                 .collect();
             if screen.rejects(&cosines, &bucket_sizes, all) {
                 screened_of = Some(all);
@@ -371,17 +380,40 @@ pub(crate) fn compare_text(
 
 impl TextReference {
     /// The length bucket of sentence `i`: 16, 32, 64, ... tokens, at most the maximum length's
-    /// power of two. The strata of a screen, and the length it is padded to where the model runs
-    /// in buckets.
+    /// power of two: the length it is padded to where the model runs in buckets.
     fn bucket_of(&self, i: usize) -> usize {
         self.sentences[i].len().next_power_of_two().max(16).min(self.max_len.next_power_of_two())
     }
 
-    /// The sentences a screen runs first: of those marked in `keep`, every [`Screen::EVERY`]th
-    /// of each length bucket (the first, the fifth, ... in the order they come), so that the
-    /// part has each bucket's share of the sentences.
+    /// The stratum of sentence `i` for a screen: its length bucket ([`TextReference::bucket_of`])
+    /// where the sentences run in buckets, else the bucket of its batch's shortest sentence (a
+    /// screen runs whole batches).
+    fn stratum_of(&self, i: usize) -> usize {
+        match self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) {
+            true => self.bucket_of(i),
+            false => self.bucket_of(self.first_of_chunk[i]),
+        }
+    }
+
+    /// The sentences a screen runs first: of those marked in `keep`, the sentences of every
+    /// [`Screen::EVERY`]th batch of each stratum ([`TextReference::stratum_of`]: the first, the
+    /// fifth, ...), or, where the sentences run in buckets, every [`Screen::EVERY`]th sentence of
+    /// each bucket; so that the part has about each stratum's share of the sentences.
     fn screen_part(&self, keep: &[bool]) -> Vec<bool> {
         let mut seen = std::collections::HashMap::new();
+        if !self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) {
+            // Whole batches (each of one length, so that every model runs the same ones): of the
+            // batches of a stratum, the first, the fifth, ...
+            let mut part = vec![false; keep.len()];
+            for chunk in &self.chunks {
+                let k = seen.entry(self.stratum_of(chunk[0])).or_insert(0usize);
+                *k += 1;
+                if (*k - 1) % Screen::EVERY == 0 {
+                    chunk.iter().for_each(|&i| part[i] = keep[i]);
+                }
+            }
+            return part;
+        }
         (0..keep.len())
             .map(|i| {
                 keep[i] && {
@@ -409,11 +441,13 @@ impl TextReference {
     /// from the first batch when `None`. `plans` keeps the model loaded for any length for the
     /// next call (both parts of a screen), or that tract could not load or run it so.
     ///
-    /// Each sentence runs at its [`TextReference::run_len`], [`TextReference::batch`] at a time:
-    /// one load of the model serves every length (tract's plan with a symbolic length), and
-    /// `workers` batches run at once (each on one thread). Where tract cannot make or run such a
-    /// plan, one plan pinned to each length runs (for the original: the buckets, as for every
-    /// later model then).
+    /// The sentences run in the reference's batches (sorted by length, [`TextReference::batch`]
+    /// at a time, the part of each that `keep` marks), each padded to its longest sentence
+    /// among all ([`TextReference::run_len`]): every model runs a sentence beside the same
+    /// others at the same length. One load of the model serves every length (tract's plan with
+    /// a symbolic length), and `workers` batches run at once (each on one thread). Where tract
+    /// cannot make or run such a plan, a plan pinned to each length runs the same batches (for
+    /// the original: the sentences run in buckets, as for every later model then).
     #[allow(clippy::too_many_arguments)]
     fn outputs(
         &self,
@@ -426,15 +460,14 @@ impl TextReference {
         plans: &mut Plans,
         workers: usize,
     ) -> Result<Vec<Option<Vec<f32>>>> {
-        let mut order: Vec<usize> = (0..self.sentences.len()).filter(|&i| keep[i]).collect();
-        order.sort_by_key(|&i| (self.run_len(i), self.sentences[i].len(), i));
-        // (the sentences of one run length)
-        let groups: Vec<&[usize]> = order.chunk_by(|&a, &b| self.run_len(a) == self.run_len(b)).collect();
         let mut out = vec![None; self.sentences.len()];
         let mut kept_floats = 0;
-        if !self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) && !plans.no_any_length {
-            let batch = self.batch.clamp(1, self.sentences.len());
-            let chunks: Vec<&[usize]> = groups.iter().flat_map(|g| g.chunks(batch)).collect();
+        let pinned_only = self.pinned_only.load(std::sync::atomic::Ordering::Relaxed);
+        // (the batches' sentences that `keep` marks)
+        let kept: Vec<Vec<usize>> = self.chunks.iter().map(|c| c.iter().copied().filter(|&i| keep[i]).collect::<Vec<_>>()).filter(|c| !c.is_empty()).collect();
+        let chunks: Vec<&[usize]> = kept.iter().map(Vec::as_slice).collect();
+        let batch = self.batch.clamp(1, self.sentences.len());
+        if !pinned_only && !plans.no_any_length {
             let mut any_length = || -> Result<()> {
                 let mut next = 0;
                 while next < chunks.len() {
@@ -475,7 +508,26 @@ impl TextReference {
                 Err(e) => return Err(e),
             }
         }
-        for group in groups {
+        if !pinned_only {
+            // (a model tract cannot run at a symbolic length, though the original could: the same
+            // batches, a plan pinned to each length)
+            // (the batches come by length: one plan alive at a time)
+            let mut loaded: Option<(usize, Runner)> = None;
+            for chunk in chunks {
+                let len = self.run_len(chunk[0]);
+                let fed = self.feed(model, candidate, chunk, batch, len)?;
+                if loaded.as_ref().is_none_or(|(l, _)| *l != len) {
+                    drop(loaded.take()); // (freed before the next is made)
+                    loaded = Some((len, Runner::load(runtime, model, role, &fed, &[])?));
+                }
+                let values = loaded.as_ref().expect("loaded above").1.run(&fed)?;
+                self.take(&values, role, candidate, chunk, batch, len, picked, &mut kept_floats, &mut out)?;
+            }
+            return Ok(out);
+        }
+        let mut order: Vec<usize> = (0..self.sentences.len()).filter(|&i| keep[i]).collect();
+        order.sort_by_key(|&i| (self.bucket_of(i), self.sentences[i].len(), i));
+        for group in order.chunk_by(|&a, &b| self.bucket_of(a) == self.bucket_of(b)) {
             let len = self.run_len(group[0]);
             let batch = self.batch.clamp(1, group.len());
             let loaded = Runner::load(runtime, model, role, &self.feed(model, candidate, &group[..batch], batch, len)?, &[])?;
@@ -674,13 +726,20 @@ mod tests {
         assert!((0..37).filter(|&i| reference.padded[i] > reference.sentences[i].len()).count() > 10, "few padded sentences");
         let all = vec![true; 37];
         let every_third: Vec<bool> = (0..37).map(|i| i % 3 == 0).collect();
+        // (a part, a screen's part, all; in the plan for any length, and in plans pinned to each
+        // length as for a candidate tract cannot run so)
         for keep in [every_third, reference.screen_part(&all), all.clone()] {
-            let mut picked = Some((reference.output, reference.kind));
-            let out = reference.outputs(Runtime::Tract, &model, Role::Rewritten, &site, &keep, &mut picked, &mut Plans::default(), 1).unwrap();
-            for i in (0..37).filter(|&i| keep[i]) {
-                assert_eq!(out[i], reference.original[i], "sentence {i} of {} tokens", reference.sentences[i].len());
+            for no_any_length in [false, true] {
+                let mut picked = Some((reference.output, reference.kind));
+                let mut plans = Plans { any_length: None, no_any_length };
+                let out = reference.outputs(Runtime::Tract, &model, Role::Rewritten, &site, &keep, &mut picked, &mut plans, 1).unwrap();
+                for i in (0..37).filter(|&i| keep[i]) {
+                    assert_eq!(out[i], reference.original[i], "sentence {i} of {} tokens", reference.sentences[i].len());
+                }
             }
         }
+        let part = reference.screen_part(&all).iter().filter(|&&p| p).count();
+        assert!(part > 0 && part < 37, "{part} of 37 in the screen's part");
     }
 
     #[test]
