@@ -136,8 +136,9 @@ impl Screen {
     /// sentences, `bucket_sizes` of them in each bucket, put the mean of all clearly below the
     /// target.
     /// The estimate weighs each bucket by its share of all sentences; its standard error is
-    /// that of a simple random sample of the part's size (the proportional stratified sample's
-    /// is no larger), with the finite-population correction.
+    /// that of a simple random sample of the part's size, with the finite-population correction.
+    /// (The part is whole batches of sentences of like length, whose cosines may vary together:
+    /// a larger error than that, which [`Screen::Z`]'s margin is meant to cover.)
     fn rejects(&self, part: &[(usize, f64)], bucket_sizes: &std::collections::BTreeMap<usize, usize>, all: usize) -> bool {
         let n = part.len();
         if n < Self::MIN_SENTENCES || n >= all {
