@@ -193,10 +193,8 @@ pub(crate) struct TextReference {
     /// The batches the sentences run in otherwise: sorted by length, [`HeldOut::batch`] at a
     /// time (every model runs the same batches, or the part of them a call keeps).
     chunks: Vec<Vec<usize>>,
-    /// Per sentence the length it runs at then: the longest of its batch.
-    padded: Vec<usize>,
-    /// Per sentence the shortest sentence of its batch.
-    first_of_chunk: Vec<usize>,
+    /// Per sentence its batch in `chunks`.
+    chunk_of: Vec<usize>,
 }
 
 /// The output to compare: logits over the vocabulary (`[batch, sequence, n]`: a decoder),
@@ -260,18 +258,14 @@ fn run_original_in(
         seconds: 0.0,
         pinned_only: buckets.into(),
         chunks: Vec::new(),
-        padded: Vec::new(),
-        first_of_chunk: Vec::new(),
+        chunk_of: Vec::new(),
     };
     let mut order: Vec<usize> = (0..reference.sentences.len()).collect();
     order.sort_by_key(|&i| (reference.sentences[i].len(), i));
     reference.chunks = order.chunks(reference.batch.clamp(1, order.len())).map(<[usize]>::to_vec).collect();
-    (reference.padded, reference.first_of_chunk) = (vec![0; order.len()], vec![0; order.len()]);
-    for chunk in &reference.chunks {
-        let longest = chunk.iter().map(|&i| reference.sentences[i].len()).max().expect("a chunk is not empty");
-        for &i in chunk {
-            (reference.padded[i], reference.first_of_chunk[i]) = (longest, chunk[0]);
-        }
+    reference.chunk_of = vec![0; order.len()];
+    for (c, chunk) in reference.chunks.iter().enumerate() {
+        chunk.iter().for_each(|&i| reference.chunk_of[i] = c);
     }
     let keep = vec![true; reference.sentences.len()];
     let mut picked = None;
@@ -392,7 +386,7 @@ impl TextReference {
     fn stratum_of(&self, i: usize) -> usize {
         match self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) {
             true => self.bucket_of(i),
-            false => self.bucket_of(self.first_of_chunk[i]),
+            false => self.bucket_of(self.chunks[self.chunk_of[i]][0]),
         }
     }
 
@@ -433,7 +427,7 @@ impl TextReference {
     fn run_len(&self, i: usize) -> usize {
         match self.pinned_only.load(std::sync::atomic::Ordering::Relaxed) {
             true => self.bucket_of(i),
-            false => self.padded[i],
+            false => self.chunks[self.chunk_of[i]].iter().map(|&s| self.sentences[s].len()).max().expect("a batch is not empty"),
         }
     }
 
@@ -464,19 +458,40 @@ impl TextReference {
         let mut out = vec![None; self.sentences.len()];
         let mut kept_floats = 0;
         let pinned_only = self.pinned_only.load(std::sync::atomic::Ordering::Relaxed);
-        // (the batches' sentences that `keep` marks)
-        let kept: Vec<Vec<usize>> = self.chunks.iter().map(|c| c.iter().copied().filter(|&i| keep[i]).collect::<Vec<_>>()).filter(|c| !c.is_empty()).collect();
-        let chunks: Vec<&[usize]> = kept.iter().map(Vec::as_slice).collect();
         let batch = self.batch.clamp(1, self.sentences.len());
+        // The runs: (sentences, rows fed, length): the reference's batches (the part `keep`
+        // marks), or the buckets' sentences `batch` at a time.
+        let runs: Vec<(Vec<usize>, usize, usize)> = match pinned_only {
+            false => self
+                .chunks
+                .iter()
+                .map(|c| c.iter().copied().filter(|&i| keep[i]).collect::<Vec<_>>())
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    let len = self.run_len(c[0]);
+                    (c, batch, len)
+                })
+                .collect(),
+            true => {
+                let mut order: Vec<usize> = (0..self.sentences.len()).filter(|&i| keep[i]).collect();
+                order.sort_by_key(|&i| (self.bucket_of(i), self.sentences[i].len(), i));
+                let mut runs = Vec::new();
+                for group in order.chunk_by(|&a, &b| self.bucket_of(a) == self.bucket_of(b)) {
+                    let rows = self.batch.clamp(1, group.len());
+                    runs.extend(group.chunks(rows).map(|c| (c.to_vec(), rows, self.bucket_of(c[0]))));
+                }
+                runs
+            }
+        };
         if !pinned_only && !plans.no_any_length {
             let mut any_length = || -> Result<()> {
                 let mut next = 0;
-                while next < chunks.len() {
-                    // (the first chunk loads the model; then `workers` chunks run at once)
-                    let wave = &chunks[next..(next + if plans.any_length.is_some() { workers.max(1) } else { 1 }).min(chunks.len())];
-                    let feeds = wave.iter().map(|c| self.feed(model, candidate, c, batch, self.run_len(c[0]))).collect::<Result<Vec<_>>>()?;
+                while next < runs.len() {
+                    // (the first run loads the model; then `workers` runs at once)
+                    let wave = &runs[next..(next + if plans.any_length.is_some() { workers.max(1) } else { 1 }).min(runs.len())];
+                    let feeds = wave.iter().map(|(c, rows, len)| self.feed(model, candidate, c, *rows, *len)).collect::<Result<Vec<_>>>()?;
                     if plans.any_length.is_none() {
-                        plans.any_length = Some(Runner::load_any_length(runtime, model, role, &feeds[0], self.run_len(wave[0][0]))?);
+                        plans.any_length = Some(Runner::load_any_length(runtime, model, role, &feeds[0], wave[0].2)?);
                     }
                     let r = plans.any_length.as_ref().expect("loaded above");
                     let values: Vec<Result<Vec<Tensor>>> = std::thread::scope(|scope| {
@@ -486,8 +501,8 @@ impl TextReference {
                             .chain(others.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))))
                             .collect()
                     });
-                    for (chunk, values) in wave.iter().zip(values) {
-                        self.take(&values?, role, candidate, chunk, batch, self.run_len(chunk[0]), picked, &mut kept_floats, &mut out)?;
+                    for ((chunk, rows, len), values) in wave.iter().zip(values) {
+                        self.take(&values?, role, candidate, chunk, *rows, *len, picked, &mut kept_floats, &mut out)?;
                     }
                     next += wave.len();
                 }
@@ -509,33 +524,16 @@ impl TextReference {
                 Err(e) => return Err(e),
             }
         }
-        if !pinned_only {
-            // (a model tract cannot run at a symbolic length, though the original could: the same
-            // batches, a plan pinned to each length)
-            // (the batches come by length: one plan alive at a time)
-            let mut loaded: Option<(usize, Runner)> = None;
-            for chunk in chunks {
-                let len = self.run_len(chunk[0]);
-                let fed = self.feed(model, candidate, chunk, batch, len)?;
-                if loaded.as_ref().is_none_or(|(l, _)| *l != len) {
-                    drop(loaded.take()); // (freed before the next is made)
-                    loaded = Some((len, Runner::load(runtime, model, role, &fed, &[])?));
-                }
-                let values = loaded.as_ref().expect("loaded above").1.run(&fed)?;
-                self.take(&values, role, candidate, chunk, batch, len, picked, &mut kept_floats, &mut out)?;
+        // A plan pinned to each (rows, length), the runs coming by length: one alive at a time.
+        let mut loaded: Option<((usize, usize), Runner)> = None;
+        for (chunk, rows, len) in &runs {
+            let fed = self.feed(model, candidate, chunk, *rows, *len)?;
+            if loaded.as_ref().is_none_or(|(shape, _)| *shape != (*rows, *len)) {
+                drop(loaded.take()); // (freed before the next is made)
+                loaded = Some(((*rows, *len), Runner::load(runtime, model, role, &fed, &[])?));
             }
-            return Ok(out);
-        }
-        let mut order: Vec<usize> = (0..self.sentences.len()).filter(|&i| keep[i]).collect();
-        order.sort_by_key(|&i| (self.bucket_of(i), self.sentences[i].len(), i));
-        for group in order.chunk_by(|&a, &b| self.bucket_of(a) == self.bucket_of(b)) {
-            let len = self.run_len(group[0]);
-            let batch = self.batch.clamp(1, group.len());
-            let loaded = Runner::load(runtime, model, role, &self.feed(model, candidate, &group[..batch], batch, len)?, &[])?;
-            for chunk in group.chunks(batch) {
-                let values = loaded.run(&self.feed(model, candidate, chunk, batch, len)?)?;
-                self.take(&values, role, candidate, chunk, batch, len, picked, &mut kept_floats, &mut out)?;
-            }
+            let values = loaded.as_ref().expect("loaded above").1.run(&fed)?;
+            self.take(&values, role, candidate, chunk, *rows, *len, picked, &mut kept_floats, &mut out)?;
         }
         Ok(out)
     }
@@ -724,7 +722,7 @@ mod tests {
         g.node.push(node("add", "Add", &["rows", "mean"], &["embeddings"], vec![]));
         let reference = run_original_text(Runtime::Tract, &model, &site, &held_out, 2).unwrap();
         assert!(!reference.pinned_only.load(std::sync::atomic::Ordering::Relaxed));
-        assert!((0..37).filter(|&i| reference.padded[i] > reference.sentences[i].len()).count() > 10, "few padded sentences");
+        assert!((0..37).filter(|&i| reference.run_len(i) > reference.sentences[i].len()).count() > 10, "few padded sentences");
         let all = vec![true; 37];
         let every_third: Vec<bool> = (0..37).map(|i| i % 3 == 0).collect();
         // (a part, a screen's part, all; in the plan for any length, and in plans pinned to each
