@@ -134,7 +134,7 @@ impl GridPoint {
 }
 
 /// Bits a stored value takes at `p` (floats: 32, more than any quantized width).
-fn width(p: Precision) -> u32 {
+pub(super) fn width(p: Precision) -> u32 {
     match p {
         Precision::Float => 32,
         Precision::Bits(b) => b.count() as u32,

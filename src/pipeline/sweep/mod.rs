@@ -209,13 +209,13 @@ fn run<'m>(
 /// least two others ([`GridPoint::refines`]): that point is checked first (where its group's
 /// first point would be), and the others only when it met the target. On all-mpnet-base-v2 a
 /// clustering fit's 8-bit point misses 0.99 by far and its 4- and 2-bit points are not checked.
-/// (A chain's first point is checked even when larger than the choice, unless once the fit is
-/// made every point of the chain is at least the choice's size: with one point behind it a
-/// chain could not save a check. A point at the reference's size or above leads no chain: the
-/// search seldom needs it.)
+/// (A chain's first point is checked even when larger than the choice, unless every point of
+/// the chain is larger than the choice, by its least size before the fit or its exact size once
+/// the fit is made: with one point behind it a chain could not save a check. A point at the
+/// reference's size or above leads no chain: the search seldom needs it.)
 fn search_tasks(all: &[GridPoint], bounds: &[(u64, u64)], reference: &dyn Fn(usize) -> bool) -> Vec<Vec<usize>> {
     let cap = (0..all.len())
-        .filter(|&i| reference(i) && matches!(all[i].setting.storage.bits, Precision::Bits(b) if b.count() == 4))
+        .filter(|&i| reference(i))
         .map(|i| bounds[i].1)
         .min()
         .unwrap_or(u64::MAX);
@@ -364,10 +364,7 @@ mod tests {
     fn a_search_chains_the_points_of_a_fit_behind_the_most_precise_below_the_reference() {
         let all = grid::settings(&SweepGrid::default(), &Storage::default(), true, 30522, 384);
         let bytes = |p: &GridPoint| -> u64 {
-            let bits = match p.setting.storage.bits {
-                Precision::Float => 32,
-                Precision::Bits(b) => b.count() as u64,
-            };
+            let bits = u64::from(grid::width(p.setting.storage.bits));
             match (p.family, p.k_ratio()) {
                 (Family::Plain, _) => 100 * bits,
                 (_, Some((k, r))) => ((1.0 - r) * 100.0) as u64 * bits + k as u64,
