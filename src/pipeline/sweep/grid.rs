@@ -5,7 +5,7 @@ use crate::quant::Bits;
 use crate::report::Family;
 use crate::storage::{HotTier, Precision, Size, Storage};
 
-/// The grid of a sweep. [`SweepGrid::default`] has 33 points with token statistics (the tiers
+/// The grid of a sweep. [`SweepGrid::default`] has 36 points with token statistics (the tiers
 /// need them), 23 without.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -30,8 +30,8 @@ pub struct SweepGrid {
     pub tiered: Vec<(usize, f64, Bits, Bits, f64)>,
     /// Product codes of the rows: values per sub-vector, and the frequent tier's width and
     /// share of the counted tokens, when there are token statistics (default 4 values alone;
-    /// 8 values under a 4-bit tier covering 0.98, 0.99 and 0.999; 4 values under a 4-bit tier
-    /// covering 0.999).
+    /// 8 values under a 4-bit tier covering 0.98, 0.99 and 0.999; 6 values under a 4-bit tier
+    /// covering 0.98, 0.985 and 0.99; 4 values under a 4-bit tier covering 0.999).
     pub codes: Vec<(usize, Option<(Bits, f64)>)>,
     /// What every point's storage starts from: the block, and the share of the counted tokens
     /// the plain tiers cover (default [`Storage::default`], 0.999).
@@ -58,6 +58,9 @@ impl Default for SweepGrid {
                 (8, Some((Bits::B4, 0.98))),
                 (8, Some((Bits::B4, 0.99))),
                 (8, Some((Bits::B4, 0.999))),
+                (6, Some((Bits::B4, 0.98))),
+                (6, Some((Bits::B4, 0.985))),
+                (6, Some((Bits::B4, 0.99))),
                 (4, Some((Bits::B4, 0.999))),
             ],
             storage: Storage::default(),
@@ -194,7 +197,7 @@ mod tests {
     #[test]
     fn the_grid_has_each_family_and_drops_sizes_that_do_not_fit() {
         let all = settings(&SweepGrid::default(), &Storage::default(), true, 30522, 384);
-        assert_eq!(all.len(), 33);
+        assert_eq!(all.len(), 36);
         for f in [Family::Plain, Family::Tiers, Family::Svd, Family::Clustering, Family::Codes] {
             assert!(all.iter().any(|s| s.family == f), "{f:?}");
         }
