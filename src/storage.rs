@@ -2,9 +2,9 @@
 //! size formula of the crate lives here.
 //!
 //! Layout (see `rewrite::patch`): per cluster a coefficient table `[n_i + 1, j]` (its member
-//! rows plus one zero row); one index of every row's cluster and position (5 bytes a row, two
-//! numbers); one stacked basis `[k*j, d]`. With k = 1 the single table `[n, j]` is read
-//! directly: `n*j + j*d`, exactly a rank-j SVD. What quantized values take in bytes is in
+//! rows plus one zero row); one index of every row's cluster and position (3 bytes a row, 5
+//! beyond 65,536 rows; two numbers); one stacked basis `[k*j, d]`. With k = 1 the single table
+//! `[n, j]` is read directly: `n*j + j*d`, exactly a rank-j SVD. What quantized values take in bytes is in
 //! `quant::QuantParams::bytes`.
 
 use serde::Serialize;
@@ -224,9 +224,17 @@ pub(crate) fn values_bytes(rows: usize, width: usize, quant: Option<&QuantParams
 }
 
 /// The index of a layout of several branches over `n` rows: a branch number (uint8) and a
-/// position (int32) per row, 5 bytes; two numbers a row.
+/// position in the branch per row, two numbers a row: 3 bytes when every position fits a
+/// uint16 ([`narrow_positions`]), else 5 (int32 positions).
 pub(crate) fn index_part(n: usize) -> Part {
-    Part { numbers: 2 * n as u64, bytes: 5 * n as u64 }
+    let position = if narrow_positions(n) { 2 } else { 4 };
+    Part { numbers: 2 * n as u64, bytes: ((1 + position) * n) as u64 }
+}
+
+/// Whether the index of a layout over `n` rows stores its positions as uint16: a position is
+/// below its branch's row count, at most `n`.
+pub(crate) fn narrow_positions(n: usize) -> bool {
+    n <= 1 << 16
 }
 
 /// The subspace dimension for `size`, checked to save numbers on a `[n, d]` table.

@@ -169,6 +169,12 @@ pub fn int32_tensor(name: &str, dims: &[usize], data: &[i32]) -> TensorProto {
     raw_tensor(name, dims, DataType::Int32 as i32, raw)
 }
 
+/// A uint16 tensor holding `data` (row-major) in raw_data.
+pub fn uint16_tensor(name: &str, dims: &[usize], data: &[u16]) -> TensorProto {
+    let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    raw_tensor(name, dims, DataType::Uint16 as i32, raw)
+}
+
 /// An int64 tensor holding `data` (row-major) in raw_data.
 pub fn int64_tensor(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
     let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();

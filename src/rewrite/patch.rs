@@ -3,7 +3,7 @@
 //! replaced node's output name reused so no consumer is rewired.
 //!
 //! Per lookup, with ids `[..]`, for a [`Layout`] of several branches (an index `branch [n, 1]`
-//! uint8 and `position [n, 1]` int32; branch b's table has a zero row at `n_b`). Every stored
+//! uint8 and `position [n, 1]` uint16, int32 beyond 65,536 rows; branch b's table has a zero row at `n_b`). Every stored
 //! tensor is read by GatherND with int64 indices `[.., 1]` (the rows Gather would read), so the
 //! standard quantizers, which rewrite Gathers of initializers, leave the lookup alone:
 //! ```text
@@ -36,8 +36,9 @@ use crate::error::{Error, Result};
 use crate::onnx::Model;
 use crate::onnx::build::{Names, Subgraph, int_attr, ints_attr, node};
 use crate::onnx::proto::{NodeProto, TensorProto, tensor_proto::DataType};
-use crate::onnx::tensor::{FloatType, byte_tensor, float_tensor, int32_tensor, int64_tensor};
+use crate::onnx::tensor::{FloatType, byte_tensor, float_tensor, int32_tensor, int64_tensor, uint16_tensor};
 use crate::quant::QuantizedRows;
+use crate::storage;
 
 /// How a served tied LM head multiplies the hidden state by the stored rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -119,7 +120,10 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
         // [n, 1]: GatherND by ids [.., 1] gives [.., 1], the rows' GatherND indices.
         inits.push(byte_tensor(&branch_name, &[layout.n, 1], &branch_bytes, false));
         let pos_name = names.fresh("embcomp/index/position");
-        inits.push(int32_tensor(&pos_name, &[layout.n, 1], &pos.iter().map(|&p| p as i32).collect::<Vec<_>>()));
+        inits.push(match storage::narrow_positions(layout.n) {
+            true => uint16_tensor(&pos_name, &[layout.n, 1], &pos.iter().map(|&p| p as u16).collect::<Vec<_>>()),
+            false => int32_tensor(&pos_name, &[layout.n, 1], &pos.iter().map(|&p| p as i32).collect::<Vec<_>>()),
+        });
         (branch_name, pos_name)
     });
 

@@ -674,11 +674,11 @@ fn compress_encoder_with_defaults() {
         let (dims, ty) = dims_and_type(&model, &format!("embcomp/cluster{i}/scales"));
         assert_eq!((dims, ty), (vec![s as i64 + 1, blocks], DataType::Float16 as i32));
     }
-    // one index: the cluster (uint8) and the position (int32) of every row, 5 bytes a row
-    // ([n, 1]: read by GatherND)
+    // one index: the cluster (uint8) and the position (uint16: n <= 65536) of every row, 3
+    // bytes a row ([n, 1]: read by GatherND)
     assert_eq!(dims_and_type(&model, "embcomp/index/branch"), (vec![n as i64, 1], DataType::Uint8 as i32));
-    assert_eq!(dims_and_type(&model, "embcomp/index/position"), (vec![n as i64, 1], DataType::Int32 as i32));
-    assert_eq!(report["stored"]["index"]["bytes"].as_u64(), Some(5 * n));
+    assert_eq!(dims_and_type(&model, "embcomp/index/position"), (vec![n as i64, 1], DataType::Uint16 as i32));
+    assert_eq!(report["stored"]["index"]["bytes"].as_u64(), Some(3 * n));
     assert_eq!(dims_and_type(&model, "embcomp/bases"), (vec![(k * j) as i64, d as i64], DataType::Float16 as i32));
     assert!(initializer(&model, &format!("embcomp/cluster{k}/packed")).is_none());
     // the stored numbers are the coefficients, bases and index entries; the bytes are exactly the

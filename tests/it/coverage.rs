@@ -77,6 +77,21 @@ fn coverage_opsets_17_to_23() {
 }
 
 #[test]
+fn coverage_index_positions_as_uint16_up_to_65536_rows_and_int32_beyond() {
+    // Default method (k = 4): an index of branch and position. Positions are below n, so
+    // uint16 holds them up to 65,536 rows; one row more and they are int32. Either way every
+    // lookup is checked in tract against the reconstruction, ids drawn over the whole table.
+    for (rows, ty, bytes) in [(65_536, DataType::Uint16, 3), (65_537, DataType::Int32, 5)] {
+        let model = embedding_only(&fixtures::clustered_table(0x1d_0016, rows, 8, 4, 2), FloatType::F32, 17, 8);
+        let name = format!("rows{rows}");
+        let (rewritten, report) = compresses(&name, &model, "word_embeddings.weight");
+        let position = initializer(&rewritten, "embcomp/index/position").unwrap_or_else(|| panic!("{name}: no index"));
+        assert_eq!((position.dims.as_slice(), position.data_type()), ([rows as i64, 1].as_slice(), ty as i32), "{name}");
+        assert_eq!(report.stored.index.bytes, bytes * rows as u64, "{name}");
+    }
+}
+
+#[test]
 fn coverage_int32_ids() {
     let model = encoder_variant(&Variant { ids: Ids::Int32, ..Variant::default() });
     let elem = match model.graph().input[0].r#type.as_ref().and_then(|t| t.value.as_ref()) {
@@ -154,7 +169,7 @@ fn coverage_bf16_table() {
     for t in rewritten.graph().initializer.iter().filter(|t| t.name().starts_with("embcomp/")) {
         let want = match t.name() {
             "embcomp/index/branch" => DataType::Uint8,
-            "embcomp/index/position" => DataType::Int32,
+            "embcomp/index/position" => DataType::Uint16,
             _ => DataType::Bfloat16,
         };
         assert_eq!(t.data_type(), want as i32, "{}", t.name());

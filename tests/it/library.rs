@@ -18,14 +18,23 @@ fn encoder() -> Model {
 
 /// The row of each token in the table of branch `i` (the branch's zero row, at its size, for
 /// tokens of other branches), read from the index: `embcomp/index/branch` (uint8) and
-/// `embcomp/index/position` (int32).
+/// `embcomp/index/position` (uint16 up to 65,536 rows, int32 beyond).
 pub fn index_map(model: &Model, i: usize) -> Vec<i64> {
     let branch = initializer(model, "embcomp/index/branch").expect("an index");
     assert_eq!(branch.data_type(), DataType::Uint8 as i32);
     let branch = branch.raw_data.as_ref().expect("raw data");
     let position = initializer(model, "embcomp/index/position").expect("an index");
-    assert_eq!(position.data_type(), DataType::Int32 as i32);
-    let position: Vec<i64> = position.raw_data.as_ref().expect("raw data").chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect();
+    let raw = position.raw_data.as_ref().expect("raw data");
+    let position: Vec<i64> = match branch.len() <= 1 << 16 {
+        true => {
+            assert_eq!(position.data_type(), DataType::Uint16 as i32);
+            raw.chunks_exact(2).map(|b| u16::from_le_bytes(b.try_into().unwrap()) as i64).collect()
+        }
+        false => {
+            assert_eq!(position.data_type(), DataType::Int32 as i32);
+            raw.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect()
+        }
+    };
     let size = branch.iter().filter(|&&b| b as usize == i).count() as i64;
     branch.iter().zip(position).map(|(&b, p)| if b as usize == i { p } else { size }).collect()
 }
@@ -133,7 +142,7 @@ fn f16_table_stays_f16() {
     for t in new {
         let want = match t.name() {
             "embcomp/index/branch" => DataType::Uint8,
-            "embcomp/index/position" => DataType::Int32,
+            "embcomp/index/position" => DataType::Uint16,
             _ => DataType::Float16,
         };
         assert_eq!(want as i32, t.data_type(), "{} is {}", t.name(), t.data_type());
