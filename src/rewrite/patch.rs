@@ -307,30 +307,32 @@ impl LookupNodes<'_> {
 /// `[n, 1]` f16, transposed, through integer ops (the table is never dequantized):
 /// ```text
 /// h = Cast f32 (hidden)
-/// (q1, s1, z1) = DynamicQuantizeLinear(h)                 uint8, one scale and zero point
-/// r = h - (Cast f32 (q1) - Cast f32 (z1)) * s1            what 8 bits missed, |r| <= s1 / 2
-/// (q2, s2, z2) = DynamicQuantizeLinear(r)                 the rest, s2 <= s1 / 255
+/// (q1, s1, z1) = quantize7(h)                             uint8 in [0, 127], one scale and zero point
+/// r = h - (Cast f32 (q1) - Cast f32 (z1)) * s1            what 7 bits missed, |r| <= s1 / 2
+/// (q2, s2, z2) = quantize7(r)                             the rest, s2 <= s1 / 127
 /// w = Transpose(packed) [d, n] int8
 /// acc_i = MatMulInteger(q_i, w, z_i) [.., n] int32
 /// output = Cast f32 (acc1) * (s1 * c) + Cast f32 (acc2) * (s2 * c),   c = Reshape(Cast f32 (scales), [-1]) [n]
 /// ```
-/// (each term the pattern onnxruntime fuses into one MatMulIntegerToFloat; the second with its
-/// DynamicQuantizeLinear into DynamicQuantizeMatMul).
-/// The hidden state thus enters at about 16 bits: |h - h1 - h2| <= s2 / 2, and each logit
+/// (each term the pattern onnxruntime fuses into one MatMulIntegerToFloat).
+/// `quantize7` is DynamicQuantizeLinear's asymmetric rule on 7 bits ([`quantize7`]): onnxruntime's
+/// uint8 x int8 kernels on x86 CPUs without VNNI (AVX2: AMD EPYC, older Intel) add pairs of
+/// products in saturating int16, and 255 · 127 · 2 overflows it (measured: the logits off by
+/// 15%); 127 · 128 · 2 does not, so every runtime computes the same exact integer products.
+/// The hidden state thus enters at about 14 bits: |h - h1 - h2| <= s2 / 2, and each logit
 /// differs from the product with the dequantized table by at most `(s2 / 2) · ||row||_1` plus
-/// f32 rounding. One DynamicQuantizeLinear alone (8 bits for the whole tensor) lost top-1
-/// agreement 0.929 and KL 0.016 nats/token on SmolLM2-135M where the float hidden state keeps
-/// 0.968 and 0.002 (BENCHMARKS.md); a second integer product costs less than that.
+/// f32 rounding. One 8-bit DynamicQuantizeLinear alone lost top-1 agreement 0.929 and KL 0.016
+/// nats/token on SmolLM2-135M where the float hidden state keeps 0.968 and 0.002
+/// (BENCHMARKS.md); a second integer product costs less than that.
 fn head(g: &mut Subgraph, prefix: &str, hidden: &str, packed: &str, scales: &str, dtype: FloatType, output: &str) {
     let constants = prefix.replacen("embcomp/", "embcomp-const/", 1);
     let h = cast(g, prefix, hidden, dtype, FloatType::F32);
-    let dynamic = |g: &mut Subgraph, input: &str, what: &str| -> [String; 3] {
-        let outs = ["codes", "scale", "zero_point"].map(|o| g.names.fresh(&format!("{prefix}{what}_{o}")));
-        let name = g.names.fresh(&format!("{prefix}{what}_dynamicquantizelinear"));
-        g.nodes.push(node(&name, "DynamicQuantizeLinear", &[input], &[&outs[0], &outs[1], &outs[2]], vec![]));
-        outs
-    };
-    let [q1, s1, z1] = dynamic(g, &h, "hidden");
+    let k = [("zero", 0.0), ("q7_max", 127.0), ("tiny", f32::MIN_POSITIVE)].map(|(what, v)| {
+        let name = g.names.fresh(&format!("{constants}{what}"));
+        g.initializers.push(float_tensor(&name, &[], &[v], FloatType::F32));
+        name
+    });
+    let [q1, s1, z1] = quantize7(g, prefix, &h, "h7", &k);
     // (q1 - z1) * s1 in f32: tract's DequantizeLinear needs a constant scale.
     let to_f32 = || vec![int_attr("to", DataType::Float as i64)];
     let q1f = g.op(prefix, "Cast", &[&q1], "hidden_codes_f32", to_f32());
@@ -338,7 +340,7 @@ fn head(g: &mut Subgraph, prefix: &str, hidden: &str, packed: &str, scales: &str
     let centred = g.op(prefix, "Sub", &[&q1f, &z1f], "hidden_codes_centred", vec![]);
     let h1 = g.op(prefix, "Mul", &[&centred, &s1], "hidden_8bit", vec![]);
     let r = g.op(prefix, "Sub", &[&h, &h1], "residual", vec![]);
-    let [q2, s2, z2] = dynamic(g, &r, "residual");
+    let [q2, s2, z2] = quantize7(g, prefix, &r, "r7", &k);
     let w = g.op(prefix, "Transpose", &[packed], "table_t", vec![ints_attr("perm", &[1, 0])]);
     let row_scales = g.op(prefix, "Cast", &[scales], "row_scales_f32", vec![int_attr("to", DataType::Float as i64)]);
     let flat = g.names.fresh(&format!("{constants}flat"));
@@ -357,6 +359,40 @@ fn head(g: &mut Subgraph, prefix: &str, hidden: &str, packed: &str, scales: &str
     let logits = g.op(prefix, "Add", &[&p1, &p2], "logits", vec![]);
     let logits = cast(g, prefix, &logits, FloatType::F32, dtype);
     write_as(g, prefix, &logits, output);
+}
+
+/// The nodes quantizing `x` (f32, any shape) to uint8 codes in [0, 127] with one scale and zero
+/// point for the whole tensor, as DynamicQuantizeLinear does on [0, 255]; returns (codes
+/// uint8, scale f32 scalar, zero point uint8 scalar). `k` holds the f32 scalars 0, 127 and the
+/// least positive normal (shared by the head's two calls):
+/// ```text
+/// lo = Min(ReduceMin(x), 0)   hi = Max(ReduceMax(x), 0)
+/// s = Max((hi - lo) / 127, tiny)       (tiny: all zeros give codes = zero point)
+/// z = Round(-lo / s)                   in [0, 127] as lo <= 0 <= hi; 0 is exactly representable
+/// q = Cast uint8 (Clip(Round(x / s) + z, 0, 127))
+/// ```
+/// (Round rounds halves to even, as DynamicQuantizeLinear does.)
+fn quantize7(g: &mut Subgraph, prefix: &str, x: &str, what: &str, k: &[String; 3]) -> [String; 3] {
+    let [zero, top, tiny] = k;
+    let keep = || vec![int_attr("keepdims", 0)];
+    let lo = g.op(prefix, "ReduceMin", &[x], &format!("{what}_min"), keep());
+    let lo = g.op(prefix, "Min", &[&lo, zero], &format!("{what}_lo"), vec![]);
+    let hi = g.op(prefix, "ReduceMax", &[x], &format!("{what}_max"), keep());
+    let hi = g.op(prefix, "Max", &[&hi, zero], &format!("{what}_hi"), vec![]);
+    let range = g.op(prefix, "Sub", &[&hi, &lo], &format!("{what}_rng"), vec![]);
+    let s = g.op(prefix, "Div", &[&range, top], &format!("{what}_st"), vec![]);
+    let s = g.op(prefix, "Max", &[&s, tiny], &format!("{what}_s"), vec![]);
+    let z = g.op(prefix, "Div", &[&lo, &s], &format!("{what}_lz"), vec![]);
+    let z = g.op(prefix, "Neg", &[&z], &format!("{what}_z"), vec![]);
+    let z = g.op(prefix, "Round", &[&z], &format!("{what}_zf"), vec![]);
+    let q = g.op(prefix, "Div", &[x, &s], &format!("{what}_x"), vec![]);
+    let q = g.op(prefix, "Round", &[&q], &format!("{what}_xr"), vec![]);
+    let q = g.op(prefix, "Add", &[&q, &z], &format!("{what}_xz"), vec![]);
+    let q = g.op(prefix, "Clip", &[&q, zero, top], &format!("{what}_xc"), vec![]);
+    let to_u8 = || vec![int_attr("to", DataType::Uint8 as i64)];
+    let q = g.op(prefix, "Cast", &[&q], &format!("{what}_q"), to_u8());
+    let z = g.op(prefix, "Cast", &[&z], &format!("{what}_zp"), to_u8());
+    [q, s, z]
 }
 
 /// The nodes of a tied LM head reading any layout: `output` `[.., n]` = `hidden` `[.., d]` times
