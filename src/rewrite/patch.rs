@@ -44,7 +44,7 @@ use crate::storage;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HeadProduct {
-    /// Integer products on the stored 8-bit codes (DynamicQuantizeLinear + MatMulInteger): the
+    /// Integer products on the stored 8-bit codes (7-bit hidden state + MatMulInteger): the
     /// table is never dequantized; a quarter of its memory at run time.
     Integer,
     /// A float product with the dequantized rows of every id (folded once at load by
@@ -164,7 +164,7 @@ pub fn apply(model: &mut Model, candidate: &EmbeddingSite, layout: &Layout, allo
     if serve_heads {
         if opset < 11 {
             return Err(Error::Unsupported(format!(
-                "the model imports ONNX opset {opset}; serving its tied LM head needs opset 11 or newer (DynamicQuantizeLinear, Range)"
+                "the model imports ONNX opset {opset}; serving its tied LM head needs opset 11 or newer (Round, Clip, Range)"
             )));
         }
         // One branch of symmetric 8-bit rows, one scale a row: integer products on the stored
