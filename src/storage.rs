@@ -4,8 +4,8 @@
 //! Layout (see `rewrite::patch`): per cluster a coefficient table `[n_i + 1, j]` (its member
 //! rows plus one zero row); one index of every row's cluster and position (3 bytes a row, 5
 //! beyond 65,536 rows; two numbers); one stacked basis `[k*j, d]`. With k = 1 the single table
-//! `[n, j]` is read directly: `n*j + j*d`, exactly a rank-j SVD. What quantized values take in bytes is in
-//! `quant::QuantParams::bytes`.
+//! `[n, j]` is read directly: `n*j + j*d`, exactly a rank-j SVD. What quantized values take in
+//! bytes is in `quant::QuantParams::bytes`.
 
 use serde::Serialize;
 

@@ -138,9 +138,9 @@ pub struct Branch {
 
 /// A table `[n, d]` as stored by the rewritten lookup: branches of rows, each stored as plain
 /// rows or as coefficients in a subspace, floats, quantized or product codes. With more than one
-/// branch an index (branch and position of every row, 3 bytes a row, 5 beyond 65,536 rows) says where each row is, and
-/// each branch's table has a zero row for the rows it does not hold (product codes: a row of
-/// codes and one zero codeword, see `coded`).
+/// branch an index (branch and position of every row, 3 bytes a row, 5 beyond 65,536 rows) says
+/// where each row is, and each branch's table has a zero row for the rows it does not hold
+/// (product codes: a row of codes and one zero codeword, see `coded`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     /// Rows of the original table.

@@ -3,9 +3,10 @@
 //! replaced node's output name reused so no consumer is rewired.
 //!
 //! Per lookup, with ids `[..]`, for a [`Layout`] of several branches (an index `branch [n, 1]`
-//! uint8 and `position [n, 1]` uint16, int32 beyond 65,536 rows; branch b's table has a zero row at `n_b`). Every stored
-//! tensor is read by GatherND with int64 indices `[.., 1]` (the rows Gather would read), so the
-//! standard quantizers, which rewrite Gathers of initializers, leave the lookup alone:
+//! uint8 and `position [n, 1]` uint16, int32 beyond 65,536 rows; branch b's table has a zero
+//! row at `n_b`). Every stored tensor is read by GatherND with int64 indices `[.., 1]` (the
+//! rows Gather would read), so the standard quantizers, which rewrite Gathers of initializers,
+//! leave the lookup alone:
 //! ```text
 //! ids_nd = Unsqueeze(Cast int64 (ids), -1) [.., 1]
 //! GatherND(branch, ids_nd) -> Cast int32 -> b_ids;   GatherND(position, ids_nd) -> Cast int64 -> p_ids
@@ -338,7 +339,7 @@ fn head(g: &mut Subgraph, prefix: &str, hidden: &str, packed: &str, scales: &str
     let q1f = g.op(prefix, "Cast", &[&q1], "hidden_codes_f32", to_f32());
     let z1f = g.op(prefix, "Cast", &[&z1], "hidden_zero_point_f32", to_f32());
     let centred = g.op(prefix, "Sub", &[&q1f, &z1f], "hidden_codes_centred", vec![]);
-    let h1 = g.op(prefix, "Mul", &[&centred, &s1], "hidden_8bit", vec![]);
+    let h1 = g.op(prefix, "Mul", &[&centred, &s1], "hidden_7bit", vec![]);
     let r = g.op(prefix, "Sub", &[&h, &h1], "residual", vec![]);
     let [q2, s2, z2] = quantize7(g, prefix, &r, "r7", &k);
     let w = g.op(prefix, "Transpose", &[packed], "table_t", vec![ints_attr("perm", &[1, 0])]);
