@@ -9,11 +9,15 @@
 //! | part | shape | type | bytes |
 //! |---|---|---|---|
 //! | codes | `[n, m]` | uint8 | `n·m` |
-//! | codebook | `[m·codewords, sub]` (position p's codeword c is row `p·codewords + c`) | f16 | `2·m·codewords·sub` |
+//! | codebook | `[m·codewords, sub]` (position p's codeword c is row `p·codewords + c`) | int8 | `m·codewords·sub` |
+//! | codebook scales | `[m, sub]`: one per position and value | f32 | `4·m·sub` |
 //!
-//! The codebook is f16: it halves the codebook (on a 30522 x 384 table at the defaults, 192 KiB
-//! instead of 384 KiB, beside 2.8 MiB of codes) and the lookup casts the gathered values to f32,
-//! exactly.
+//! A codeword's value is its int8 code times its position's and column's scale (the largest
+//! magnitude of that column of the position's codewords over 127), computed in f32 as the lookup
+//! does. The codebook in int8 is half of f16's (on a 30522 x 384 table in codes of 6 values, 98 KiB
+//! and 1.5 KiB of scales instead of 192 KiB), and its rounding is far below the codes': each
+//! value within half a step of 1/127 of its column's largest, where a code errs by about a third
+//! of the row.
 //! Padding columns are stored in the codebook (they are zero-padded rows' values, fitted like
 //! the others), and the lookup drops them.
 //!
@@ -22,8 +26,8 @@
 //! probability proportional to `w · D²`), then Lloyd iterations, first `iters` on a seeded
 //! sample of `sample_rows` rows (seeded on `16·codewords` of them; with weights, rows drawn in
 //! proportion to them, with replacement, each weighing the times it was drawn), then `polish` on
-//! all rows; the codewords are then rounded to f16 and every row is coded with its nearest f16
-//! codeword (ties to the lowest index). A codeword left without weight is moved to the row of
+//! all rows; the codewords are then rounded to int8 and every row is coded with its nearest
+//! stored codeword (ties to the lowest index). A codeword left without weight is moved to the row of
 //! largest weighted error. Positions are fitted in parallel, each from its own stream of the
 //! seed, and the nearest-codeword search runs the same f32 operations with or without AVX2, so
 //! the result depends only on the rows, the weights and the parameters (not on the thread count
@@ -35,7 +39,6 @@
 //! The same codes of the rows in their principal axes (`Layout::rotated_coded_branch`, f16
 //! basis): 0.266 for 7.3% (weighted fit: weighted 0.243).
 
-use half::f16;
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,7 +83,7 @@ impl Default for CodeParams {
 pub struct CodeBytes {
     /// The codes, one byte per row and position.
     pub codes: u64,
-    /// The f16 codebook.
+    /// The int8 codebook and its f32 scales.
     pub codebook: u64,
 }
 
@@ -97,11 +100,11 @@ impl CodeParams {
         cols.div_ceil(self.sub)
     }
 
-    /// Bytes `n` rows of `cols` values take coded: `n·m` bytes of codes, `2·m·codewords·sub`
-    /// bytes of codebook.
+    /// Bytes `n` rows of `cols` values take coded: `n·m` bytes of codes, the codebook's
+    /// ([`codebook_bytes`]).
     pub fn bytes(&self, n: usize, cols: usize) -> CodeBytes {
-        let m = self.positions(cols) as u64;
-        CodeBytes { codes: n as u64 * m, codebook: 2 * m * (self.codewords * self.sub) as u64 }
+        let m = self.positions(cols);
+        CodeBytes { codes: (n * m) as u64, codebook: codebook_bytes(m, m * self.codewords, self.sub) }
     }
 
     /// An error naming the parameter at fault when these parameters cannot code `n` rows of
@@ -148,8 +151,11 @@ impl CodeParams {
 pub struct ProductCodes {
     /// `[n, m]`: the codeword of each row at each position.
     pub codes: Array2<u8>,
-    /// `[m·codewords, sub]`: position p's codeword c is row `p·codewords + c`.
-    pub codebook: Array2<f16>,
+    /// `[m·codewords, sub]`: position p's codeword c is row `p·codewords + c`, in units of
+    /// its column's scale.
+    pub codebook: Array2<i8>,
+    /// `[m, sub]`: the scale of each position's codewords' each value.
+    pub scales: Array2<f32>,
     /// Codewords per position.
     pub codewords: usize,
     /// Values per row (the last sub-vector's padding dropped).
@@ -174,7 +180,12 @@ impl ProductCodes {
 
     /// Bytes of each part: what the initializers hold.
     pub fn bytes(&self) -> CodeBytes {
-        CodeBytes { codes: self.codes.len() as u64, codebook: 2 * self.codebook.len() as u64 }
+        CodeBytes { codes: self.codes.len() as u64, codebook: codebook_bytes(self.positions(), self.codebook.nrows(), self.sub()) }
+    }
+
+    /// Codeword `c` of position `p`, as f32: its int8 values times their scales.
+    fn word(&self, p: usize, c: usize) -> impl Iterator<Item = f32> + '_ {
+        self.codebook.row(p * self.codewords + c).into_iter().zip(self.scales.row(p)).map(|(&q, &s)| q as f32 * s)
     }
 
     /// The decoded rows `ids`, `[ids.len(), cols]`: each row's codewords, as f32. Panics on an
@@ -184,9 +195,8 @@ impl ProductCodes {
         let mut out = Array2::<f32>::zeros((ids.len(), cols));
         for (mut o, &id) in out.rows_mut().into_iter().zip(ids) {
             for (p, &c) in self.codes.row(id).iter().enumerate() {
-                let word = self.codebook.row(p * self.codewords + c as usize);
-                for (j, v) in word.iter().enumerate().take(cols - (p * sub).min(cols)) {
-                    o[p * sub + j] = v.to_f32();
+                for (j, v) in self.word(p, c as usize).enumerate().take(cols - (p * sub).min(cols)) {
+                    o[p * sub + j] = v;
                 }
             }
         }
@@ -206,7 +216,7 @@ impl ProductCodes {
         }
         let (m, sub, k) = (self.positions(), self.sub(), self.codewords);
         let per_position = |p: usize| {
-            let words: Vec<f32> = self.codebook.slice(ndarray::s![p * k..(p + 1) * k, ..]).iter().map(|v| v.to_f32()).collect();
+            let words: Vec<f32> = (0..k).flat_map(|c| self.word(p, c)).collect();
             Centroids::new(&words, k, sub).assign_all(&position_values(rows, p, sub)).0
         };
         let codes = map_positions(m, threads, per_position);
@@ -230,23 +240,48 @@ pub fn fit(rows: ArrayView2<f32>, weights: Option<&[f32]>, params: &CodeParams, 
         rng.set_stream(p as u64);
         let words = fit_position(&x, sub, weights, params, &mut rng);
         // Rows are coded against the codewords as stored.
-        let stored: Vec<f16> = words.iter().map(|&v| to_f16(v)).collect();
-        let rounded: Vec<f32> = stored.iter().map(|v| v.to_f32()).collect();
+        let (stored, scales) = to_int8(&words, sub);
+        let rounded: Vec<f32> = stored.chunks_exact(sub).flat_map(|w| w.iter().zip(&scales).map(|(&q, &s)| q as f32 * s)).collect();
         let (codes, _) = Centroids::new(&rounded, k, sub).assign_all(&x);
-        (stored, codes)
+        (stored, scales, codes)
     });
     let mut codebook = Vec::with_capacity(m * k * sub);
+    let mut scales = Vec::with_capacity(m * sub);
     let mut codes = Vec::with_capacity(m);
-    for (words, c) in fitted {
+    for (words, s, c) in fitted {
         codebook.extend(words);
+        scales.extend(s);
         codes.push(c);
     }
     Ok(ProductCodes {
         codes: gather_codes(n, codes),
         codebook: Array2::from_shape_vec((m * k, sub), codebook).expect("m·k codewords of sub values"),
+        scales: Array2::from_shape_vec((m, sub), scales).expect("m positions of sub scales"),
         codewords: k,
         cols,
     })
+}
+
+/// Bytes of a codebook of `words` codewords (all positions', a zero codeword included) of `sub`
+/// values for `m` positions: int8 values and an f32 scale per position and value.
+pub(crate) fn codebook_bytes(m: usize, words: usize, sub: usize) -> u64 {
+    (words * sub + 4 * m * sub) as u64
+}
+
+/// Codewords `[k, sub]` (f32, row-major) in int8, each column in units of its scale (its largest
+/// magnitude over 127; 0 for a column of zeros, and non-finite values as 0): the values and the
+/// `sub` scales.
+fn to_int8(words: &[f32], sub: usize) -> (Vec<i8>, Vec<f32>) {
+    let finite = |v: f32| if v.is_finite() { v } else { 0.0 };
+    let scales: Vec<f32> = (0..sub)
+        .map(|j| words.iter().skip(j).step_by(sub).fold(0f32, |m, &v| m.max(finite(v).abs())) / 127.0)
+        .map(|s| if s.is_finite() { s } else { f32::MAX / 127.0 })
+        .collect();
+    let values = words
+        .chunks_exact(sub)
+        .flat_map(|w| w.iter().zip(&scales).map(|(&v, &s)| if s > 0.0 { (finite(v) / s).round().clamp(-127.0, 127.0) as i8 } else { 0 }))
+        .collect();
+    (values, scales)
 }
 
 /// Weights of `n` rows, checked.
@@ -289,11 +324,6 @@ fn position_values(rows: ArrayView2<f32>, p: usize, sub: usize) -> Vec<f32> {
         }
     }
     x
-}
-
-/// `v` in f16, clamped to its finite range (NaN to 0).
-fn to_f16(v: f32) -> f16 {
-    if v.is_nan() { f16::ZERO } else { f16::from_f32(v.clamp(-f16::MAX.to_f32(), f16::MAX.to_f32())) }
 }
 
 /// One position's codewords `[k, sub]` (f32, row-major), fitted to its sub-vectors `x` `[n, sub]`.
@@ -642,8 +672,20 @@ mod tests {
                 let word = pc.codebook.row(p * 16 + pc.codes[[r, p]] as usize);
                 for j in 0..4 {
                     if p * 4 + j < 10 {
-                        assert_eq!(decoded[[r, p * 4 + j]].to_bits(), word[j].to_f32().to_bits(), "row {r} col {}", p * 4 + j);
+                        let want = word[j] as f32 * pc.scales[[p, j]];
+                        assert_eq!(decoded[[r, p * 4 + j]].to_bits(), want.to_bits(), "row {r} col {}", p * 4 + j);
                     }
+                }
+            }
+        }
+        // each column of a position's codewords spans the int8 range: its scale is its largest
+        // magnitude over 127 (the padding's column, all zeros, has scale 0)
+        for p in 0..3 {
+            for j in 0..4 {
+                let largest = (0..16).map(|c| pc.codebook[[p * 16 + c, j]].unsigned_abs()).max().unwrap();
+                match p * 4 + j < 10 {
+                    true => assert_eq!(largest, 127, "position {p} column {j}"),
+                    false => assert_eq!((largest, pc.scales[[p, j]]), (0, 0.0), "padding of position {p} column {j}"),
                 }
             }
         }
@@ -665,7 +707,7 @@ mod tests {
             for p in 0..2 {
                 let x: Vec<f32> = t.row(r).iter().skip(p * 4).take(4).copied().collect();
                 let dist = |c: usize| {
-                    let w: Vec<f32> = pc.codebook.row(p * 8 + c).iter().map(|v| v.to_f32()).collect();
+                    let w: Vec<f32> = pc.codebook.row(p * 8 + c).iter().zip(pc.scales.row(p)).map(|(&q, &s)| q as f32 * s).collect();
                     squared_distance(&x, &w)
                 };
                 let chosen = dist(pc.codes[[r, p]] as usize);
@@ -681,11 +723,12 @@ mod tests {
         let pc = fit(t.view(), None, &p, 1).unwrap();
         let b = pc.bytes();
         assert_eq!(b, p.bytes(300, 10));
-        assert_eq!((b.codes, b.codebook, b.total()), (300 * 3, 2 * 3 * 16 * 4, 900 + 384));
-        // all-MiniLM-L6-v2's table at the defaults: 6.7% of the fp32 table
+        // (int8 codewords, an f32 scale per position and value)
+        assert_eq!((b.codes, b.codebook, b.total()), (300 * 3, 3 * 16 * 4 + 4 * 3 * 4, 900 + 240));
+        // all-MiniLM-L6-v2's table at the defaults: 6.5% of the fp32 table
         let b = CodeParams::default().bytes(30522, 384);
-        assert_eq!((b.codes, b.codebook), (30522 * 96, 2 * 96 * 256 * 4));
-        assert!((b.total() as f64 / (30522.0 * 384.0 * 4.0) - 0.0667).abs() < 1e-3, "{b:?}");
+        assert_eq!((b.codes, b.codebook), (30522 * 96, 96 * 256 * 4 + 4 * 96 * 4));
+        assert!((b.total() as f64 / (30522.0 * 384.0 * 4.0) - 0.0646).abs() < 1e-3, "{b:?}");
     }
 
     #[test]
@@ -787,7 +830,7 @@ mod tests {
         t[[3, 1]] = f32::NAN;
         t[[4, 2]] = f32::INFINITY;
         let pc = fit(t.view(), None, &params(8), 1).unwrap();
-        assert!(pc.codebook.iter().all(|v| v.is_finite()));
+        assert!(pc.scales.iter().all(|v| v.is_finite()));
     }
 
     /// Figures on a real table (`cargo test --lib codes::tests::real_table -- --ignored

@@ -34,7 +34,7 @@ pub fn report(r: &Report) -> String {
     if r.stored.codebooks.bytes > 0 {
         let _ = writeln!(
             s,
-            "layout      {rest} as product codes: {} bytes of codes, {} bytes of codebooks (f16)",
+            "layout      {rest} as product codes: {} bytes of codes, {} bytes of codebooks (int8)",
             r.stored.plain.bytes - r.tiers.as_ref().map_or(0, |t| t.hot.bytes),
             r.stored.codebooks.bytes
         );

@@ -409,7 +409,7 @@ impl Plan {
         let mut bytes = tier.map_or(0, |(_, q)| storage::values_bytes(hot + zero, d, q.as_ref(), dtype));
         bytes += if tier.is_some() { storage::index_part(n).bytes } else { 0 };
         // (a zero row adds a code row and one zero codeword)
-        bytes += params.bytes(n - hot + zero, d).total() + (zero * params.sub * 2) as u64;
+        bytes += params.bytes(n - hot + zero, d).total() + (zero * params.sub) as u64;
         (bytes, bytes)
     }
 

@@ -9,12 +9,14 @@
 //!     -> Add(offsets [1, m] int32: p·K)                      flat codeword indices [N, m]
 //! (zero row z:  Where(Equal(Reshape(Cast(rows, int32), [-1, 1]), z), m·K, .): rows z take the
 //!               zero codeword at the codebook's end)
-//! GatherND(codebook [m·K (+1), sub] f16, Unsqueeze(Cast int64 (.), -1)) -> [N, m, sub]
-//!     -> Cast(float) -> Reshape([-1, m·sub]) -> Slice(:cols) when the last sub-vector is padded
+//! GatherND(codebook [m·K (+1), sub] int8, Unsqueeze(Cast int64 (.), -1)) -> [N, m, sub]
+//!     -> Cast(float) -> Mul(scales [1, m, sub] f32)
+//!     -> Reshape([-1, m·sub]) -> Slice(:cols) when the last sub-vector is padded
 //!     -> Reshape(Concat(Shape(rows)[:-1], [cols]))
 //! ```
 //! Both tensors are read by GatherND, which no quantizer rewrites (see `patch`).
-//! The codebook's f16 values widen to f32 exactly, so the output is the decoded rows exactly.
+//! The codebook's int8 values widen to f32 exactly and one f32 product scales them, as
+//! [`ProductCodes::decode_rows`] does, so the output is the decoded rows exactly.
 //! A layout of several branches needs a row that looks up to zeros for the ids of the other
 //! branches: it is the row `z = n` appended to the codes (its codes are 0, never read as such)
 //! with one zero codeword appended to the codebook, so any number of codewords up to 256 works.
@@ -24,15 +26,17 @@ use crate::error::Result;
 use crate::onnx::build::{Subgraph, int_attr};
 use crate::onnx::build::Names;
 use crate::onnx::proto::{TensorProto, tensor_proto::DataType};
-use crate::onnx::tensor::{byte_tensor, f16_tensor, int32_tensor, int64_tensor};
+use crate::onnx::tensor::{FloatType, byte_tensor, float_tensor, int32_tensor, int64_tensor};
 
 /// The initializers holding coded rows, their names and what the lookup needs to know of them.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     /// `[n (+1), m]` uint8.
     pub codes: String,
-    /// `[m·codewords (+1), sub]` f16.
+    /// `[m·codewords (+1), sub]` int8.
     pub codebook: String,
+    /// `[1, m, sub]` f32.
+    pub scales: String,
     /// The row of zeros, `n`, when stored.
     pub zero_row: Option<usize>,
     pub positions: usize,
@@ -40,28 +44,31 @@ pub(crate) struct Stored {
     pub sub: usize,
     pub cols: usize,
     /// The raw data: [`ProductCodes::bytes`], and with a zero row `m` bytes of codes and
-    /// `2·sub` of codebook more (what the branch's footprint counts).
+    /// `sub` of codebook more (what the branch's footprint counts).
     pub initializers: Vec<TensorProto>,
 }
 
-/// The initializers of `pc`, with a zero row when `zero_row`, named `{prefix}codes` and
-/// `{prefix}codebook` (or the next free names).
+/// The initializers of `pc`, with a zero row when `zero_row`, named `{prefix}codes`,
+/// `{prefix}codebook` and `{prefix}codebook_scales` (or the next free names).
 pub(crate) fn stored(pc: &ProductCodes, zero_row: bool, names: &mut Names, prefix: &str) -> Stored {
     let (n, m, sub) = (pc.rows(), pc.positions(), pc.sub());
     let extra = usize::from(zero_row);
     let codes = names.fresh(&format!("{prefix}codes"));
     let codebook = names.fresh(&format!("{prefix}codebook"));
+    let scales = names.fresh(&format!("{prefix}codebook_scales"));
     let mut code_bytes: Vec<u8> = pc.codes.iter().copied().collect();
     code_bytes.resize((n + extra) * m, 0);
-    let mut words: Vec<half::f16> = pc.codebook.iter().copied().collect();
-    words.resize((pc.codebook.nrows() + extra) * sub, half::f16::ZERO);
+    let mut words: Vec<u8> = pc.codebook.iter().map(|&v| v as u8).collect();
+    words.resize((pc.codebook.nrows() + extra) * sub, 0);
     let initializers = vec![
         byte_tensor(&codes, &[n + extra, m], &code_bytes, false),
-        f16_tensor(&codebook, &[pc.codebook.nrows() + extra, sub], &words),
+        byte_tensor(&codebook, &[pc.codebook.nrows() + extra, sub], &words, true),
+        float_tensor(&scales, &[1, m, sub], pc.scales.as_slice().expect("standard layout"), FloatType::F32),
     ];
     Stored {
         codes,
         codebook,
+        scales,
         zero_row: zero_row.then_some(n),
         positions: m,
         codewords: pc.codewords,
@@ -105,7 +112,8 @@ pub(crate) fn emit(g: &mut Subgraph, prefix: &str, stored: &Stored, rows: &str, 
     let last = constant(g, "last_axis", &i64s(vec![-1]));
     let index = g.op(prefix, "Unsqueeze", &[&index, &last], "codeword_index_nd", vec![]);
     let words = g.op(prefix, "GatherND", &[&stored.codebook, &index], "codewords", vec![]);
-    let words = g.op(prefix, "Cast", &[&words], "codewords_f32", vec![int_attr("to", DataType::Float as i64)]);
+    let words = g.op(prefix, "Cast", &[&words], "codewords_units", vec![int_attr("to", DataType::Float as i64)]);
+    let words = g.op(prefix, "Mul", &[&words, &stored.scales], "codewords_f32", vec![]);
     let shape = constant(g, "values_shape", &i64s(vec![-1, (m * sub) as i64]));
     let mut values = g.op(prefix, "Reshape", &[&words, &shape], "padded_values", vec![]);
     if m * sub > cols {
@@ -315,7 +323,7 @@ mod tests {
         let plain = Layout::plain_branch(t.view(), (0..100).collect(), FloatType::F32, None).unwrap();
         let coded = Layout::coded_branch(t.view(), (100..700).collect(), &params(64), None, 1).unwrap();
         let Values::Codes(pc) = &coded.values else { panic!("coded") };
-        assert_eq!((pc.positions(), pc.bytes().codes, pc.bytes().codebook), (3, 600 * 3, 2 * 3 * 64 * 4));
+        assert_eq!((pc.positions(), pc.bytes().codes, pc.bytes().codebook), (3, 600 * 3, 3 * 64 * 4 + 4 * 3 * 4));
         for (branches, zero_row) in [(vec![coded.clone()], false), (vec![plain, coded], true)] {
             let layout = coded_layout(&t, branches);
             let f = layout.footprint();
@@ -333,11 +341,12 @@ mod tests {
             };
             let z = u64::from(zero_row);
             assert_eq!(len("codes"), (600 + z) * 3);
-            assert_eq!(len("codebook"), 2 * (3 * 64 + z) * 4);
-            assert_eq!(f.codebooks.bytes, len("codebook"));
-            assert_eq!(f.codebooks.numbers, (3 * 64 + z) * 4);
+            assert_eq!(len("codebook"), (3 * 64 + z) * 4);
+            assert_eq!(len("codebook_scales"), 4 * 3 * 4);
+            assert_eq!(f.codebooks.bytes, len("codebook") + len("codebook_scales"));
+            assert_eq!(f.codebooks.numbers, (3 * 64 + z) * 4 + 3 * 4);
             let coded_part = *f.branches.last().unwrap();
-            assert_eq!(coded_part.bytes, len("codes") + len("codebook"));
+            assert_eq!(coded_part.bytes, len("codes") + len("codebook") + len("codebook_scales"));
             assert_eq!(f.bytes(), f.plain.bytes + f.codebooks.bytes + f.index.bytes);
             // every initializer the patch added is counted, no more
             let added: u64 = model

@@ -26,7 +26,7 @@ pub enum Values {
     Float(Array2<f32>),
     /// Quantized rows.
     Quantized(QuantizedRows),
-    /// Rows as product codes: one byte per sub-vector and an f16 codebook per position
+    /// Rows as product codes: one byte per sub-vector and an int8 codebook per position
     /// ([`crate::codes`]).
     #[cfg_attr(not(test), allow(dead_code, reason = "built by Layout::coded_branch, which the pipeline does not call yet"))]
     Codes(ProductCodes),
@@ -116,8 +116,8 @@ impl Values {
     fn codebook_part(&self, extra_rows: usize) -> Part {
         match self {
             Values::Codes(c) => {
-                let words = c.codebook.nrows() + extra_rows.min(1);
-                Part::of((words * c.sub()) as u64, 2)
+                let (words, m, sub) = (c.codebook.nrows() + extra_rows.min(1), c.positions(), c.sub());
+                Part { numbers: ((words + m) * sub) as u64, bytes: crate::codes::codebook_bytes(m, words, sub) }
             }
             _ => Part::default(),
         }

@@ -1524,10 +1524,11 @@ fn product_codes_compress_and_validate() {
     let (out, json) = (dir.path().join("c.onnx"), dir.path().join("c.json"));
     run(&[fixture("encoder.onnx"), out.clone(), "--codes".into(), "--json".into(), json.clone(), "-q".into()]).ok();
     let report = read_json(&json);
-    // 1000 rows of 64 values in 16 one-byte codes, one f16 codebook of 16 x 256 codewords of 4
+    // 1000 rows of 64 values in 16 one-byte codes, one int8 codebook of 16 x 256 codewords of 4
+    // and an f32 scale per position and value
     assert_eq!(report["stored"]["plain"]["bytes"], 1000 * 16, "{}", report["stored"]);
-    assert_eq!(report["stored"]["codebooks"]["bytes"], 2 * 16 * 256 * 4, "{}", report["stored"]);
-    assert_eq!(report["embedding_bytes_after"], 1000 * 16 + 2 * 16 * 256 * 4);
+    assert_eq!(report["stored"]["codebooks"]["bytes"], 16 * 256 * 4 + 4 * 16 * 4, "{}", report["stored"]);
+    assert_eq!(report["embedding_bytes_after"], 1000 * 16 + 16 * 256 * 4 + 4 * 16 * 4);
     let v = &report["validation"];
     assert!(v["embedding_rel_error"].as_f64().unwrap() <= 1e-5, "{v}");
     let counts = counts_file(dir.path());
