@@ -12,6 +12,7 @@
 //! | symmetric, 4 / 2 bits | `q + 8` / `q + 2` | [-8, 7] / [-2, 1] | `f32(q) * f32(scale)` |
 //! | asymmetric | q | [0, 2^bits - 1] | `f32(q) * f32(scale) + f32(min)` (two f32 roundings, no FMA) |
 //! | mid-rise | u, q = 2u - (2^bits - 1) | odd, [-(2^bits - 1), 2^bits - 1] | `f32(q) * f32(scale)` |
+//! | levels | u | [0, 2^bits - 1] | `levels[u] * f32(scale)` (`levels`: 2^bits f32, one table for all rows) |
 //!
 //! Packing: 8 bits one code per byte; 4 bits two per byte, the first in the low nibble; 2 bits four
 //! per byte, the first in the lowest two bits. Each row is padded to whole bytes on its own
@@ -86,6 +87,12 @@ pub enum Scheme {
     /// largest level may clip outliers). At 2 bits: 4 levels for 2.5 bits a value (block 32),
     /// lower error than the asymmetric scheme's 3 bits on real embedding tables.
     MidRise,
+    /// `x ≈ levels[u] * scale`, u in `[0, 2^bits - 1]`: non-uniform levels fitted to the table
+    /// (shared by all its rows, stored once as f32), each block's scale the one of least squared
+    /// error. On all-MiniLM-L6-v2's frequent rows at 4 bits in blocks of 32 the squared error is
+    /// 31% below the symmetric scheme's by the block maximum (a numpy simulation: 0.0059 against
+    /// 0.0085 of the rows' energy), for 64 bytes more per table. 4 and 2 bits.
+    Levels,
 }
 
 /// How a table is quantized.
@@ -104,11 +111,13 @@ pub struct QuantBytes {
     pub scales: u64,
     /// 0 for the symmetric scheme.
     pub mins: u64,
+    /// The table's levels ([`Scheme::Levels`]; 0 otherwise).
+    pub levels: u64,
 }
 
 impl QuantBytes {
     pub fn total(&self) -> u64 {
-        self.packed + self.scales + self.mins
+        self.packed + self.scales + self.mins + self.levels
     }
 }
 
@@ -120,6 +129,9 @@ impl QuantParams {
                 param: Param::Block,
                 reason: "0; a block holds at least one value".into(),
             });
+        }
+        if self.scheme == Scheme::Levels && self.bits == Bits::B8 {
+            return Err(Error::InvalidParameter { param: Param::Bits, reason: "8; fitted levels are for 4 and 2 bits".into() });
         }
         if self.block > i32::MAX as usize {
             return Err(Error::InvalidParameter {
@@ -147,7 +159,13 @@ impl QuantParams {
             packed: (n * self.row_bytes(cols)) as u64,
             scales: 2 * blocks,
             mins: if self.scheme == Scheme::Asymmetric { 2 * blocks } else { 0 },
+            levels: if self.scheme == Scheme::Levels { 4 * self.levels() as u64 } else { 0 },
         }
+    }
+
+    /// Levels of [`Scheme::Levels`]: one per code.
+    pub fn levels(&self) -> usize {
+        1 << self.bits.count()
     }
 
     /// Whether the packed codes are stored as int8 (8-bit symmetric) rather than uint8.
@@ -160,7 +178,7 @@ impl QuantParams {
         let b = self.bits.count() as u32;
         match self.scheme {
             Scheme::Symmetric => (-(1 << (b - 1)), (1 << (b - 1)) - 1),
-            Scheme::Asymmetric | Scheme::MidRise => (0, (1 << b) - 1),
+            Scheme::Asymmetric | Scheme::MidRise | Scheme::Levels => (0, (1 << b) - 1),
         }
     }
 
@@ -184,6 +202,8 @@ pub struct QuantizedRows {
     pub scales: Array2<f16>,
     /// One minimum per block, `[n, blocks]`, with [`Scheme::Asymmetric`] only.
     pub mins: Option<Array2<f16>>,
+    /// The levels codes index, ascending, with [`Scheme::Levels`] only.
+    pub levels: Option<Vec<f32>>,
     /// Values per row.
     pub cols: usize,
     pub params: QuantParams,
@@ -218,10 +238,11 @@ impl QuantizedRows {
         let block = self.params.block;
         for (c, o) in out.iter_mut().enumerate() {
             let scale = self.scales[[r, c / block]].to_f32();
-            let q = self.code(r, c) as f32;
-            *o = match &self.mins {
-                None => q * scale,
-                Some(mins) => q * scale + mins[[r, c / block]].to_f32(),
+            let q = self.code(r, c);
+            *o = match (&self.mins, &self.levels) {
+                (_, Some(levels)) => levels[q as usize] * scale,
+                (None, None) => q as f32 * scale,
+                (Some(mins), None) => q as f32 * scale + mins[[r, c / block]].to_f32(),
             };
         }
     }
@@ -249,6 +270,8 @@ pub fn quantize_weighted(rows: ArrayView2<f32>, params: &QuantParams, columns: O
     }
     let columns = columns.filter(|_| params.scheme == Scheme::Asymmetric);
     let (n, cols) = rows.dim();
+    let levels = (params.scheme == Scheme::Levels).then(|| fit_levels(rows, params));
+    let levels_ref = levels.as_deref();
     let (row_bytes, nblocks) = (params.row_bytes(cols), params.blocks(cols));
     let mut packed = Array2::<u8>::zeros((n, row_bytes));
     let mut scales = Array2::<f16>::from_elem((n, nblocks), f16::ZERO);
@@ -281,9 +304,10 @@ pub fn quantize_weighted(rows: ArrayView2<f32>, params: &QuantParams, columns: O
                         for (v, c) in x.iter_mut().zip(start..end) {
                             *v = row[c];
                         }
-                        let (scale, min) = match columns {
-                            Some(w) => quantize_block_weighted(x, &w[start..end], params.range().1, q, trial),
-                            None => quantize_block(x, params, q, trial),
+                        let (scale, min) = match (columns, levels_ref) {
+                            (_, Some(levels)) => (quantize_block_levels(x, levels, q).1, f16::ZERO),
+                            (Some(w), None) => quantize_block_weighted(x, &w[start..end], params.range().1, q, trial),
+                            (None, None) => quantize_block(x, params, q, trial),
                         };
                         scales[[r, blk]] = scale;
                         if let Some(m) = mins.as_mut() {
@@ -299,7 +323,123 @@ pub fn quantize_weighted(rows: ArrayView2<f32>, params: &QuantParams, columns: O
         }
     });
     drop(mins_chunks);
-    Ok(QuantizedRows { packed, scales, mins, cols, params: *params })
+    Ok(QuantizedRows { packed, scales, mins, levels, cols, params: *params })
+}
+
+/// Blocks of the table [`fit_levels`] fits the levels on, at most (evenly spread over it).
+const LEVEL_FIT_BLOCKS: usize = 1 << 15;
+/// Rounds of [`fit_levels`]: block scales for the levels, then levels for the scales.
+const LEVEL_FIT_ROUNDS: usize = 4;
+/// The scales a block of [`Scheme::Levels`] tries: its largest magnitude mapped to the largest
+/// level times 0.55, 0.575, .. 1.15 (the largest values may clip, the rest fall nearer levels).
+const LEVEL_SCALES: usize = 25;
+
+/// The levels of a [`Scheme::Levels`] table: ascending, the largest magnitude 1. Lloyd's
+/// algorithm in one dimension on blocks of the table (at most [`LEVEL_FIT_BLOCKS`]), each scaled
+/// by its block's scale of least error under the levels so far: from levels evenly spaced in
+/// [-1, 1] and each block by its largest magnitude, [`LEVEL_FIT_ROUNDS`] rounds. Deterministic.
+fn fit_levels(rows: ArrayView2<f32>, params: &QuantParams) -> Vec<f32> {
+    let count = params.levels();
+    let mut levels: Vec<f32> = (0..count).map(|i| (2 * i + 1) as f32 / count as f32 - 1.0).collect();
+    let (n, cols) = rows.dim();
+    let per_row = params.blocks(cols);
+    let total = n * per_row;
+    if total == 0 {
+        return levels;
+    }
+    let step = total.div_ceil(LEVEL_FIT_BLOCKS);
+    let blocks: Vec<Vec<f32>> = (0..total)
+        .step_by(step)
+        .map(|i| {
+            let (r, b) = (i / per_row, i % per_row);
+            let end = ((b + 1) * params.block).min(cols);
+            (b * params.block..end).map(|c| finite_or_zero(rows[[r, c]])).collect()
+        })
+        .collect();
+    let mut codes = vec![0i32; params.block.min(cols)];
+    for round in 0..LEVEL_FIT_ROUNDS {
+        let (mut sums, mut counts) = (vec![0f64; count], vec![0f64; count]);
+        for x in &blocks {
+            let q = &mut codes[..x.len()];
+            let scale = match round {
+                0 => f16_bracket(largest(x)).1, // the block's largest magnitude on the outer levels
+                _ => quantize_block_levels(x, &levels, q).1,
+            };
+            let s = scale.to_f32();
+            if s <= 0.0 {
+                continue;
+            }
+            for &v in x {
+                let y = v / s;
+                let u = nearest_level(&levels, y);
+                sums[u] += y as f64;
+                counts[u] += 1.0;
+            }
+        }
+        for ((l, s), c) in levels.iter_mut().zip(&sums).zip(&counts) {
+            if *c > 0.0 {
+                *l = (s / c) as f32;
+            }
+        }
+        let top = levels.iter().fold(0f32, |m, l| m.max(l.abs()));
+        if top > 0.0 {
+            levels.iter_mut().for_each(|l| *l /= top);
+        }
+        levels.sort_by(f32::total_cmp);
+    }
+    levels
+}
+
+/// `v`, or 0 when it is not finite.
+fn finite_or_zero(v: f32) -> f32 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+/// The largest magnitude of the finite values of `x` (0 for none), within f16's range.
+fn largest(x: &[f32]) -> f64 {
+    x.iter().map(|&v| (finite_or_zero(v) as f64).abs()).fold(0.0, f64::max).min(f16::MAX.to_f64())
+}
+
+/// The index of the level nearest `y` (the lower of two equally near) among ascending `levels`.
+fn nearest_level(levels: &[f32], y: f32) -> usize {
+    let above = levels.partition_point(|&l| l < y);
+    match above {
+        0 => 0,
+        a if a == levels.len() => a - 1,
+        a => if y - levels[a - 1] <= levels[a] - y { a - 1 } else { a },
+    }
+}
+
+/// Quantizes one block `x` on ascending `levels` (the largest magnitude 1) into codes `q` (same
+/// length): among [`LEVEL_SCALES`] f16 scales, the one whose nearest levels give the least
+/// squared error of the f32 dequantization. Returns that error and the scale (0, all codes
+/// those of the level nearest 0, for a block of zeros; non-finite values are taken as 0).
+fn quantize_block_levels(x: &[f32], levels: &[f32], q: &mut [i32]) -> (f64, f16) {
+    let m = largest(x);
+    let mut best: Option<(f64, f16)> = None;
+    for i in 0..LEVEL_SCALES {
+        let scale = f16::from_f64((m * (0.55 + 0.025 * i as f64)).min(f16::MAX.to_f64()));
+        if scale.to_f64().is_nan() || scale.to_f64() <= 0.0 || best.is_some_and(|(_, s)| s == scale) {
+            continue;
+        }
+        let s = scale.to_f32();
+        let sse: f64 = x
+            .iter()
+            .map(|&v| {
+                let v = finite_or_zero(v);
+                (v as f64 - (levels[nearest_level(levels, v / s)] * s) as f64).powi(2)
+            })
+            .sum();
+        if best.is_none_or(|(e, _)| sse < e) {
+            best = Some((sse, scale));
+        }
+    }
+    let (sse, scale) = best.unwrap_or((0.0, f16::ZERO));
+    let s = scale.to_f32();
+    for (u, &v) in q.iter_mut().zip(x) {
+        *u = nearest_level(levels, if s > 0.0 { finite_or_zero(v) / s } else { 0.0 }) as i32;
+    }
+    (sse, scale)
 }
 
 /// The dequantized table `[n, cols]`, equal bit for bit to what the dequantizing graph computes.
@@ -330,7 +470,7 @@ fn quantize_block(x: &[f32], params: &QuantParams, q: &mut [i32], trial: &mut [i
     let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 0.0) }; // all NaN
     let (min, scale) = match params.scheme {
         Scheme::Symmetric => (f16::ZERO, (hi.max(0.0) / qmax as f64).max((-lo).max(0.0) / -qmin as f64)),
-        Scheme::Asymmetric | Scheme::MidRise => {
+        Scheme::Asymmetric | Scheme::MidRise | Scheme::Levels => {
             let min = f16_bracket(lo).0;
             (min, (hi - min.to_f64()) / qmax as f64)
         }
@@ -618,6 +758,50 @@ mod tests {
         // a zero block stores a zero scale and dequantizes to zeros
         let zeros = quantize(Array2::<f32>::zeros((1, 40)).view(), &mid).unwrap();
         assert!(dequantize(&zeros).iter().all(|&v| v == 0.0));
+    }
+
+    /// Fitted levels: 2^bits of them, ascending, the largest magnitude 1; each value stored as
+    /// a level times its block's f16 scale, exactly what [`dequantize`] gives; on bell-shaped
+    /// rows less squared error than the symmetric scheme by the block maximum at the same
+    /// width (the levels crowd where the values are); deterministic; zero and non-finite blocks
+    /// store finite numbers; the levels' bytes counted.
+    #[test]
+    fn fitted_levels_beat_the_block_maximum() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let normal = |rng: &mut ChaCha8Rng| (0..12).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * 0.5;
+        let table = Array2::from_shape_fn((300, 384), |(r, _)| normal(&mut rng) * [0.02f32, 0.3, 4.0][r % 3]);
+        let err = |d: &Array2<f32>| (&table - d).mapv(|v| (v as f64).powi(2)).sum();
+        for bits in [Bits::B4, Bits::B2] {
+            let p = QuantParams { bits, block: 32, scheme: Scheme::Levels };
+            let q = quantize(table.view(), &p).unwrap();
+            let levels = q.levels.clone().expect("levels stored");
+            assert_eq!(levels.len(), 1 << bits.count());
+            assert!(levels.windows(2).all(|w| w[0] < w[1]), "{levels:?}");
+            assert_eq!(levels.iter().fold(0f32, |m, l| m.max(l.abs())), 1.0);
+            let d = dequantize(&q);
+            for ((r, c), &v) in d.indexed_iter() {
+                let u = q.code(r, c);
+                assert!((0..1 << bits.count()).contains(&u));
+                assert_eq!(v.to_bits(), (levels[u as usize] * q.scales[[r, c / 32]].to_f32()).to_bits());
+            }
+            let sym = quantize(table.view(), &QuantParams { scheme: Scheme::Symmetric, ..p }).unwrap();
+            assert!(err(&d) < 0.85 * err(&dequantize(&sym)), "{bits:?}: {} vs {}", err(&d), err(&dequantize(&sym)));
+            assert_eq!(quantize(table.view(), &p).unwrap(), q, "deterministic");
+            assert_eq!(q.bytes().levels, 4 << bits.count());
+            assert_eq!(q.bytes().total(), sym.bytes().total() + (4 << bits.count()));
+            let zeros = quantize(Array2::<f32>::zeros((2, 40)).view(), &p).unwrap();
+            assert!(dequantize(&zeros).iter().all(|&v| v == 0.0));
+            let odd = Array2::from_shape_vec((1, 4), vec![f32::NAN, f32::INFINITY, -1e30, 1.0]).unwrap();
+            let q = quantize(odd.view(), &p).unwrap();
+            assert!(q.scales.iter().all(|s| s.is_finite()) && dequantize(&q).iter().all(|v| v.is_finite()));
+        }
+    }
+
+    #[test]
+    fn levels_at_8_bits_are_refused() {
+        let p = QuantParams { bits: Bits::B8, block: 32, scheme: Scheme::Levels };
+        assert!(matches!(p.check(), Err(Error::InvalidParameter { param: Param::Bits, .. })));
+        assert!(quantize(Array2::<f32>::zeros((2, 3)).view(), &p).is_err());
     }
 
     /// Packing a table of random codes and unpacking it gives the codes back.

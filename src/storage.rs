@@ -105,6 +105,7 @@ impl Storage {
                 let scheme = match (b, rows) {
                     (Bits::B2, Rows::Plain) => Scheme::MidRise,
                     (Bits::B2, Rows::Coefficients) => Scheme::Asymmetric,
+                    (Bits::B4, Rows::Plain) => Scheme::Levels,
                     _ => Scheme::Symmetric,
                 };
                 Some(QuantParams { bits: b, block: self.block, scheme })

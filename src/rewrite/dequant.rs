@@ -15,6 +15,8 @@
 //!                   -> Concat(code_0 .. code_{k-1}, axis 2) [N, rb, k] -> Reshape([-1, rb * k])
 //!                   -> Slice(:cols) when the row is padded
 //!                   -> 2u - (2^b - 1) when mid-rise, u - (8 | 2) when symmetric -> q [N, cols]
+//!                   levels: GatherND(levels [2^b] f32, Reshape(Cast int64 (u), [-1, cols, 1]))
+//!                      -> q [N, cols]
 //! per-block s:      Reshape(scales [.., nb] f16, [-1, nb, 1]) -> Cast(float)
 //!                   -> Expand([1, 1, block]) -> Reshape([-1, nb * block]) -> Slice(:cols) when the
 //!                      last block is partial                                    -> [N, cols]
@@ -47,6 +49,8 @@ pub(crate) struct Stored {
     pub scales: String,
     /// `[n, blocks]` f16, asymmetric scheme only.
     pub mins: Option<String>,
+    /// `[2^bits]` f32, the levels scheme only (read whole, not gathered).
+    pub levels: Option<String>,
     /// Exactly [`QuantizedRows::bytes`] bytes of raw data.
     pub initializers: Vec<TensorProto>,
 }
@@ -72,13 +76,19 @@ pub(crate) fn stored(q: &QuantizedRows, names: &mut Names, prefix: &str) -> Stor
         initializers.push(f16_tensor(&name, &[n, m.ncols()], &flat(m)));
         name
     });
-    Stored { packed, scales, mins, initializers }
+    let levels = q.levels.as_ref().map(|l| {
+        let name = names.fresh(&format!("{prefix}levels"));
+        initializers.push(float_tensor(&name, &[l.len()], l, FloatType::F32));
+        name
+    });
+    Stored { packed, scales, mins, levels, initializers }
 }
 
 /// The nodes computing `output` `[.., cols]` f32 from gathered rows of a quantized table:
 /// `packed` `[.., row_bytes]` (int8 when [`QuantParams::packed_is_signed`], else uint8), `scales`
-/// `[.., blocks]` f16, and `mins` `[.., blocks]` f16 exactly when the scheme is asymmetric, added
-/// to `g`. Node and constant names start with `prefix`.
+/// `[.., blocks]` f16, `mins` `[.., blocks]` f16 exactly when the scheme is asymmetric, and the
+/// table's `levels` exactly when the scheme is levels, added to `g`. Node and constant names start
+/// with `prefix`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn emit(
     g: &mut Subgraph,
@@ -86,6 +96,7 @@ pub(crate) fn emit(
     packed: &str,
     scales: &str,
     mins: Option<&str>,
+    levels: Option<&str>,
     cols: usize,
     params: &QuantParams,
     output: &str,
@@ -101,10 +112,18 @@ pub(crate) fn emit(
             if mins.is_some() { "has no" } else { "needs" }
         )));
     }
+    if levels.is_some() != (params.scheme == Scheme::Levels) {
+        return Err(Error::Unsupported(format!("{:?} quantization {} levels", params.scheme, if levels.is_some() { "has no" } else { "needs" })));
+    }
     // Constants go under `embcomp-const/`: `embcomp/` names the stored tables.
     let constants = prefix.replacen("embcomp/", "embcomp-const/", 1);
     let mut g = Builder { g, prefix, constants: &constants };
-    let q = g.codes(packed, cols, params);
+    let mut q = g.codes(packed, cols, params);
+    if let Some(levels) = levels {
+        let index = g.cast(&q, DataType::Int64, "level_index");
+        let index = g.reshape(&index, &[-1, cols as i64, 1], "level_index_nd");
+        q = g.op("GatherND", &[levels, &index], "levels_of_codes", vec![]);
+    }
     let s = g.per_value(scales, "scales", cols, params.block);
     let mut value = g.op("Mul", &[&q, &s], "scaled", vec![]);
     if let Some(mins) = mins {
@@ -255,8 +274,10 @@ mod tests {
     fn all_params(block: usize) -> Vec<QuantParams> {
         let mut v = Vec::new();
         for bits in [Bits::B2, Bits::B4, Bits::B8] {
-            for scheme in [Scheme::Symmetric, Scheme::Asymmetric, Scheme::MidRise] {
-                v.push(QuantParams { bits, block, scheme });
+            for scheme in [Scheme::Symmetric, Scheme::Asymmetric, Scheme::MidRise, Scheme::Levels] {
+                if !(scheme == Scheme::Levels && bits == Bits::B8) {
+                    v.push(QuantParams { bits, block, scheme });
+                }
             }
         }
         v
@@ -286,7 +307,7 @@ mod tests {
         let (packed, scales) = (gather(&stored.packed), gather(&stored.scales));
         let mins = stored.mins.as_deref().map(&mut gather);
         let mut g = Subgraph::new(&mut names);
-        emit(&mut g, "embcomp/", &packed, &scales, mins.as_deref(), q.cols, &q.params, "embeddings").unwrap();
+        emit(&mut g, "embcomp/", &packed, &scales, mins.as_deref(), stored.levels.as_deref(), q.cols, &q.params, "embeddings").unwrap();
         nodes.append(&mut g.nodes);
         let dims: Vec<Dim> = ids_shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
         let mut out_dims: Vec<Dim> = ids_shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
@@ -407,6 +428,8 @@ mod tests {
             assert_eq!(len(&s.packed), bytes.packed);
             assert_eq!(len(&s.scales), bytes.scales);
             assert_eq!(s.mins.as_deref().map_or(0, len), bytes.mins);
+            assert_eq!(s.levels.as_deref().map_or(0, len), bytes.levels);
+            assert_eq!(bytes.levels, if params.scheme == Scheme::Levels { 4 << params.bits.count() } else { 0 });
             let packed = s.initializers.iter().find(|t| t.name() == s.packed).unwrap();
             let want = if params.packed_is_signed() { DataType::Int8 } else { DataType::Uint8 };
             assert_eq!(packed.data_type(), want as i32);
@@ -418,10 +441,13 @@ mod tests {
         let mut names = Names::default();
         let mut g = Subgraph::new(&mut names);
         let sym = QuantParams { bits: Bits::B4, block: 32, scheme: Scheme::Symmetric };
-        assert!(emit(&mut g, "", "p", "s", Some("m"), 8, &sym, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", Some("m"), None, 8, &sym, "o").is_err());
         let asym = QuantParams { scheme: Scheme::Asymmetric, ..sym };
-        assert!(emit(&mut g, "", "p", "s", None, 8, &asym, "o").is_err());
-        assert!(emit(&mut g, "", "p", "s", None, 0, &sym, "o").is_err());
-        assert!(emit(&mut g, "", "p", "s", None, 8, &QuantParams { block: 0, ..sym }, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", None, None, 8, &asym, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", None, None, 0, &sym, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", None, None, 8, &QuantParams { block: 0, ..sym }, "o").is_err());
+        let levels = QuantParams { scheme: Scheme::Levels, ..sym };
+        assert!(emit(&mut g, "", "p", "s", None, None, 8, &levels, "o").is_err());
+        assert!(emit(&mut g, "", "p", "s", None, Some("l"), 8, &sym, "o").is_err());
     }
 }

@@ -264,7 +264,7 @@ impl LookupNodes<'_> {
                     let scales = g.op(&at, "GatherND", &[&stored.scales, &rows], "scale_rows", vec![]);
                     let mins = stored.mins.as_ref().map(|m| g.op(&at, "GatherND", &[m, &rows], "min_rows", vec![]));
                     let out = g.names.fresh(&format!("{at}values"));
-                    dequant::emit(g, &at, &packed, &scales, mins.as_deref(), *cols, params, &out)?;
+                    dequant::emit(g, &at, &packed, &scales, mins.as_deref(), stored.levels.as_deref(), *cols, params, &out)?;
                     (out, FloatType::F32)
                 }
                 Table::Codes(stored) => {
@@ -472,6 +472,7 @@ fn with_zero_row(q: &QuantizedRows) -> QuantizedRows {
         packed: with_row_of(&q.packed, 0),
         scales: with_row_of(&q.scales, zero),
         mins: q.mins.as_ref().map(|m| with_row_of(m, zero)),
+        levels: q.levels.clone(),
         cols: q.cols,
         params: q.params,
     }
