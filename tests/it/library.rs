@@ -373,7 +373,7 @@ fn a_sweep_gives_the_same_points_on_one_thread_or_several() {
         sweep
     };
     let (one, three) = (run(1), run(3));
-    assert_eq!(one.points.len(), 36, "the default grid with token counts");
+    assert_eq!(one.points.len(), 39, "the default grid with token counts");
     assert_eq!(one.points.len(), three.points.len());
     for (a, b) in one.points.iter().zip(&three.points) {
         // Everything but the seconds: the same settings in grid order, the same bytes and fidelity.
