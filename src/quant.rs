@@ -327,12 +327,13 @@ pub fn quantize_weighted(rows: ArrayView2<f32>, params: &QuantParams, columns: O
 }
 
 /// Blocks of the table [`fit_levels`] fits the levels on, at most (evenly spread over it).
-const LEVEL_FIT_BLOCKS: usize = 1 << 15;
+const LEVEL_FIT_BLOCKS: usize = 1 << 13;
 /// Rounds of [`fit_levels`]: block scales for the levels, then levels for the scales.
 const LEVEL_FIT_ROUNDS: usize = 4;
-/// The scales a block of [`Scheme::Levels`] tries: its largest magnitude mapped to the largest
-/// level times 0.55, 0.575, .. 1.15 (the largest values may clip, the rest fall nearer levels).
-const LEVEL_SCALES: usize = 25;
+/// The scales a block of [`Scheme::Levels`] tries first: its largest magnitude mapped to the
+/// largest level times 0.55, 0.6, .. 1.15 (the largest values may clip, the rest fall nearer
+/// levels).
+const LEVEL_SCALES: usize = 13;
 
 /// The levels of a [`Scheme::Levels`] table: ascending, the largest magnitude 1. Lloyd's
 /// algorithm in one dimension on blocks of the table (at most [`LEVEL_FIT_BLOCKS`]), each scaled
@@ -410,31 +411,48 @@ fn nearest_level(levels: &[f32], y: f32) -> usize {
     }
 }
 
+/// The squared error of `x` on `levels` (ascending) under `scale` (> 0), in f32: each value's
+/// nearest level found by counting the midpoints `mids` below it (the same index as
+/// [`nearest_level`] but for values exactly halfway, which go up here; either is as near).
+fn levels_error(x: &[f32], levels: &[f32], mids: &[f32], scale: f32) -> f32 {
+    x.iter()
+        .map(|&v| {
+            let v = finite_or_zero(v);
+            let y = v / scale;
+            let u = mids.iter().map(|&m| usize::from(m < y)).sum::<usize>();
+            let e = v - levels[u] * scale;
+            e * e
+        })
+        .sum()
+}
+
 /// Quantizes one block `x` on ascending `levels` (the largest magnitude 1) into codes `q` (same
-/// length): among [`LEVEL_SCALES`] f16 scales, the one whose nearest levels give the least
-/// squared error of the f32 dequantization. Returns that error and the scale (0, all codes
-/// those of the level nearest 0, for a block of zeros; non-finite values are taken as 0).
+/// length): the f16 scale of least squared error among the block's largest magnitude times
+/// 0.55, 0.6, .. 1.15 ([`LEVEL_SCALES`]), then a half step either side of the best. Returns
+/// that error and the scale (0, all codes those of the level nearest 0, for a block of zeros;
+/// non-finite values are taken as 0).
 fn quantize_block_levels(x: &[f32], levels: &[f32], q: &mut [i32]) -> (f64, f16) {
     let m = largest(x);
-    let mut best: Option<(f64, f16)> = None;
+    let mids: Vec<f32> = levels.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+    let mut best: Option<(f32, f16, f64)> = None;
+    let try_factor = |f: f64, best: &mut Option<(f32, f16, f64)>| {
+        let scale = f16::from_f64((m * f).min(f16::MAX.to_f64()));
+        if scale.to_f64().is_nan() || scale.to_f64() <= 0.0 || best.is_some_and(|(_, s, _)| s == scale) {
+            return;
+        }
+        let sse = levels_error(x, levels, &mids, scale.to_f32());
+        if best.is_none_or(|(e, _, _)| sse < e) {
+            *best = Some((sse, scale, f));
+        }
+    };
     for i in 0..LEVEL_SCALES {
-        let scale = f16::from_f64((m * (0.55 + 0.025 * i as f64)).min(f16::MAX.to_f64()));
-        if scale.to_f64().is_nan() || scale.to_f64() <= 0.0 || best.is_some_and(|(_, s)| s == scale) {
-            continue;
-        }
-        let s = scale.to_f32();
-        let sse: f64 = x
-            .iter()
-            .map(|&v| {
-                let v = finite_or_zero(v);
-                (v as f64 - (levels[nearest_level(levels, v / s)] * s) as f64).powi(2)
-            })
-            .sum();
-        if best.is_none_or(|(e, _)| sse < e) {
-            best = Some((sse, scale));
-        }
+        try_factor(0.55 + 0.05 * i as f64, &mut best);
     }
-    let (sse, scale) = best.unwrap_or((0.0, f16::ZERO));
+    if let Some((_, _, f)) = best {
+        try_factor(f - 0.025, &mut best);
+        try_factor(f + 0.025, &mut best);
+    }
+    let (sse, scale) = best.map_or((0.0, f16::ZERO), |(e, s, _)| (e as f64, s));
     let s = scale.to_f32();
     for (u, &v) in q.iter_mut().zip(x) {
         *u = nearest_level(levels, if s > 0.0 { finite_or_zero(v) / s } else { 0.0 }) as i32;
