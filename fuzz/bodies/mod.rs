@@ -95,7 +95,7 @@ impl Choice {
             1 => Method::Subspaces { k: Subspaces::Fixed(k), size: Size::Dim(high), adaptive },
             2 => Method::Subspaces { k: Subspaces::Fixed(k), size: Size::Ratio(ratio), adaptive },
             3 => Method::Subspaces { k: Subspaces::Auto, size: Size::Ratio(ratio), adaptive },
-            4 => Method::Codes { sub: k - 1 }, // 0 is invalid
+            4 => Method::Codes { sub: k - 1, rotated: adaptive }, // 0 is invalid; rotated by the adaptive bit
             _ => Method::Plain,
         };
         let weights = [Weights::None, Weights::Zipf, Weights::Counts, Weights::Invalid][usize::from(b0 >> 6)];

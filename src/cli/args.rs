@@ -218,6 +218,10 @@ pub struct CompressArgs {
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "4",
           conflicts_with_all = ["k", "j", "ratio", "adaptive_j", "target_cos", "plain", "bits"])]
     pub codes: Option<usize>,
+    /// With --codes: code the rows' coordinates in their principal axes (weighted by the row
+    /// weights), stored as an f16 basis of d x d values; the lookup multiplies by it.
+    #[arg(long, requires = "codes")]
+    pub rotate: bool,
     /// Store the rows of the most frequent tokens (covering --hot-mass of the counted tokens)
     /// plain at this precision, the others as asked. Needs --corpus or --token-counts.
     #[arg(long, value_name = "float|8|4|2", value_parser = parse_bits)]
@@ -267,7 +271,7 @@ impl CompressArgs {
         storage.hot = self.hot_bits.map(|bits| HotTier { bits, mass: self.hot_mass });
         let method = match (self.plain, self.codes) {
             (true, _) => Method::Plain,
-            (false, Some(sub)) => Method::Codes { sub },
+            (false, Some(sub)) => Method::Codes { sub, rotated: self.rotate },
             (false, None) => Method::Subspaces {
                 k: self.k.unwrap_or(Subspaces::Fixed(4)),
                 size: self.j.map_or(Size::Ratio(self.ratio), Size::Dim),
@@ -492,7 +496,12 @@ pub fn setting_args(setting: &Setting) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     match setting.method {
         Method::Plain => a.push("--plain".into()),
-        Method::Codes { sub } => a.extend(["--codes".into(), sub.to_string()]),
+        Method::Codes { sub, rotated } => {
+            a.extend(["--codes".into(), sub.to_string()]);
+            if rotated {
+                a.push("--rotate".into());
+            }
+        }
         Method::Subspaces { k, size, adaptive } => {
             a.extend(["-k".into(), match k {
                 Subspaces::Fixed(k) => k.to_string(),

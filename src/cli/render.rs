@@ -32,10 +32,15 @@ pub fn report(r: &Report) -> String {
     }
     let rest = if r.tiers.is_some() { "other rows" } else { "rows" };
     if r.stored.codebooks.bytes > 0 {
+        // (codes in the principal axes are a coefficient branch, with the axes as its basis)
+        let axes = match r.stored.bases.bytes {
+            0 => String::new(),
+            b => format!(", in their principal axes ({b} bytes of f16 basis)"),
+        };
         let _ = writeln!(
             s,
-            "layout      {rest} as product codes: {} bytes of codes, {} bytes of codebooks (int8)",
-            r.stored.plain.bytes - r.tiers.as_ref().map_or(0, |t| t.hot.bytes),
+            "layout      {rest} as product codes: {} bytes of codes, {} bytes of codebooks (int8){axes}",
+            r.stored.plain.bytes - r.tiers.as_ref().map_or(0, |t| t.hot.bytes) + r.stored.coefficients.bytes,
             r.stored.codebooks.bytes
         );
     } else if r.k == 0 {

@@ -60,10 +60,16 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
         },
         None => {
             let rows = tiers.as_ref().map_or_else(|| (0..table.nrows()).collect(), |t| t.cold.clone());
+            let (weights, threads) = (prepared.weights.as_deref(), prepared.run.threads);
             let branch = match &plan.codes {
+                // (the axes in f16, as the bases of clusters under quantized coefficients)
+                Some(params) if plan.rotated_codes() => {
+                    let params = crate::codes::CodeParams { seed: prepared.run.seed, ..*params };
+                    Layout::rotated_coded_branch(table.view(), rows, &params, weights, FloatType::F16, threads)?
+                }
                 Some(params) => {
                     let params = crate::codes::CodeParams { seed: prepared.run.seed, ..*params };
-                    Layout::coded_branch(table.view(), rows, &params, prepared.weights.as_deref(), prepared.run.threads)?
+                    Layout::coded_branch(table.view(), rows, &params, weights, threads)?
                 }
                 None => {
                     // Rows that a tied head also reads: blocks fitted to the head's error.
@@ -71,7 +77,7 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
                     Layout::plain_branch_weighted(table.view(), rows, dtype, plan.quant.as_ref(), columns)?
                 }
             };
-            (dtype, vec![branch])
+            (if plan.rotated_codes() { FloatType::F16 } else { dtype }, vec![branch])
         }
     };
     branches.extend(rest.into_iter().filter(|b| !b.members.is_empty()));
@@ -85,6 +91,15 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
             plan.bytes_after_fit(layout.n, layout.d, hot, dtype, f).is_none_or(|b| b == footprint.bytes())
         }),
         "the size after the fit differs from the stored layout's {}",
+        footprint.bytes()
+    );
+    // (a codes point's size, the search's before its store, is exact)
+    debug_assert!(
+        plan.codes.is_none() || {
+            let hot = tiers.as_ref().map_or(0, |t| t.hot.len());
+            plan.bytes_bounds(layout.n, layout.d, hot, dtype).0 == footprint.bytes()
+        },
+        "the planned size of codes differs from the stored layout's {}",
         footprint.bytes()
     );
     let tiers = tiers.map(|t| TierFigures { hot_rows: t.hot.len(), mass: t.mass, hot: footprint.branches[0] });

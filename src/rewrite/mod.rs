@@ -28,7 +28,6 @@ pub enum Values {
     Quantized(QuantizedRows),
     /// Rows as product codes: one byte per sub-vector and an int8 codebook per position
     /// ([`crate::codes`]).
-    #[cfg_attr(not(test), allow(dead_code, reason = "built by Layout::coded_branch, which the pipeline does not call yet"))]
     Codes(ProductCodes),
 }
 
@@ -211,7 +210,6 @@ impl Layout {
     /// The rows `members` of `table` stored as product codes fitted with `params`, weighted by
     /// `weights` (the table's rows' weights, `[n]`) when given. `threads` as for
     /// [`codes::fit`]. Errors for parameters that cannot code these rows.
-    #[cfg_attr(not(test), allow(dead_code, reason = "the pipeline does not store codes yet"))]
     pub(crate) fn coded_branch(
         table: ArrayView2<f32>,
         members: Vec<usize>,
@@ -234,7 +232,6 @@ impl Layout {
     /// all-MiniLM-L6-v2 (sub-vectors of 4, 256 codewords, f16 basis) this erred 0.266 for 7.3%
     /// of the fp32 table where codes of the rows themselves erred 0.308 for 6.7% (and 2-bit
     /// rows 0.328 for 7.8%); its lookup multiplies by the basis like the clustered layouts.
-    #[cfg_attr(not(test), allow(dead_code, reason = "the pipeline does not store codes yet"))]
     pub(crate) fn rotated_coded_branch(
         table: ArrayView2<f32>,
         members: Vec<usize>,

@@ -1537,6 +1537,16 @@ fn product_codes_compress_and_validate() {
     let t = read_json(&tiered);
     assert!(t["tiers"]["hot_rows"].as_u64().unwrap() > 0, "{}", t["tiers"]);
     assert!(t["validation"]["embedding_rel_error"].as_f64().unwrap() <= 1e-5);
+    // In the principal axes: the same codes and codebook bytes for the other rows' coordinates,
+    // an f16 basis of 64 x 64 more, stored as planned (the search's sizes); the lookup equals
+    // the reconstruction up to the product's rounding.
+    let rotated = dir.path().join("r.json");
+    run(&[fixture("encoder.onnx"), dir.path().join("r.onnx"), "--codes".into(), "--rotate".into(), "--hot-bits".into(), "4".into(), "--token-counts".into(), counts_file(dir.path()), "--json".into(), rotated.clone(), "-q".into()]).ok();
+    let r = read_json(&rotated);
+    assert_eq!(r["stored"]["bases"]["bytes"], 64 * 64 * 2, "{}", r["stored"]);
+    assert_eq!(r["stored"]["codebooks"], t["stored"]["codebooks"], "{}", r["stored"]);
+    assert_eq!(r["embedding_bytes_after"].as_u64().unwrap(), t["embedding_bytes_after"].as_u64().unwrap() + 64 * 64 * 2);
+    assert!(r["validation"]["embedding_rel_error"].as_f64().unwrap() <= 1e-5, "{}", r["validation"]);
     compress_fails(&fixture("encoder.onnx"), &["--codes", "0"], &["invalid --codes", "sub-vector"]);
 }
 

@@ -149,7 +149,7 @@ fn settings_that_cannot_serve_the_head_are_refused_naming_their_flag() {
     block.storage.block = 16;
     let cases = [
         (Setting::new(Method::default(), Storage::default()), Param::Plain),
-        (Setting::new(Method::Codes { sub: 4 }, Storage::default()), Param::SubVector),
+        (Setting::new(Method::Codes { sub: 4, rotated: false }, Storage::default()), Param::SubVector),
     ];
     for (setting, want) in cases {
         let e = compress(&decoder, &Options::default(), &setting, &mut |_| {}).unwrap_err();
@@ -176,7 +176,7 @@ fn allow_shared_keeps_the_table_for_settings_that_cannot_serve_the_head() {
     let decoder = read_model(&fixture("decoder.onnx")).unwrap();
     let mut options = Options::default();
     options.allow_shared = true;
-    let (out, report) = compress(&decoder, &options, &Setting::new(Method::Codes { sub: 4 }, Storage::default()), &mut |_| {}).unwrap();
+    let (out, report) = compress(&decoder, &options, &Setting::new(Method::Codes { sub: 4, rotated: false }, Storage::default()), &mut |_| {}).unwrap();
     assert!(report.table_kept && report.heads_served.is_empty());
     assert!(initializer(&out, DECODER_TABLE).is_some());
     // 8 bits are served even so

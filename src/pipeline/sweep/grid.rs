@@ -28,17 +28,19 @@ pub struct SweepGrid {
     /// there are token counts (default (4, 0.8, 4, 4, 0.999), (4, 0.8, 2, 4, 0.999), (4, 0.8, 2,
     /// 4, 0.99), (4, 0.5, 4, 8, 0.999)).
     pub tiered: Vec<(usize, f64, Bits, Bits, f64)>,
-    /// Product codes of the rows: values per sub-vector, and the frequent tier's width, share
-    /// of the counted tokens and block (`None`: the storage's), when there are token statistics
-    /// (default 4 values alone; 8 values under a 4-bit tier covering 0.98, 0.99 and 0.999; 6
-    /// values under a 4-bit tier covering 0.98, 0.985 and 0.99, in blocks of the storage's and
-    /// of 64 values; 4 values under a 4-bit tier covering 0.999).
+    /// Product codes of the rows: values per sub-vector, whether in the rows' principal axes
+    /// ([`Method::Codes`]), and the frequent tier's width, share of the counted tokens and block
+    /// (`None`: the storage's), when there are token statistics (default 4 values alone; 8
+    /// values under a 4-bit tier covering 0.98, 0.99 and 0.999; 6 values under a 4-bit tier
+    /// covering 0.98, 0.985 and 0.99 in blocks of 64; 8 values in the principal axes under the
+    /// same tiers; 4 values under a 4-bit tier covering 0.999).
     ///
     /// (The tier's fitted levels in blocks of 64 store 12 bytes a row less than in blocks of 32
     /// on a 384-value row; on all-MiniLM-L6-v2 under a 0.985 tier, the check's mean cosine moved
     /// from 0.9908 to 0.9904 for 65 KB less, about what covering a larger share costs per byte.
-    /// The search takes whichever is smaller and meets its target.)
-    pub codes: Vec<(usize, Option<(Bits, f64, Option<usize>)>)>,
+    /// Codes 6 under those tiers in blocks of 32 were on the front too, at 6.11-6.63% of the
+    /// table: the codes in the axes took their place, and the sweep's 3 minutes.)
+    pub codes: Vec<(usize, bool, Option<(Bits, f64, Option<usize>)>)>,
     /// What every point's storage starts from: the block, and the share of the counted tokens
     /// the plain tiers cover (default [`Storage::default`], 0.999).
     pub storage: Storage,
@@ -60,17 +62,17 @@ impl Default for SweepGrid {
                 (4, 0.5, Bits::B4, Bits::B8, 0.999),
             ],
             codes: vec![
-                (4, None),
-                (8, Some((Bits::B4, 0.98, None))),
-                (8, Some((Bits::B4, 0.99, None))),
-                (8, Some((Bits::B4, 0.999, None))),
-                (6, Some((Bits::B4, 0.98, None))),
-                (6, Some((Bits::B4, 0.985, None))),
-                (6, Some((Bits::B4, 0.99, None))),
-                (6, Some((Bits::B4, 0.98, Some(64)))),
-                (6, Some((Bits::B4, 0.985, Some(64)))),
-                (6, Some((Bits::B4, 0.99, Some(64)))),
-                (4, Some((Bits::B4, 0.999, None))),
+                (4, false, None),
+                (8, false, Some((Bits::B4, 0.98, None))),
+                (8, false, Some((Bits::B4, 0.99, None))),
+                (8, false, Some((Bits::B4, 0.999, None))),
+                (6, false, Some((Bits::B4, 0.98, Some(64)))),
+                (6, false, Some((Bits::B4, 0.985, Some(64)))),
+                (6, false, Some((Bits::B4, 0.99, Some(64)))),
+                (8, true, Some((Bits::B4, 0.98, Some(64)))),
+                (8, true, Some((Bits::B4, 0.985, Some(64)))),
+                (8, true, Some((Bits::B4, 0.99, Some(64)))),
+                (4, false, Some((Bits::B4, 0.999, None))),
             ],
             storage: Storage::default(),
         }
@@ -125,9 +127,9 @@ impl GridPoint {
         match (self.family, self.k_ratio()) {
             (Family::Plain, _) => format!("plain {}", b(storage.bits)),
             (Family::Codes, _) => {
-                let sub = match self.setting.method {
-                    Method::Codes { sub } => sub,
-                    _ => 0,
+                let (sub, rotated) = match self.setting.method {
+                    Method::Codes { sub, rotated } => (sub, rotated),
+                    _ => (0, false),
                 };
                 let hot = storage.hot.map_or(String::new(), |h| format!("+{}{}", b(h.bits), at(h.mass)));
                 // (a tier's block when it is not the default one)
@@ -135,7 +137,8 @@ impl GridPoint {
                     true => format!(" b{}", storage.block),
                     false => String::new(),
                 };
-                format!("codes {sub}{hot}{block}")
+                let axes = if rotated { "rotated " } else { "" };
+                format!("{axes}codes {sub}{hot}{block}")
             }
             (Family::Tiers, kr) => {
                 let hot = storage.hot.map_or(String::new(), |h| format!("{}{}", b(h.bits), at(h.mass)));
@@ -184,14 +187,14 @@ pub(crate) fn settings(grid: &SweepGrid, base: &Storage, counts: bool, n: usize,
         out.push(GridPoint { family: Family::Plain, setting: Setting::plain(storage(Precision::Bits(b), None)) });
     }
     let mass = base.hot.map_or(0.999, |h| h.mass);
-    for &(sub, hot) in &grid.codes {
+    for &(sub, rotated, hot) in &grid.codes {
         if hot.is_some() && !counts {
             continue;
         }
         let block = hot.and_then(|(_, _, block)| block).unwrap_or(base.block);
         let hot = hot.map(|(b, mass, _)| HotTier { bits: Precision::Bits(b), mass });
         let storage = Storage { block, ..storage(Precision::Bits(Bits::B8), hot) };
-        out.push(GridPoint { family: Family::Codes, setting: Setting::new(Method::Codes { sub }, storage) });
+        out.push(GridPoint { family: Family::Codes, setting: Setting::new(Method::Codes { sub, rotated }, storage) });
     }
     if counts {
         for &(rest, hot) in &grid.tiers {
