@@ -323,7 +323,9 @@ pub fn sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
     }
     let decoder = s.kind == Some(crate::check::ModelKind::Decoder);
     let extra = if decoder { "top-1   mean KL" } else { "nn agr." };
-    let _ = writeln!(out, "  {:<20} {:>11} {:>7} {:>9} {:>9} {:>8} {:>7}", "point", "bytes", "share", "mean cos", "min cos", extra, "s");
+    // (the label column as wide as the longest label)
+    let w = s.points.iter().map(|p| p.label.len()).max().unwrap_or(0).max(20);
+    let _ = writeln!(out, "  {:<w$} {:>11} {:>7} {:>9} {:>9} {:>8} {:>7}", "point", "bytes", "share", "mean cos", "min cos", extra, "s");
     let mut order: Vec<&crate::Point> = s.points.iter().collect();
     order.sort_by_key(|p| p.bytes);
     for p in order {
@@ -335,7 +337,7 @@ pub fn sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
         let mark = if p.on_front { "*" } else { " " };
         let _ = writeln!(
             out,
-            "{mark} {:<20} {:>11} {:>6.2}% {:>9.4} {:>9.4} {extra} {:>7.1}",
+            "{mark} {:<w$} {:>11} {:>6.2}% {:>9.4} {:>9.4} {extra} {:>7.1}",
             p.label,
             p.bytes,
             100.0 * p.share,
@@ -354,7 +356,7 @@ pub fn sweep(s: &Sweep, args: &SweepArgs, counts: Option<&Path>) -> String {
         let mut cmd = vec!["onnx-embcomp".to_string(), input.clone(), format!("{name}.onnx")];
         cmd.extend(common.iter().cloned());
         cmd.extend(super::args::setting_args(&p.setting));
-        let _ = writeln!(out, "  {:<20} {}", p.label, cmd.join(" "));
+        let _ = writeln!(out, "  {:<w$} {}", p.label, cmd.join(" "));
     }
     out
 }

@@ -119,6 +119,10 @@ pub const CASES: &[Case] = &[
     // Product codes: alone, and for the rows outside a frequent tier.
     case("encoder_codes", Fixture("encoder.onnx"), &["--codes"]).min_cosine(0.9),
     case("encoder_codes_tiers", Fixture("encoder.onnx"), &["--codes", "--hot-bits", "4", "--token-counts", COUNTS]).min_cosine(0.9),
+    // In the rows' principal axes (an f16 basis), under a tier whose 4-bit levels take one
+    // block a row.
+    case("encoder_rotated_codes_tiers", Fixture("encoder.onnx"), &["--codes", "8", "--rotate", "--hot-bits", "4", "--block", "64", "--token-counts", COUNTS])
+        .min_cosine(0.9),
 ];
 
 /// The placeholder of a generated token-count file in a case's arguments.
@@ -793,6 +797,7 @@ const REQUANTIZED: &[(&str, &[&str])] = &[
     ("svd_bits4", &["-k", "1", "--bits", "4"]),
     ("plain_bits4", &["--plain", "--bits", "4"]),
     ("plain_bits2", &["--plain", "--bits", "2"]),
+    ("codes_rotated", &["--codes", "8", "--rotate"]),
 ];
 
 
