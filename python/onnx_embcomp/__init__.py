@@ -393,6 +393,7 @@ def compress(
     block: Optional[int] = None,
     plain: bool = False,
     codes: Optional[int] = None,
+    rotate: bool = False,
     hot_bits: Union[int, str, None] = None,
     hot_mass: Optional[float] = None,
     min_cos: Optional[float] = None,
@@ -454,6 +455,8 @@ def compress(
         codes: store the rows as product codes, one byte per sub-vector of this many values
             (4 is the command line's ``--codes`` alone), no clustering; with ``hot_bits``, the
             rows outside the frequent tier. Default None: no codes.
+        rotate: with ``codes``, code the rows' coordinates in their principal axes (an f16
+            basis of d x d values more). Default False.
         hot_bits: store the rows of the most frequent tokens plain at this precision (needs
             ``corpus``, ``token_counts`` or ``tokenizer``). Default None: no hot tier.
         hot_mass: share of the counted tokens those rows cover. Default None: 0.999.
@@ -533,6 +536,7 @@ def compress(
     f.int("--block", block, "block")
     f.switch("--plain", plain)
     f.int("--codes", codes, "codes")
+    f.switch("--rotate", rotate)
     if hot_bits is not None:
         f.value("--hot-bits", _precision(hot_bits, "hot_bits"))
     f.float("--hot-mass", hot_mass, "hot_mass")

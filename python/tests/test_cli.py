@@ -52,10 +52,11 @@ def test_unreachable_target_exits_1_and_writes_nothing(tmp_path: Path) -> None:
         (["-k", "2", "--ratio", "0.5", "--bits", "4", "--seed", "7"], dict(k=2, ratio=0.5, bits=4, seed=7)),
         (["--plain", "--bits", "4"], dict(plain=True, bits=4)),
         (["--codes"], dict(codes=4)),
+        (["--codes", "8", "--rotate"], dict(codes=8, rotate=True)),
         (["--max-bytes", "20%"], dict(max_bytes="20%")),
         (["--target-cos", "0.9"], dict(target_cos=0.9)),
     ],
-    ids=["ratio", "k-bits-seed", "plain", "codes", "max-bytes", "target-cos"],
+    ids=["ratio", "k-bits-seed", "plain", "codes", "codes-rotated", "max-bytes", "target-cos"],
 )
 def test_same_settings_give_the_same_bytes_as_the_cli(tmp_path: Path, flags: list, kwargs: dict) -> None:
     by_cli, by_api, report_json = tmp_path / "cli.onnx", tmp_path / "api.onnx", tmp_path / "cli.json"
