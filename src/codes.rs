@@ -33,10 +33,11 @@
 //! the result depends only on the rows, the weights and the parameters (not on the thread count
 //! or the CPU).
 //!
-//! Measured on all-MiniLM-L6-v2's table (30522 x 384, defaults, `codes::tests::real_table`):
-//! relative Frobenius error 0.308 for 6.7% of the fp32 table, where 2-bit mid-rise rows (block
-//! 32) err 0.328 for 7.8%; fitted with sqrt-count weights, weighted error 0.283 against 0.341.
-//! The same codes of the rows in their principal axes (`Layout::rotated_coded_branch`, f16
+//! Measured on all-MiniLM-L6-v2's table (30522 x 384, defaults, `codes::tests::real_table`,
+//! with the f16 codebook of earlier rounds, 6.7% of the fp32 table; 6.5% with int8):
+//! relative Frobenius error 0.308, where 2-bit mid-rise rows (block 32) err 0.328 for 7.8%;
+//! fitted with sqrt-count weights, weighted error 0.283 against 0.341. The same codes of the
+//! rows in their principal axes (`Layout::rotated_coded_branch`, `--codes N --rotate`, f16
 //! basis): 0.266 for 7.3% (weighted fit: weighted 0.243).
 
 use ndarray::{Array2, ArrayView2};
