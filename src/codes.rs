@@ -186,7 +186,7 @@ impl ProductCodes {
 
     /// Codeword `c` of position `p`, as f32: its int8 values times their scales.
     fn word(&self, p: usize, c: usize) -> impl Iterator<Item = f32> + '_ {
-        self.codebook.row(p * self.codewords + c).into_iter().zip(self.scales.row(p)).map(|(&q, &s)| q as f32 * s)
+        self.codebook.row(p * self.codewords + c).into_iter().zip(self.scales.row(p)).map(|(&q, &s)| value(q, s))
     }
 
     /// The decoded rows `ids`, `[ids.len(), cols]`: each row's codewords, as f32. Panics on an
@@ -242,7 +242,7 @@ pub fn fit(rows: ArrayView2<f32>, weights: Option<&[f32]>, params: &CodeParams, 
         let words = fit_position(&x, sub, weights, params, &mut rng);
         // Rows are coded against the codewords as stored.
         let (stored, scales) = to_int8(&words, sub);
-        let rounded: Vec<f32> = stored.chunks_exact(sub).flat_map(|w| w.iter().zip(&scales).map(|(&q, &s)| q as f32 * s)).collect();
+        let rounded: Vec<f32> = stored.chunks_exact(sub).flat_map(|w| w.iter().zip(&scales).map(|(&q, &s)| value(q, s))).collect();
         let (codes, _) = Centroids::new(&rounded, k, sub).assign_all(&x);
         (stored, scales, codes)
     });
@@ -267,6 +267,11 @@ pub fn fit(rows: ArrayView2<f32>, weights: Option<&[f32]>, params: &CodeParams, 
 /// values for `m` positions: int8 values and an f32 scale per position and value.
 pub(crate) fn codebook_bytes(m: usize, words: usize, sub: usize) -> u64 {
     (words * sub + 4 * m * sub) as u64
+}
+
+/// A stored codeword value: its int8 code times its scale, in f32 (as the lookup's Cast and Mul).
+fn value(q: i8, scale: f32) -> f32 {
+    q as f32 * scale
 }
 
 /// Codewords `[k, sub]` (f32, row-major) in int8, each column in units of its scale (its largest

@@ -271,7 +271,7 @@ pub fn quantize_weighted(rows: ArrayView2<f32>, params: &QuantParams, columns: O
     let columns = columns.filter(|_| params.scheme == Scheme::Asymmetric);
     let (n, cols) = rows.dim();
     let levels = (params.scheme == Scheme::Levels).then(|| fit_levels(rows, params));
-    let levels_ref = levels.as_deref();
+    let levels_ref = levels.as_ref();
     let (row_bytes, nblocks) = (params.row_bytes(cols), params.blocks(cols));
     let mut packed = Array2::<u8>::zeros((n, row_bytes));
     let mut scales = Array2::<f16>::from_elem((n, nblocks), f16::ZERO);
@@ -305,7 +305,7 @@ pub fn quantize_weighted(rows: ArrayView2<f32>, params: &QuantParams, columns: O
                             *v = row[c];
                         }
                         let (scale, min) = match (columns, levels_ref) {
-                            (_, Some(levels)) => (quantize_block_levels(x, levels, q).1, f16::ZERO),
+                            (_, Some(levels)) => (quantize_block_levels(x, levels, q), f16::ZERO),
                             (Some(w), None) => quantize_block_weighted(x, &w[start..end], params.range().1, q, trial),
                             (None, None) => quantize_block(x, params, q, trial),
                         };
@@ -323,7 +323,7 @@ pub fn quantize_weighted(rows: ArrayView2<f32>, params: &QuantParams, columns: O
         }
     });
     drop(mins_chunks);
-    Ok(QuantizedRows { packed, scales, mins, levels, cols, params: *params })
+    Ok(QuantizedRows { packed, scales, mins, levels: levels.map(|l| l.values), cols, params: *params })
 }
 
 /// Blocks of the table [`fit_levels`] fits the levels on, at most (evenly spread over it).
@@ -335,13 +335,32 @@ const LEVEL_FIT_ROUNDS: usize = 4;
 /// levels).
 const LEVEL_SCALES: usize = 13;
 
+/// Ascending levels and the midpoints between neighbours: a value's level is the one of the
+/// midpoints it is above (of two equally near levels, the lower).
+struct Levels {
+    values: Vec<f32>,
+    mids: Vec<f32>,
+}
+
+impl Levels {
+    fn new(values: Vec<f32>) -> Levels {
+        let mids = values.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+        Levels { values, mids }
+    }
+
+    /// The index of the level nearest `y` (0 for NaN).
+    fn index(&self, y: f32) -> usize {
+        self.mids.iter().map(|&m| usize::from(m < y)).sum()
+    }
+}
+
 /// The levels of a [`Scheme::Levels`] table: ascending, the largest magnitude 1. Lloyd's
 /// algorithm in one dimension on blocks of the table (at most [`LEVEL_FIT_BLOCKS`]), each scaled
 /// by its block's scale of least error under the levels so far: from levels evenly spaced in
 /// [-1, 1] and each block by its largest magnitude, [`LEVEL_FIT_ROUNDS`] rounds. Deterministic.
-fn fit_levels(rows: ArrayView2<f32>, params: &QuantParams) -> Vec<f32> {
+fn fit_levels(rows: ArrayView2<f32>, params: &QuantParams) -> Levels {
     let count = params.levels();
-    let mut levels: Vec<f32> = (0..count).map(|i| (2 * i + 1) as f32 / count as f32 - 1.0).collect();
+    let mut levels = Levels::new((0..count).map(|i| (2 * i + 1) as f32 / count as f32 - 1.0).collect());
     let (n, cols) = rows.dim();
     let per_row = params.blocks(cols);
     let total = n * per_row;
@@ -364,7 +383,7 @@ fn fit_levels(rows: ArrayView2<f32>, params: &QuantParams) -> Vec<f32> {
             let q = &mut codes[..x.len()];
             let scale = match round {
                 0 => f16_bracket(largest(x)).1, // the block's largest magnitude on the outer levels
-                _ => quantize_block_levels(x, &levels, q).1,
+                _ => quantize_block_levels(x, &levels, q),
             };
             let s = scale.to_f32();
             if s <= 0.0 {
@@ -372,21 +391,23 @@ fn fit_levels(rows: ArrayView2<f32>, params: &QuantParams) -> Vec<f32> {
             }
             for &v in x {
                 let y = v / s;
-                let u = nearest_level(&levels, y);
+                let u = levels.index(y);
                 sums[u] += y as f64;
                 counts[u] += 1.0;
             }
         }
-        for ((l, s), c) in levels.iter_mut().zip(&sums).zip(&counts) {
+        let mut values = levels.values;
+        for ((l, s), c) in values.iter_mut().zip(&sums).zip(&counts) {
             if *c > 0.0 {
                 *l = (s / c) as f32;
             }
         }
-        let top = levels.iter().fold(0f32, |m, l| m.max(l.abs()));
+        let top = values.iter().fold(0f32, |m, l| m.max(l.abs()));
         if top > 0.0 {
-            levels.iter_mut().for_each(|l| *l /= top);
+            values.iter_mut().for_each(|l| *l /= top);
         }
-        levels.sort_by(f32::total_cmp);
+        values.sort_by(f32::total_cmp);
+        levels = Levels::new(values);
     }
     levels
 }
@@ -401,46 +422,30 @@ fn largest(x: &[f32]) -> f64 {
     x.iter().map(|&v| (finite_or_zero(v) as f64).abs()).fold(0.0, f64::max).min(f16::MAX.to_f64())
 }
 
-/// The index of the level nearest `y` (the lower of two equally near) among ascending `levels`.
-fn nearest_level(levels: &[f32], y: f32) -> usize {
-    let above = levels.partition_point(|&l| l < y);
-    match above {
-        0 => 0,
-        a if a == levels.len() => a - 1,
-        a => if y - levels[a - 1] <= levels[a] - y { a - 1 } else { a },
-    }
-}
-
-/// The squared error of `x` on `levels` (ascending) under `scale` (> 0), in f32: each value's
-/// nearest level found by counting the midpoints `mids` below it (the same index as
-/// [`nearest_level`] but for values exactly halfway, which go up here; either is as near).
-fn levels_error(x: &[f32], levels: &[f32], mids: &[f32], scale: f32) -> f32 {
+/// The squared error of `x` on `levels` under `scale` (> 0), in f32.
+fn levels_error(x: &[f32], levels: &Levels, scale: f32) -> f32 {
     x.iter()
         .map(|&v| {
             let v = finite_or_zero(v);
-            let y = v / scale;
-            let u = mids.iter().map(|&m| usize::from(m < y)).sum::<usize>();
-            let e = v - levels[u] * scale;
+            let e = v - levels.values[levels.index(v / scale)] * scale;
             e * e
         })
         .sum()
 }
 
-/// Quantizes one block `x` on ascending `levels` (the largest magnitude 1) into codes `q` (same
-/// length): the f16 scale of least squared error among the block's largest magnitude times
-/// 0.55, 0.6, .. 1.15 ([`LEVEL_SCALES`]), then a half step either side of the best. Returns
-/// that error and the scale (0, all codes those of the level nearest 0, for a block of zeros;
-/// non-finite values are taken as 0).
-fn quantize_block_levels(x: &[f32], levels: &[f32], q: &mut [i32]) -> (f64, f16) {
+/// Quantizes one block `x` on `levels` (the largest magnitude 1) into codes `q` (same length):
+/// the f16 scale of least squared error among the block's largest magnitude times 0.55, 0.6, ..
+/// 1.15 ([`LEVEL_SCALES`]), then a half step either side of the best. Returns the scale (0, all
+/// codes those of the level nearest 0, for a block of zeros; non-finite values are taken as 0).
+fn quantize_block_levels(x: &[f32], levels: &Levels, q: &mut [i32]) -> f16 {
     let m = largest(x);
-    let mids: Vec<f32> = levels.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
     let mut best: Option<(f32, f16, f64)> = None;
     let try_factor = |f: f64, best: &mut Option<(f32, f16, f64)>| {
         let scale = f16::from_f64((m * f).min(f16::MAX.to_f64()));
         if scale.to_f64().is_nan() || scale.to_f64() <= 0.0 || best.is_some_and(|(_, s, _)| s == scale) {
             return;
         }
-        let sse = levels_error(x, levels, &mids, scale.to_f32());
+        let sse = levels_error(x, levels, scale.to_f32());
         if best.is_none_or(|(e, _, _)| sse < e) {
             *best = Some((sse, scale, f));
         }
@@ -452,12 +457,12 @@ fn quantize_block_levels(x: &[f32], levels: &[f32], q: &mut [i32]) -> (f64, f16)
         try_factor(f - 0.025, &mut best);
         try_factor(f + 0.025, &mut best);
     }
-    let (sse, scale) = best.map_or((0.0, f16::ZERO), |(e, s, _)| (e as f64, s));
+    let scale = best.map_or(f16::ZERO, |(_, s, _)| s);
     let s = scale.to_f32();
     for (u, &v) in q.iter_mut().zip(x) {
-        *u = nearest_level(levels, if s > 0.0 { finite_or_zero(v) / s } else { 0.0 }) as i32;
+        *u = levels.index(if s > 0.0 { finite_or_zero(v) / s } else { 0.0 }) as i32;
     }
-    (sse, scale)
+    scale
 }
 
 /// The dequantized table `[n, cols]`, equal bit for bit to what the dequantizing graph computes.

@@ -90,7 +90,10 @@ impl Default for Storage {
 }
 
 impl Storage {
-    /// The quantization of `rows` at `bits`: symmetric at 8 and 4 bits. At 2 bits, plain rows
+    /// The quantization of `rows` at `bits`: symmetric at 8 bits, and at 4 bits for
+    /// coefficients; plain rows at 4 bits on levels fitted to the table ([`Scheme::Levels`]:
+    /// on all-MiniLM-L6-v2's frequent rows 31% less squared error than by the block maximum,
+    /// in a numpy simulation). At 2 bits, plain rows
     /// take mid-rise levels (no zero level, no minimum, the scale of least error): on
     /// all-MiniLM-L6-v2's table they err 0.328 (relative Frobenius, block 32) for 2.5 bits a value
     /// where a scale and a minimum per block err 0.393 for 3 bits, and its `--plain --bits 2

@@ -3,7 +3,7 @@
 
 use super::fit::{self, Fitted};
 use super::prepare::Prepared;
-use super::setting::{Plan, Shared};
+use super::setting::{Plan, ROTATED_BASIS, Shared};
 use crate::check::Screen;
 use crate::error::Result;
 use crate::onnx::Model;
@@ -62,14 +62,12 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
             let rows = tiers.as_ref().map_or_else(|| (0..table.nrows()).collect(), |t| t.cold.clone());
             let (weights, threads) = (prepared.weights.as_deref(), prepared.run.threads);
             let branch = match &plan.codes {
-                // (the axes in f16, as the bases of clusters under quantized coefficients)
-                Some(params) if plan.rotated_codes() => {
-                    let params = crate::codes::CodeParams { seed: prepared.run.seed, ..*params };
-                    Layout::rotated_coded_branch(table.view(), rows, &params, weights, FloatType::F16, threads)?
-                }
                 Some(params) => {
                     let params = crate::codes::CodeParams { seed: prepared.run.seed, ..*params };
-                    Layout::coded_branch(table.view(), rows, &params, weights, threads)?
+                    match plan.rotated_codes() {
+                        true => Layout::rotated_coded_branch(table.view(), rows, &params, weights, ROTATED_BASIS, threads)?,
+                        false => Layout::coded_branch(table.view(), rows, &params, weights, threads)?,
+                    }
                 }
                 None => {
                     // Rows that a tied head also reads: blocks fitted to the head's error.
@@ -77,7 +75,7 @@ pub(crate) fn store<'f>(prepared: &Prepared, plan: &Plan, fitted: Option<&'f Fit
                     Layout::plain_branch_weighted(table.view(), rows, dtype, plan.quant.as_ref(), columns)?
                 }
             };
-            (if plan.rotated_codes() { FloatType::F16 } else { dtype }, vec![branch])
+            (if plan.rotated_codes() { ROTATED_BASIS } else { dtype }, vec![branch])
         }
     };
     branches.extend(rest.into_iter().filter(|b| !b.members.is_empty()));

@@ -226,6 +226,10 @@ pub(crate) struct Plan {
 /// bits a value) keep 0.791, 0.109, +9.1%.
 pub(crate) const TIED_4BIT_BLOCK: usize = 16;
 
+/// The type of the principal axes of rotated codes ([`Method::Codes`]): f16, as the bases of
+/// clusters under quantized coefficients.
+pub(crate) const ROTATED_BASIS: FloatType = FloatType::F16;
+
 /// What becomes of a table that other nodes read too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shared {
@@ -368,9 +372,8 @@ impl Plan {
             Method::Codes { .. } => return self.codes_bytes(n, d, hot, dtype),
             Method::Subspaces { adaptive, .. } => {
                 for f in &self.fits {
-                    let j = if adaptive { d } else { f.j };
-                    least = least.min(self.bytes_with(n, d, hot, dtype, f.k, j));
-                    most = most.max(self.bytes_with(n, d, hot, dtype, f.k, j));
+                    let bytes = self.bytes_with(n, d, hot, dtype, f.k, if adaptive { d } else { f.j });
+                    (least, most) = (least.min(bytes), most.max(bytes));
                 }
                 if adaptive {
                     least = 0; // dimensions shared out unevenly: no bound below
@@ -422,7 +425,7 @@ impl Plan {
         // (a zero row adds a code row and one zero codeword)
         bytes += params.bytes(n - hot + zero, d).total() + (zero * params.sub) as u64;
         if self.rotated_codes() {
-            bytes += (d * d * FloatType::F16.size()) as u64; // the axes
+            bytes += (d * d * ROTATED_BASIS.size()) as u64; // the axes
         }
         (bytes, bytes)
     }
